@@ -1,0 +1,1 @@
+"""The MLTrack dashboard: a local Panel app over an experiment folder."""

@@ -1,0 +1,95 @@
+"""MLTrack: documents and tracks supervised machine-learning work inside Jupyter.
+
+```python
+import mlt_kernel as mlt
+
+mlt.log_predictions(y_test, model.predict(X_test), y_proba=model.predict_proba(X_test))
+mlt.log_metric("loss", loss, step=epoch)
+exp = mlt.Experiment("mlt-experiments/default")
+exp.runs()
+```
+
+Importing this package is cheap: the read API (DuckDB, pyarrow) and the
+kernel (ipykernel) load only when used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+from .api import (  # noqa: E402
+    _note_cell,
+    current_run,
+    log_metric,
+    log_metrics,
+    log_params,
+    log_predictions,
+    note,
+    start,
+    stop,
+)
+from .errors import (  # noqa: E402
+    DamagedFileWarning,
+    DirectiveError,
+    ExperimentFolderWarning,
+    MLTrackError,
+    MLTrackWarning,
+    NotRecordingError,
+    PlotPathError,
+    RunError,
+    UnknownRunError,
+)
+
+if TYPE_CHECKING:
+    from .experiment import Experiment
+
+__all__ = [
+    "DamagedFileWarning",
+    "DirectiveError",
+    "Experiment",
+    "ExperimentFolderWarning",
+    "MLTrackError",
+    "MLTrackWarning",
+    "NotRecordingError",
+    "PlotPathError",
+    "RunError",
+    "UnknownRunError",
+    "__version__",
+    "current_run",
+    "load_ipython_extension",
+    "log_metric",
+    "log_metrics",
+    "log_params",
+    "log_predictions",
+    "note",
+    "start",
+    "stop",
+    "unload_ipython_extension",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Experiment":
+        from .experiment import Experiment
+
+        return Experiment
+    raise AttributeError(f"module 'mlt_kernel' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext mlt_kernel``: record cells in a plain IPython kernel."""
+    from .extension import attach
+
+    attach(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from .extension import detach
+
+    detach(ipython)
+
+
+# Keep the private helper importable for the code that note cells become.
+_note_cell = _note_cell

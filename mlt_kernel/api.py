@@ -1,0 +1,157 @@
+"""The logging API used from notebook code (``import mlt_kernel as mlt``).
+
+Every call goes to the session's recorder, which exists inside the MLTrack
+kernel or after ``%load_ext mlt_kernel``; elsewhere the calls raise
+``NotRecordingError``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .errors import NotRecordingError, RunError, UnknownRunError
+
+if TYPE_CHECKING:
+    from .recorder import Recorder
+
+#: The recorder of this process, set by ``extension.attach``.
+_recorder: Recorder | None = None
+
+
+def _active() -> Recorder:
+    if _recorder is None:
+        raise NotRecordingError(
+            "MLTrack is not recording here: choose the 'Python (MLTrack)' kernel, "
+            "or run %load_ext mlt_kernel first"
+        )
+    return _recorder
+
+
+def current_run() -> str | None:
+    """The id of the open run, or None."""
+    rec = _active()
+    return rec.run.run_id if rec.run is not None else None
+
+
+def start(name: str, **params: Any) -> str:
+    """Start a run that spans cells (like ``# mlt: record start name=…``); returns its id."""
+    return _active().start_run(name, params).run_id
+
+
+def stop() -> str:
+    """End the open run when the current cell ends (like ``# mlt: record stop``)."""
+    return _active().stop_run().run_id
+
+
+def log_params(**params: Any) -> None:
+    """Add parameters to the open run."""
+    for key, value in params.items():
+        if not isinstance(value, (str, int, float, bool, type(None))):
+            raise ValueError(f"param {key!r}: {value!r} is not a string, number or boolean")
+    _active().log_params(params)
+
+
+def _resolve_run(rec: Recorder, run: str | None) -> tuple[str, str]:
+    """``(run_id, name)`` of *run* (an id or a unique name), or of the open run."""
+    if run is None:
+        open_run = rec.require_run()
+        return open_run.run_id, open_run.name
+    if rec.run is not None and run in (rec.run.run_id, rec.run.name):
+        return rec.run.run_id, rec.run.name
+    from .experiment import Experiment
+
+    row = Experiment(rec.exp_path).resolve_run(run)
+    return row["run_id"], row["name"]
+
+
+def _metric_value(name: str, value: Any) -> float:
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"a metric needs a non-empty name, got {name!r}")
+    item = getattr(value, "item", None)
+    if callable(item):  # numpy and torch scalars
+        value = item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"metric {name!r}: {value!r} is not a number")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"metric {name!r}: {value} is not finite")
+    return value
+
+
+def log_metrics(mapping: Mapping[str, Any], step: int | None = None, *, run: str | None = None) -> None:
+    """Log several metric values at once (a training curve point when *step* is given)."""
+    rec = _active()
+    if step is not None and (isinstance(step, bool) or not isinstance(step, numbers.Integral)):
+        raise ValueError(f"step must be an integer, got {step!r}")
+    values = {name: _metric_value(name, value) for name, value in mapping.items()}
+    run_id, _ = _resolve_run(rec, run)
+    for name, value in values.items():
+        rec.write(
+            "metrics",
+            {"run_id": run_id, "session_id": rec.session_id, "name": name,
+             "step": None if step is None else int(step), "value": value},
+        )
+
+
+def log_metric(name: str, value: Any, step: int | None = None, *, run: str | None = None) -> None:
+    """Log one metric value (a training curve point when *step* is given)."""
+    log_metrics({name: value}, step, run=run)
+
+
+def log_predictions(
+    y_true: Any,
+    y_pred: Any = None,
+    *,
+    y_proba: Any = None,
+    labels: Any = None,
+    run: str | None = None,
+    split: str = "test",
+    task: str | None = None,
+) -> dict[str, float]:
+    """Store predictions of the open (or named) run and compute its metrics.
+
+    Returns the metrics computed with scikit-learn. Bad input raises
+    ``ValueError`` naming the problem, and nothing of the call is stored.
+    """
+    from .predictions import record_predictions
+
+    rec = _active()
+    if not isinstance(split, str) or not split.strip():
+        raise ValueError(f"split must be a non-empty string, got {split!r}")
+    return record_predictions(
+        rec, y_true, y_pred, y_proba=y_proba, labels=labels, run=_resolve_run(rec, run)[0],
+        split=split, task=task,
+    )
+
+
+def note(markdown: str, plot: str | None = None, doc: str | None = None) -> str:
+    """Store a Markdown note, tied to a plot file and/or a document; returns its id."""
+    from .notes import record_note
+
+    if not isinstance(markdown, str):
+        raise ValueError(f"a note is Markdown text, got {type(markdown).__name__}")
+    return record_note(_active(), markdown, plot=plot, doc=doc, display=False)
+
+
+def _note_cell(markdown: str, plot: str | None = None, doc: str | None = None) -> None:
+    """What a ``# mlt: note`` cell runs: show the Markdown and store the note."""
+    from .notes import record_note
+
+    record_note(_active(), markdown, plot=plot, doc=doc, display=True)
+
+
+__all__ = [
+    "RunError",
+    "UnknownRunError",
+    "current_run",
+    "log_metric",
+    "log_metrics",
+    "log_params",
+    "log_predictions",
+    "note",
+    "start",
+    "stop",
+]

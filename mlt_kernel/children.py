@@ -1,0 +1,16 @@
+"""Helper processes of the kernel: the watcher, recovery, compaction.
+
+They run with ``python -P``: the notebook's working directory is not on their
+``sys.path``, so a user's ``duckdb.py`` or ``pyarrow.py`` beside the notebook
+cannot shadow the libraries they import. Their CPU time and memory also stay
+out of the user's cells.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def python_command(module: str, *args: str) -> list[str]:
+    """``[python, -P, -m, module, *args]`` for this interpreter."""
+    return [sys.executable, "-P", "-m", module, *args]

@@ -1,0 +1,72 @@
+"""``mlt-kernel``: install the kernelspec, compact an experiment folder."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import sys
+
+from . import __version__
+
+
+def _install(args: argparse.Namespace) -> int:
+    from .kernelspec import install
+
+    prefix = sys.prefix if args.sys_prefix else args.prefix
+    try:
+        path = install(user=args.user, prefix=prefix, kernel_name=args.name, display_name=args.display_name)
+    except OSError as exc:
+        hint = ""
+        if exc.errno == errno.EACCES:
+            hint = "; try --user, or --sys-prefix inside a virtual environment"
+        print(f"mlt-kernel install: {exc.strerror or exc}: {exc.filename or prefix}{hint}", file=sys.stderr)
+        return 1
+    print(f"Installed kernelspec {args.name} in {path}")
+    return 0
+
+
+def _compact(args: argparse.Namespace) -> int:
+    from .compaction import compact_folder
+
+    try:
+        report = compact_folder(args.path, progress=not args.quiet)
+    except FileNotFoundError as exc:
+        print(f"mlt-kernel compact: {exc}", file=sys.stderr)
+        return 2
+    print(report)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlt-kernel",
+        description="MLTrack: the Python (MLTrack) Jupyter kernel and its experiment folders.",
+    )
+    parser.add_argument("--version", action="version", version=f"mlt-kernel {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    inst = sub.add_parser("install", help="install the Python (MLTrack) kernelspec for Jupyter")
+    where = inst.add_mutually_exclusive_group()
+    where.add_argument("--user", action="store_true", help="for the current user (~/.local/share/jupyter)")
+    where.add_argument("--sys-prefix", action="store_true", help=f"in this environment ({sys.prefix})")
+    where.add_argument("--prefix", metavar="P", help="under prefix P (P/share/jupyter/kernels)")
+    inst.add_argument("--name", default="mltrack", help="kernelspec name (default: mltrack)")
+    inst.add_argument("--display-name", metavar="D", help="name shown in Jupyter (default: Python (MLTrack))")
+    inst.set_defaults(func=_install)
+
+    comp = sub.add_parser(
+        "compact", help="merge the Parquet files of closed sessions (makes queries faster)"
+    )
+    comp.add_argument("path", help="an experiment folder, or a folder of experiments")
+    comp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    comp.set_defaults(func=_compact)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""Compaction: journals become Parquet, and many small Parquet files become few.
+
+Two steps, both safe to interrupt at any point and safe while kernels write and
+readers read:
+
+1. ``compact_writer``: a finished writer's journals → one ``s-`` file per table.
+2. ``merge_table``: closed ``s-`` files (and small ``m-`` files) → ``m-`` files of
+   up to ``TARGET_ROWS`` rows, sorted by time. A merged file names the files it
+   replaces in its metadata; readers ignore those from the moment it exists,
+   and the replaced files are removed only after it is durable. One merger per
+   table at a time (an ``O_EXCL`` lock file, taken over when stale).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import layout, store
+from .journal import parse_journal_name
+from .schema import SCHEMA_VERSION, TABLES
+
+TARGET_ROWS = 4_000_000
+LOCK_STALE_S = 600.0
+
+
+@dataclass
+class Report:
+    folders: int = 0
+    journals: int = 0
+    records: int = 0
+    merged_files: int = 0
+    written_files: int = 0
+
+    def __str__(self) -> str:
+        return (
+            f"compacted {self.folders} experiment folder(s): {self.records} journal record(s) "
+            f"from {self.journals} closed writer(s); merged {self.merged_files} file(s) into "
+            f"{self.written_files}"
+        )
+
+
+@contextlib.contextmanager
+def _lock(folder: Path) -> Iterator[bool]:
+    """An exclusive lock file in *folder*; yields False when another merger holds it."""
+    path = folder / ".merge.lock"
+    try:
+        if time.time() - path.stat().st_mtime > LOCK_STALE_S:
+            path.unlink()
+    except FileNotFoundError:
+        pass
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        yield False
+        return
+    try:
+        os.write(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid()}).encode())
+        os.close(fd)
+        yield True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _open_writers(exp: Path) -> set[str]:
+    folder = exp / layout.JOURNALS
+    if not folder.is_dir():
+        return set()
+    return {p[0] for p in map(parse_journal_name, os.listdir(folder)) if p is not None}
+
+
+def _candidates(folder: Path, open_writers: set[str]) -> tuple[list[Path], list[str]]:
+    """Files worth merging, and leftovers already replaced by a merged file."""
+    files: list[Path] = []
+    replaced: set[str] = set()
+    for path in sorted(folder.iterdir()):
+        parsed = store.parse_table_file_name(path.name)
+        if parsed is None or parsed[2] != SCHEMA_VERSION or store.parquet_readable(path):
+            continue  # foreign, other versions, damaged: never touched
+        if parsed[0] == "s" and parsed[1] in open_writers:
+            continue  # its journal still exists: the reader may count it
+        if parsed[0] == "m":
+            replaced.update(store.replaced_files(path))
+        files.append(path)
+    leftovers = [p.name for p in files if p.name in replaced]
+    return [p for p in files if p.name not in replaced], leftovers
+
+
+def merge_table(exp: Path, table: str, open_writers: set[str] | None = None) -> tuple[int, int]:
+    """Merge the closed files of *table*; returns ``(files merged, files written)``."""
+    folder = exp / layout.TABLES / table
+    if not folder.is_dir():
+        return 0, 0
+    with _lock(folder) as held:
+        if not held:
+            return 0, 0
+        files, leftovers = _candidates(folder, _open_writers(exp) if open_writers is None else open_writers)
+        for name in leftovers:  # a merge interrupted after its file was durable
+            with contextlib.suppress(FileNotFoundError):
+                (folder / name).unlink()
+        merged = written = 0
+        for group in _groups(files):
+            if len(group) < 2:
+                continue
+            store.write_table_file(exp, table, (store.read_table(p) for p in group), [p.name for p in group])
+            for path in group:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            merged += len(group)
+            written += 1
+        return merged, written
+
+
+def _groups(files: list[Path]) -> Iterator[list[Path]]:
+    group: list[Path] = []
+    rows = 0
+    for path in files:
+        n = store.row_count(path)
+        if n >= TARGET_ROWS // 2:
+            continue  # big enough already
+        if group and rows + n > TARGET_ROWS:
+            yield group
+            group, rows = [], 0
+        group.append(path)
+        rows += n
+    if group:
+        yield group
+
+
+def compact_experiment(exp: Path, writer: str | None = None, report: Report | None = None) -> Report:
+    """Compact one experiment: *writer*'s journals (or every dead writer's), then merge."""
+    report = report or Report()
+    report.folders += 1
+    if writer is not None:
+        report.records += store.compact_writer(exp, writer)
+        report.journals += 1
+    else:
+        from .recovery import recover
+
+        report.journals += len(recover(exp, own=""))
+    open_writers = _open_writers(exp)
+    for table in TABLES:
+        merged, written = merge_table(exp, table, open_writers)
+        report.merged_files += merged
+        report.written_files += written
+    return report
+
+
+def compact_folder(path: str | os.PathLike[str], *, progress: bool = False) -> Report:
+    """``mlt-kernel compact PATH``: every experiment in *path*."""
+    experiments = layout.find_experiments(path)
+    if not experiments:
+        raise FileNotFoundError(f"no MLTrack experiment folder at {path}")
+    report = Report()
+    items: object = experiments
+    if progress and len(experiments) > 1:
+        from tqdm import tqdm
+
+        items = tqdm(experiments, desc="compacting", unit="experiment")
+    for exp in items:  # type: ignore[attr-defined]
+        compact_experiment(Path(exp), report=report)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mlt_kernel.compaction")
+    parser.add_argument("--writer", required=True, help="the session whose journals to compact")
+    parser.add_argument("folders", nargs="+")
+    args = parser.parse_args(argv)
+    failed = 0
+    for folder in args.folders:
+        try:
+            compact_experiment(Path(folder), writer=args.writer)
+        except Exception as exc:  # one folder's failure must not stop the others
+            print(f"{folder}: {exc}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

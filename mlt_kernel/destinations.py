@@ -1,0 +1,116 @@
+"""Where a session's records go: one journal per experiment folder it touched.
+
+The folder is chosen when the first record is written — never before the first
+cell ends — and may change when the notebook assigns ``EXP_PATH``. A folder
+that cannot be written is replaced by a fallback folder, named once in the
+cell's output; the records are kept there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from . import layout
+from .children import python_command
+from .journal import JournalWriter, journal_name
+
+SessionRecord = Callable[..., dict[str, Any]]
+
+
+def fallback_root() -> Path:
+    """``$XDG_DATA_HOME/mlt-kernel/fallback`` (``~/.local/share/…``)."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "mlt-kernel" / "fallback"
+
+
+def _fallback_candidates(wanted: Path) -> list[Path]:
+    tag = f"{wanted.name or 'experiment'}-{hashlib.sha1(str(wanted).encode()).hexdigest()[:8]}"
+    return [fallback_root() / tag, Path(tempfile.gettempdir()) / f"mlt-fallback-{os.getuid() if hasattr(os, 'getuid') else 'user'}" / tag]
+
+
+class Destinations:
+    """The session's journal writers, one per experiment folder."""
+
+    def __init__(self, session_id: str, session_record: SessionRecord, log: logging.Logger) -> None:
+        self.session_id = session_id
+        self._session_record = session_record
+        self.log = log
+        self.writers: dict[Path, JournalWriter] = {}
+        self.current: Path | None = None
+        self._wanted: Path | None = None
+        self._redirect: dict[Path, Path] = {}
+        self.on_new_folder: Callable[[Path], None] | None = None
+
+    def select(self, wanted: Path) -> Path:
+        """Make *wanted* (or its fallback) the current folder; returns the folder used."""
+        if wanted == self._wanted and self.current is not None:
+            return self.current
+        folder = self._redirect.get(wanted) or self._open(wanted)
+        self._wanted = wanted
+        self.current = folder
+        return folder
+
+    def _open(self, wanted: Path) -> Path:
+        for folder in [wanted, *_fallback_candidates(wanted)]:
+            if folder in self.writers:
+                return folder
+            try:
+                root = layout.ensure_layout(folder)
+                writer = JournalWriter(root / layout.JOURNALS / journal_name(self.session_id, "kernel"))
+                writer.write("sessions", self._session_record(root))
+            except OSError as exc:
+                if folder == wanted:
+                    problem = f"{exc.strerror or exc} ({folder})"
+                continue
+            self.writers[root] = writer
+            if root != wanted:
+                self._redirect[wanted] = root
+                print(
+                    f"MLTrack: cannot write the experiment folder: {problem}; "
+                    f"recording to {root} instead.",
+                    file=sys.stderr,
+                )
+            if self.on_new_folder is not None:
+                self.on_new_folder(root)
+            return root
+        raise OSError(f"MLTrack: no writable experiment folder for {wanted}")
+
+    def write(
+        self, table: str, record: dict[str, Any], *, also: Iterable[Path] = (), everywhere: bool = False
+    ) -> set[Path]:
+        """Write *record* to the current folder (and to *also*, or every folder)."""
+        if self.current is None:
+            raise RuntimeError("no experiment folder selected")
+        targets = set(self.writers) if everywhere else {self.current, *also}
+        for folder in targets:
+            self.writers[folder].write(table, record)
+        return targets
+
+    def close(self, ended_at: int) -> None:
+        """Write the session's end everywhere, close the journals and compact them."""
+        for root, writer in self.writers.items():
+            with contextlib.suppress(OSError):
+                writer.write("sessions", self._session_record(root, "ended", ended_at=ended_at))
+            writer.close()
+        if not self.writers:
+            return
+        folders = [str(root) for root in self.writers]
+        try:
+            proc = subprocess.run(
+                python_command("mlt_kernel.compaction", "--writer", self.session_id, *folders),
+                capture_output=True, text=True, timeout=120, check=False,
+            )  # fmt: skip
+        except (OSError, subprocess.SubprocessError) as exc:
+            self.log.error("MLTrack: could not compact %s (%s); readers use the journals", folders, exc)
+            return
+        if proc.returncode != 0:
+            self.log.error("MLTrack: compaction failed; readers use the journals: %s", proc.stderr.strip())

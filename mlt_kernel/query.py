@@ -1,0 +1,253 @@
+"""DuckDB over an experiment folder: the one module that imports ``duckdb``.
+
+``Scan`` lists what is in the folder (Parquet parts, live journals) and reads
+journals incrementally; ``Query`` keeps one in-memory DuckDB connection whose
+views — one per table, named like the table — always show the latest version
+of every row. Readers never write into the folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from . import layout, store
+from .errors import DamagedFileWarning
+from .journal import parse_journal_name, read_lines
+from .schema import SCHEMA_VERSION, TABLES, Table
+
+log = logging.getLogger("mlt_kernel.query")
+
+
+@dataclass
+class _Journal:
+    writer_id: str
+    offset: int = 0
+    records: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+
+
+@dataclass
+class Snapshot:
+    """What a scan found: Parquet files and journal records per table."""
+
+    parquet: dict[str, list[str]]
+    journal_tables: dict[str, pa.Table]
+    signature: tuple[Any, ...]
+
+
+class Scan:
+    """Lists an experiment folder and reads its journals incrementally."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._journals: dict[Path, _Journal] = {}
+        self._checked: dict[Path, tuple[float, int, str | None]] = {}
+        self._replaces: dict[Path, list[str]] = {}
+        self._warned: set[tuple[Path, str]] = set()
+
+    def _warn(self, path: Path, why: str) -> None:
+        if (path, why) not in self._warned:
+            self._warned.add((path, why))
+            warnings.warn(f"{path}: {why}; skipped", DamagedFileWarning, stacklevel=4)
+
+    def _parquet_ok(self, path: Path, st: os.stat_result) -> bool:
+        cached = self._checked.get(path)
+        if cached is None or cached[:2] != (st.st_mtime, st.st_size):
+            cached = (st.st_mtime, st.st_size, store.parquet_readable(path))
+            self._checked[path] = cached
+        if cached[2] is not None:
+            self._warn(path, f"unreadable Parquet file ({cached[2]})")
+            return False
+        return True
+
+    def _table_files(self, table: str) -> tuple[list[Path], set[str]]:
+        folder = self.root / layout.TABLES / table
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            return [], set()
+        files: list[Path] = []
+        replaced: set[str] = set()
+        for entry in entries:
+            parsed = store.parse_table_file_name(entry.name)
+            if parsed is None:
+                continue  # temporary files of a writer, foreign files
+            path = Path(entry.path)
+            if parsed[2] > SCHEMA_VERSION:
+                self._warn(path, f"schema version {parsed[2]} is newer than this reader's ({SCHEMA_VERSION}); upgrade mlt-kernel")
+                continue
+            if parsed[2] < SCHEMA_VERSION or not self._parquet_ok(path, entry.stat()):
+                if parsed[2] < SCHEMA_VERSION:
+                    self._warn(path, f"schema version {parsed[2]} is not readable by this version")
+                continue
+            if parsed[0] == "m":
+                if path not in self._replaces:
+                    self._replaces[path] = store.replaced_files(path)
+                replaced.update(self._replaces[path])
+            files.append(path)
+        return files, replaced
+
+    def _read_journals(self) -> list[tuple[Path, int]]:
+        folder = self.root / layout.JOURNALS
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            entries = []
+        seen = []
+        for entry in entries:
+            parsed = parse_journal_name(entry.name)
+            if parsed is None:
+                continue
+            path = Path(entry.path)
+            if parsed[2] != SCHEMA_VERSION:
+                self._warn(path, f"journal of schema version {parsed[2]} (this reader: {SCHEMA_VERSION})")
+                continue
+            state = self._journals.setdefault(path, _Journal(parsed[0]))
+            try:
+                size = entry.stat().st_size
+                if size < state.offset:  # replaced by a shorter file: start again
+                    state = self._journals[path] = _Journal(parsed[0])
+                if size > state.offset:
+                    records, state.offset, bad = read_lines(path, state.offset)
+                    if bad:
+                        self._warn(path, f"{bad} unreadable journal line(s)")
+                    for rec in records:
+                        state.records[rec["table"]].append(rec)
+            except FileNotFoundError:
+                continue  # compacted while we looked
+            seen.append((path, state.offset))
+        for gone in set(self._journals) - {p for p, _ in seen}:
+            del self._journals[gone]
+        return seen
+
+    def snapshot(self) -> Snapshot:
+        journals = self._read_journals()
+        parquet: dict[str, list[str]] = {}
+        journal_tables: dict[str, pa.Table] = {}
+        signature: list[Any] = [tuple(sorted((str(p), o) for p, o in journals))]
+        for name in TABLES:
+            files, replaced = self._table_files(name)
+            names = {f.name for f in files}
+            kept = sorted(str(f) for f in files if f.name not in replaced)
+            parquet[name] = kept
+            signature.append(tuple(kept))
+            records: list[dict[str, Any]] = []
+            for state in self._journals.values():
+                # A journal whose Parquet twin exists is being removed: don't count it twice.
+                if store.session_file_name(state.writer_id) in names:
+                    continue
+                records.extend(state.records.get(name, ()))
+            journal_tables[name] = store.records_to_arrow(name, records)
+        return Snapshot(parquet, journal_tables, tuple(signature))
+
+
+def _ident(name: str) -> str:
+    """Quote an identifier that comes from the schema module."""
+    if name not in TABLES and not any(name in t.names for t in TABLES.values()):
+        raise ValueError(f"not a schema identifier: {name!r}")
+    return '"' + name + '"'
+
+
+def _latest_sql(tbl: Table, source: str) -> str:
+    cols = ", ".join(_ident(c) for c in tbl.names)
+    if not tbl.key:
+        return f"SELECT {cols} FROM {source}"
+    key = ", ".join(_ident(k) for k in tbl.key)
+    return (
+        f"SELECT {cols} FROM {source} "
+        f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY recorded_at DESC) = 1"
+    )
+
+
+# Views built on the per-table ones: cells with what the watcher saw, runs with
+# peaks taken from their cells.
+_DERIVED = {
+    "cells": """
+        SELECT c.* REPLACE (
+            coalesce(u.children_peak_rss_bytes, c.children_peak_rss_bytes) AS children_peak_rss_bytes,
+            greatest(c.peak_gpu_bytes, u.peak_gpu_bytes) AS peak_gpu_bytes)
+        FROM _latest_cells c LEFT JOIN cell_usage u USING (session_id, cell_seq)
+    """,
+    "runs": """
+        SELECT r.* REPLACE (
+            greatest(r.peak_rss_bytes, agg.peak_rss_bytes) AS peak_rss_bytes,
+            greatest(r.peak_gpu_bytes, agg.peak_gpu_bytes) AS peak_gpu_bytes)
+        FROM _latest_runs r LEFT JOIN (
+            SELECT run_id, max(peak_rss_bytes) AS peak_rss_bytes, max(peak_gpu_bytes) AS peak_gpu_bytes
+            FROM cells WHERE run_id IS NOT NULL GROUP BY run_id) agg USING (run_id)
+    """,
+}
+
+
+class Query:
+    """A DuckDB connection with one view per table of an experiment folder."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self._scan = Scan(self.root)
+        self._con = duckdb.connect(":memory:")
+        self._lock = threading.RLock()
+        self._signature: tuple[Any, ...] | None = None
+        self.refresh()
+
+    def refresh(self) -> bool:
+        """Pick up new files and journal lines; True when anything changed."""
+        with self._lock:
+            snap = self._scan.snapshot()
+            if snap.signature == self._signature:
+                return False
+            for name, tbl in TABLES.items():
+                self._define(tbl, snap.parquet[name], snap.journal_tables[name])
+            for name, sql in _DERIVED.items():
+                self._con.execute(f"CREATE OR REPLACE VIEW {_ident(name)} AS {sql}")
+            self._signature = snap.signature
+            return True
+
+    def _define(self, tbl: Table, files: list[str], journal: pa.Table) -> None:
+        con = self._con
+        jname = f"_j_{tbl.name}"
+        con.register(jname, journal)
+        sources = [f"SELECT * FROM {jname}"]
+        if files:
+            pname = f"_p_{tbl.name}"
+            con.read_parquet(files, union_by_name=True).create_view(pname, replace=True)
+            sources.insert(0, f"SELECT * FROM {pname}")
+        con.execute(f"CREATE OR REPLACE VIEW _raw_{tbl.name} AS {' UNION ALL BY NAME '.join(sources)}")
+        latest = f"_latest_{tbl.name}" if tbl.name in _DERIVED else tbl.name
+        con.execute(f"CREATE OR REPLACE VIEW {latest} AS {_latest_sql(tbl, '_raw_' + tbl.name)}")
+
+    def _execute(self, sql: str, params: list[Any] | dict[str, Any] | None) -> Any:
+        with self._lock:
+            try:
+                return self._con.execute(sql, params or [])
+            except duckdb.IOException:
+                # A compaction replaced files between our scan and this query.
+                self._signature = None
+                self.refresh()
+                return self._con.execute(sql, params or [])
+
+    def df(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> Any:
+        """Run parametrised *sql* and return a pandas DataFrame."""
+        with self._lock:
+            return self._execute(sql, params).df()
+
+    def arrow(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pa.Table:
+        with self._lock:
+            return self._execute(sql, params).to_arrow_table()
+
+    def rows(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()

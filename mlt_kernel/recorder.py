@@ -1,0 +1,489 @@
+"""The recorder: turns IPython's execution events into records.
+
+It pairs ``pre_run_cell``/``post_run_cell`` (``post_run_cell`` arrives without
+``pre_run_cell`` for blank cells; silent executions are not recorded), applies
+the cell's directives, runs the hooks inside one guarded boundary, keeps the
+current run, and appends every record to the session's journal in the chosen
+experiment folder. It is used by ``MLTrackKernel`` and by ``%load_ext mlt_kernel``
+alike; nothing here knows about the kernel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import hashlib
+import logging
+import os
+import platform
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__, layout
+from .children import python_command
+from .destinations import Destinations
+from .directives import Directive, ParsedCell, parse_cell
+from .errors import DirectiveError, MLTrackError, RunError
+from .hooks import CellContext, Hook, default_hooks
+from .journal import now_us
+
+log = logging.getLogger("mlt_kernel")
+
+CODE_CHARS = 2000
+_MARK = "mlt"
+
+
+@dataclass
+class Run:
+    """An open run."""
+
+    run_id: str
+    name: str
+    params: dict[str, Any]
+    started_at: int
+    span: bool  #: spans cells (``record start`` / ``mlt.start``) rather than one cell
+    first_cell_seq: int | None = None
+    last_cell_seq: int | None = None
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    peak_rss_bytes: int | None = None
+    peak_gpu_bytes: int | None = None
+    stop_status: str | None = None  #: set when asked to stop while a cell runs
+    error: bool = False
+
+    def add_cell(self, rec: Mapping[str, Any]) -> None:
+        seq = rec["cell_seq"]
+        if self.first_cell_seq is None:
+            self.first_cell_seq = seq
+        self.last_cell_seq = seq
+        self.wall_s += rec.get("wall_s") or 0.0
+        self.cpu_s += rec.get("cpu_s") or 0.0
+        for key in ("peak_rss_bytes", "peak_gpu_bytes"):
+            value = rec.get(key)
+            if value is not None:
+                current = getattr(self, key)
+                setattr(self, key, value if current is None else max(current, value))
+
+    def record(self, session_id: str, status: str, ended_at: int | None = None) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "name": self.name,
+            "session_id": session_id,
+            "status": status,
+            "started_at": self.started_at,
+            "ended_at": ended_at,
+            "wall_s": self.wall_s,
+            "cpu_s": self.cpu_s,
+            "peak_rss_bytes": self.peak_rss_bytes,
+            "peak_gpu_bytes": self.peak_gpu_bytes,
+            "params": self.params,
+            "first_cell_seq": self.first_cell_seq,
+            "last_cell_seq": self.last_cell_seq,
+        }
+
+
+@dataclass
+class Plan:
+    """What to do with a cell, decided from its directives before it runs."""
+
+    kind: str  #: ``record``, ``skip``, ``note`` or ``error``
+    parsed: ParsedCell | None = None
+    error: MLTrackError | None = None
+    record: Directive | None = None
+
+
+@dataclass
+class _Pending:
+    ctx: CellContext
+    run: Run | None
+    folders: set[Path] = field(default_factory=set)
+
+
+def _status(result: Any) -> tuple[str, str | None]:
+    err = getattr(result, "error_in_exec", None) or getattr(result, "error_before_exec", None)
+    if err is None:
+        return "ok", None
+    if isinstance(err, KeyboardInterrupt):
+        return "interrupted", "KeyboardInterrupt"
+    return "error", type(err).__name__
+
+
+def _as_folder(path: Any) -> Path | None:
+    if isinstance(path, (str, os.PathLike)) and str(path).strip():
+        return Path(os.path.expanduser(os.fspath(path))).absolute()
+    return None
+
+
+class Recorder:
+    """Records the cells of one session (one kernel process)."""
+
+    def __init__(
+        self,
+        shell: Any,
+        *,
+        exp_path: str = "",
+        watcher: bool = True,
+        busy_interval: float = 0.05,
+        idle_interval: float = 1.0,
+        logger: logging.Logger | None = None,
+        hooks: list[Hook] | None = None,
+    ) -> None:
+        self.shell = shell
+        self.log = logger or log
+        self.session_id = layout.new_writer_id()
+        self.started_at = now_us()
+        self.hooks = default_hooks() if hooks is None else hooks
+        self.configured_path = exp_path
+        self.dest = Destinations(self.session_id, self._session_record, self.log)
+        self.cell_seq = 0
+        self.run: Run | None = None
+        self._pending: _Pending | None = None
+        self._plan_cache: tuple[str, Plan] | None = None
+        self._messages: list[str] = []
+        self._messages_lock = threading.Lock()
+        self._watcher_opts = (busy_interval, idle_interval)
+        self._watcher: Any = None
+        self._closed = False
+        self._wanted: tuple[tuple[Any, ...], Path] | None = None
+        self.dest.on_new_folder = self._on_new_folder
+        if watcher:
+            threading.Thread(target=self._start_watcher, name="mlt-watcher-start", daemon=True).start()
+
+    # -- experiment folder -------------------------------------------------
+    def _default_path(self) -> Path:
+        env = os.environ.get("MLT_EXP_PATH", "").strip()
+        chosen = env or self.configured_path or os.path.join("mlt-experiments", "default")
+        return Path(os.path.expanduser(chosen)).absolute()
+
+    def wanted_path(self) -> Path:
+        """Where records go now: ``EXP_PATH`` in the notebook, else env, trait, default."""
+        ns = getattr(self.shell, "user_ns", {}) or {}
+        # Checked after every cell: resolve only when the inputs changed.
+        key = (ns.get("EXP_PATH"), os.environ.get("MLT_EXP_PATH"), os.getcwd())
+        if self._wanted is None or self._wanted[0] != key:
+            self._wanted = (key, _as_folder(key[0]) or self._default_path())
+        return self._wanted[1]
+
+    @property
+    def exp_path(self) -> Path:
+        return self.dest.current or self.wanted_path()
+
+    def _session_record(self, exp: Path, status: str = "running", **extra: Any) -> dict[str, Any]:
+        ns = getattr(self.shell, "user_ns", {}) or {}
+        notebook = ns.get("__session__") or os.environ.get("JPY_SESSION_NAME")
+        proc_exact = any(getattr(h, "exact", False) for h in self.hooks)
+        rec = {
+            "session_id": self.session_id,
+            "started_at": self.started_at,
+            "status": status,
+            "kernel_pid": os.getpid(),
+            "hostname": socket.gethostname(),
+            "user": _user(),
+            "python": platform.python_version(),
+            "mlt_version": __version__,
+            "exp_path": str(exp),
+            "notebook": str(notebook) if notebook else None,
+            "peak_exact": proc_exact,
+        }
+        rec.update(extra)
+        return rec
+
+    def _on_new_folder(self, exp: Path) -> None:
+        if self._watcher is not None:
+            self._watcher.set_experiment(str(exp))
+        threading.Thread(
+            target=self._look_back, args=(exp,), name="mlt-recovery", daemon=True
+        ).start()
+
+    def _look_back(self, exp: Path) -> None:
+        """Recover sessions that died without compaction; report the last death.
+
+        Runs in a child process: DuckDB and pyarrow stay out of the kernel, and
+        their CPU time out of the user's cell.
+        """
+        try:
+            proc = subprocess.run(
+                python_command("mlt_kernel.recovery", str(exp), self.session_id),
+                capture_output=True, text=True, timeout=120, check=False,
+            )  # fmt: skip
+        except (OSError, subprocess.SubprocessError):
+            self.log.exception("MLTrack: could not look at earlier sessions in %s", exp)
+            return
+        if proc.returncode != 0:
+            self.log.error("MLTrack: looking at earlier sessions in %s failed: %s", exp, proc.stderr.strip())
+        if proc.stdout.strip():
+            self.say(proc.stdout.strip())
+
+    def say(self, line: str) -> None:
+        """Show *line* in the output of the next cell that ends."""
+        with self._messages_lock:
+            self._messages.append(line)
+
+    def _flush_messages(self) -> None:
+        if not self._messages:
+            return
+        with self._messages_lock:
+            lines, self._messages = self._messages, []
+        for line in lines:
+            print(line, file=sys.stderr)
+
+    # -- watcher -----------------------------------------------------------
+    def _start_watcher(self) -> None:
+        try:
+            from .watcher import WatcherHandle
+
+            busy, idle = self._watcher_opts
+            watcher = WatcherHandle.start(os.getpid(), self.session_id, busy_interval=busy, idle_interval=idle)
+        except Exception:
+            self.log.exception("MLTrack: the resource watcher did not start")
+            return
+        if self._closed:
+            watcher.stop()
+            return
+        self._watcher = watcher
+        if self.dest.current is not None:
+            watcher.set_experiment(str(self.dest.current))
+
+    # -- directives --------------------------------------------------------
+    def plan(self, code: str) -> Plan:
+        """Decide what to do with *code*; pure (the transformer may call it twice)."""
+        if self._plan_cache is not None and self._plan_cache[0] == code:
+            return self._plan_cache[1]
+        plan = self._make_plan(code)
+        self._plan_cache = (code, plan)
+        return plan
+
+    def _make_plan(self, code: str) -> Plan:
+        if _MARK not in code:
+            return Plan("record")
+        try:
+            parsed = parse_cell(code)
+        except DirectiveError as exc:
+            return Plan("error", error=exc)
+        if parsed.first("skip"):
+            return Plan("skip", parsed)
+        if parsed.first("note"):
+            return Plan("note", parsed)
+        rec = parsed.first("record")
+        if rec is not None:
+            error = self._check_record(rec)
+            if error is not None:
+                return Plan("error", parsed, error=error)
+        return Plan("record", parsed, record=rec)
+
+    def _check_record(self, rec: Directive) -> MLTrackError | None:
+        if rec.action == "stop":
+            if self.run is None or not self.run.span:
+                return RunError("'record stop': no run is open")
+            return None
+        if self.run is not None:
+            return RunError(
+                f"run {self.run.name!r} is still open; end it with '# mlt: record stop' "
+                f"(or mlt.stop()) before starting {rec.name!r}"
+            )
+        return None
+
+    def transform(self, lines: list[str]) -> list[str]:
+        """IPython cleanup transformer: note cells become a call, bad directives an error."""
+        code = "".join(lines)
+        if _MARK not in code:
+            return lines
+        plan = self.plan(code)
+        if plan.kind == "error" and plan.error is not None:
+            cls = type(plan.error).__name__
+            return [f"raise __import__('mlt_kernel.errors').errors.{cls}({str(plan.error)!r})\n"]
+        if plan.kind == "note" and plan.parsed is not None:
+            opts = plan.parsed.first("note").options  # type: ignore[union-attr]
+            return [
+                f"__import__('mlt_kernel')._note_cell({plan.parsed.body!r}, "
+                f"plot={opts.get('plot')!r}, doc={opts.get('doc')!r})\n"
+            ]
+        return lines
+
+    # -- IPython events ----------------------------------------------------
+    def pre_run_cell(self, info: Any) -> None:
+        try:
+            self._pre(info)
+        except Exception:
+            self._pending = None
+            self.log.exception("MLTrack: recording failed before the cell")
+
+    def post_run_cell(self, result: Any) -> None:
+        try:
+            self._post(result)
+        except Exception:
+            self.log.exception("MLTrack: recording failed after the cell")
+        finally:
+            self._pending = None
+            self._plan_cache = None
+        with contextlib.suppress(Exception):
+            self._flush_messages()
+
+    def _pre(self, info: Any) -> None:
+        self._pending = None
+        if getattr(info, "silent", False):
+            return
+        code = info.raw_cell or ""
+        plan = self.plan(code)
+        if plan.kind == "skip":
+            return
+        self.cell_seq += 1
+        if plan.kind == "record" and plan.record is not None and plan.record.action != "stop":
+            self._open_run(plan.record.name or "", plan.record.params, span=plan.record.action == "start")
+        rec: dict[str, Any] = {
+            "session_id": self.session_id,
+            "cell_seq": self.cell_seq,
+            # IPython has already counted this cell when pre_run_cell fires.
+            "execution_count": self.shell.execution_count - (1 if getattr(info, "store_history", True) else 0),
+            "cell_id": getattr(info, "cell_id", None),
+            "code_sha1": hashlib.sha1(code.encode("utf-8", "replace")).hexdigest(),
+            "code": code[:CODE_CHARS],
+            "status": "running",
+        }
+        ctx = CellContext(rec)
+        pending = _Pending(ctx, self.run)
+        if plan.kind == "record" and plan.record is not None and plan.record.action == "stop":
+            assert self.run is not None
+            self.run.stop_status = "finished"
+        self._pending = pending
+        for hook in self.hooks:
+            self._guard(hook.pre_cell, ctx, hook)
+        self._tag_run(rec, self.run)
+        # Written ahead so that a kernel killed during the cell leaves a trace.
+        if self.dest.current is not None:
+            pending.folders = self.dest.write("cells", rec)
+        if self._watcher is not None:
+            self._watcher.cell_started(self.cell_seq, rec.get("run_id"))
+
+    def _post(self, result: Any) -> None:
+        pending = self._pending
+        if pending is None:
+            return  # blank, silent or skipped cell
+        ctx = pending.ctx
+        ctx.result = result
+        for hook in reversed(self.hooks):
+            self._guard(hook.post_cell, ctx, hook)
+        rec = ctx.record
+        if getattr(result, "execution_count", None) is not None:
+            rec["execution_count"] = result.execution_count
+        if self._watcher is not None:
+            self._watcher.cell_finished(rec["cell_seq"])
+        rec["status"], rec["error_name"] = _status(result)
+        run = self.run or pending.run
+        self._tag_run(rec, run)
+        rec.pop("recorded_at", None)
+        self.dest.select(self.wanted_path())
+        self.dest.write("cells", rec, also=pending.folders)
+        if run is not None:
+            run.add_cell(rec)
+            if rec["status"] != "ok":
+                run.error = True
+            if run.stop_status is not None:
+                self._close_run(run, run.stop_status)
+            elif not run.span:
+                self._close_run(run, rec["status"] if rec["status"] != "ok" else "finished")
+            elif rec["status"] == "interrupted":
+                pass  # a spanning run survives an interrupted cell
+
+    def _guard(self, fn: Callable[[CellContext], None], ctx: CellContext, hook: Hook) -> None:
+        try:
+            fn(ctx)
+        except Exception:
+            self.log.exception("MLTrack: hook %r failed; the cell is not affected", hook.name)
+
+    # -- runs --------------------------------------------------------------
+    def _tag_run(self, rec: dict[str, Any], run: Run | None) -> None:
+        if run is not None:
+            rec["run_id"] = run.run_id
+            rec["run_name"] = run.name
+
+    def _open_run(self, name: str, params: Mapping[str, Any], *, span: bool) -> Run:
+        if self.run is not None:
+            raise RunError(f"run {self.run.name!r} is still open; stop it before starting {name!r}")
+        run = Run(layout.new_writer_id(), name, dict(params), now_us(), span)
+        self.run = run
+        if self.dest.current is not None:
+            self.dest.write("runs", run.record(self.session_id, "running"))
+        return run
+
+    def _close_run(self, run: Run, status: str) -> None:
+        if self.run is run:
+            self.run = None
+        self.dest.select(self.wanted_path())
+        self.dest.write("runs", run.record(self.session_id, status, now_us()), everywhere=True)
+
+    def start_run(self, name: str, params: Mapping[str, Any]) -> Run:
+        """``mlt.start``: a run spanning cells, starting now."""
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"a run needs a non-empty name, got {name!r}")
+        run = self._open_run(name, params, span=True)
+        if self._pending is not None and self._pending.run is None:
+            self._pending.run = run
+        return run
+
+    def stop_run(self) -> Run:
+        """``mlt.stop``: end the open run (when the current cell ends)."""
+        run = self.run
+        if run is None:
+            raise RunError("mlt.stop(): no run is open")
+        if self._pending is None:
+            self._close_run(run, "finished")
+        else:
+            run.stop_status = "finished"
+        return run
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        run = self.require_run()
+        run.params.update(params)
+        self.dest.select(self.wanted_path())
+        self.dest.write("runs", run.record(self.session_id, "running"))
+
+    def require_run(self) -> Run:
+        if self.run is None:
+            raise RunError(
+                "no run is open: tag the cell with '# mlt: record name=…', call mlt.start(name), "
+                "or pass run= naming an earlier run"
+            )
+        return self.run
+
+    # -- writing from the API ------------------------------------------------
+    def write(self, table: str, record: Mapping[str, Any]) -> Path:
+        """Append a record to the current experiment (chosen now if needed)."""
+        self.dest.select(self.wanted_path())
+        self.dest.write(table, dict(record))
+        assert self.dest.current is not None
+        return self.dest.current
+
+    @property
+    def pending_cell(self) -> dict[str, Any] | None:
+        return self._pending.ctx.record if self._pending is not None else None
+
+    # -- end of session ------------------------------------------------------
+    def close(self) -> None:
+        """End the session: close the open run, stop the watcher, compact the journals."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(Exception):
+            if self.run is not None:
+                self._close_run(self.run, "finished")
+        if self._watcher is not None:
+            with contextlib.suppress(Exception):
+                self._watcher.stop()
+        for hook in self.hooks:
+            with contextlib.suppress(Exception):
+                hook.close()
+        self.dest.close(ended_at=now_us())
+
+
+def _user() -> str | None:
+    with contextlib.suppress(Exception):
+        return getpass.getuser()
+    return None
+

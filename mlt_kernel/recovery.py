@@ -1,0 +1,156 @@
+"""Sessions that died: recover their journals, and say how the last one died.
+
+The watcher marks a dying kernel's open cell and run ``killed`` and compacts
+the session. When the watcher died too (the machine rebooted, the whole
+process group was killed), the next session in the folder finds journals whose
+kernel is gone; it marks what was open as ``killed`` and compacts them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from . import layout, store
+from .journal import JournalWriter, journal_name, now_us, parse_journal_name, read_lines
+from .units import format_bytes
+
+#: A dead kernel's journals younger than this are left to its own watcher.
+GRACE_S = 10.0
+
+
+def _pid_alive(pid: int, started_at_us: int) -> bool:
+    try:
+        import psutil
+
+        proc = psutil.Process(pid)
+        # A reused pid belongs to a process younger than the session.
+        return proc.create_time() * 1e6 <= started_at_us + 5e6
+    except Exception:
+        return False
+
+
+def dead_writers(exp: Path, own: str) -> list[str]:
+    """Kernel sessions of this host whose journals remain but whose process is gone."""
+    folder = exp / layout.JOURNALS
+    host = socket.gethostname()
+    dead: list[str] = []
+    with contextlib.suppress(FileNotFoundError):
+        for path in folder.iterdir():
+            parsed = parse_journal_name(path.name)
+            if parsed is None or parsed[0] == own or parsed[1] != "kernel":
+                continue
+            if time.time() - path.stat().st_mtime < GRACE_S:
+                continue
+            records, _, _ = read_lines(path)
+            first = next((r for r in records if r["table"] == "sessions"), None)
+            if first is None or first.get("hostname") != host:
+                continue  # another machine's session: its own watcher or next session decides
+            if not _pid_alive(int(first.get("kernel_pid") or 0), int(first.get("started_at") or 0)):
+                dead.append(parsed[0])
+    return dead
+
+
+def _latest(records: list[dict[str, Any]], table: str, key: str) -> dict[Any, dict[str, Any]]:
+    out: dict[Any, dict[str, Any]] = {}
+    for rec in records:
+        if rec["table"] == table:
+            out[rec.get(key)] = rec
+    return out
+
+
+def mark_killed(exp: Path, writer_id: str) -> None:
+    """Write ``killed`` versions of the open cell, run and session of a dead writer."""
+    path = exp / layout.JOURNALS / journal_name(writer_id, "kernel")
+    records, _, _ = read_lines(path)
+    watcher = exp / layout.JOURNALS / journal_name(writer_id, "watcher")
+    if watcher.exists():
+        records += read_lines(watcher)[0]
+    records.sort(key=lambda r: r.get("recorded_at") or 0)
+    died = max((r.get("recorded_at") or 0 for r in records), default=now_us())
+    out = JournalWriter(path)
+    try:
+        for table, key in (("cells", "cell_seq"), ("runs", "run_id")):
+            for rec in _latest(records, table, key).values():
+                if rec.get("status") == "running":
+                    rec = {k: v for k, v in rec.items() if k not in ("table", "recorded_at")}
+                    rec.update(status="killed", ended_at=died)
+                    if rec.get("started_at"):
+                        rec["wall_s"] = max(0.0, (died - rec["started_at"]) / 1e6)
+                    out.write(table, rec)
+        for rec in _latest(records, "sessions", "session_id").values():
+            if rec.get("status") == "running":
+                rec = {k: v for k, v in rec.items() if k not in ("table", "recorded_at")}
+                rec.update(status="killed", ended_at=died, death_cause=rec.get("death_cause") or "unknown")
+                out.write("sessions", rec)
+    finally:
+        out.close()
+
+
+def recover(exp: Path, own: str) -> list[str]:
+    """Mark and compact every dead writer of *exp*; returns their ids."""
+    dead = dead_writers(exp, own)
+    for writer_id in dead:
+        mark_killed(exp, writer_id)
+        store.compact_writer(exp, writer_id)
+    return dead
+
+
+def death_line(exp: Path, own: str) -> str | None:
+    """One line on how the previous session of *exp* died, if it was killed."""
+    from .query import Query
+
+    q = Query(exp)
+    try:
+        rows = q.rows(
+            "SELECT session_id, death_cause, memory_limit_bytes, last_rss_bytes, status "
+            "FROM sessions WHERE session_id <> ? ORDER BY started_at DESC LIMIT 1",
+            [own],
+        )
+        if not rows or rows[0][4] != "killed":
+            return None
+        sid, cause, limit, last_rss, _ = rows[0]
+        cell = q.rows(
+            "SELECT execution_count, run_name, peak_rss_bytes FROM cells "
+            "WHERE session_id = ? AND status = 'killed' ORDER BY cell_seq DESC LIMIT 1",
+            [sid],
+        )
+    finally:
+        q.close()
+    where = "between cells"
+    memory = last_rss
+    if cell:
+        count, run_name, peak = cell[0]
+        where = f"in cell [{count}]" + (f" (run {run_name})" if run_name else "")
+        memory = max(x for x in (peak, last_rss, 0) if x is not None)
+    why = {
+        "oom": "killed by the out-of-memory killer"
+        + (f" (memory limit {format_bytes(limit)})" if limit else ""),
+    }.get(cause or "", f"cause: {cause or 'unknown'}")
+    return f"MLTrack: the previous session {sid} died {where} at {format_bytes(memory)} of memory; {why}."
+
+
+def recover_and_report(exp: Path, own: str) -> str | None:
+    recover(exp, own)
+    return death_line(exp, own)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mlt_kernel.recovery EXP OWN_SESSION``: prints the death line, if any."""
+    import sys
+    import warnings
+
+    args = sys.argv[1:] if argv is None else argv
+    warnings.simplefilter("ignore")  # damaged files are reported by readers, not here
+    line = recover_and_report(Path(args[0]), args[1])
+    if line:
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

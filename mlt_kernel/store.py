@@ -1,0 +1,203 @@
+"""Parquet side of the store: the one module that imports ``pyarrow.parquet``.
+
+Journals become Parquet when their writer is done ("compaction"). The rule
+that keeps a shared folder safe without locks: a file is written under a
+temporary name, made durable, renamed into place, and only then are the files
+it replaces removed. Every step is idempotent, so two processes compacting the
+same writer, or a compaction interrupted at any point, leave readable data and
+never a duplicate that readers would count twice (see ``Scan`` in ``query``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import layout
+from .journal import parse_journal_name, read_lines
+from .schema import SCHEMA_VERSION, TABLES, arrow_schema
+
+log = logging.getLogger("mlt_kernel.store")
+
+#: Key in a merged file's metadata listing the file names it replaces.
+REPLACES_KEY = b"mlt.replaces"
+
+
+def session_file_name(writer_id: str) -> str:
+    return f"s-{writer_id}.v{SCHEMA_VERSION}.parquet"
+
+
+def parse_table_file_name(name: str) -> tuple[str, str, int] | None:
+    """``(kind, ident, schema_version)`` for ``s-ID.vN.parquet`` / ``m-ID.vN.parquet``."""
+    parts = name.split(".")
+    if len(parts) != 3 or parts[2] != "parquet" or not parts[1].startswith("v"):
+        return None
+    kind, _, ident = parts[0].partition("-")
+    if kind not in ("s", "m") or not ident:
+        return None
+    try:
+        return kind, ident, int(parts[1][1:])
+    except ValueError:
+        return None
+
+
+def _column(values: list[Any], typ: pa.DataType) -> pa.Array:
+    try:
+        return pa.array(values, type=typ)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
+        # One bad value must not cost the whole column: keep what converts.
+        out = []
+        for v in values:
+            try:
+                pa.scalar(v, type=typ)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
+                v = None
+            out.append(v)
+        return pa.array(out, type=typ)
+
+
+def records_to_arrow(table_name: str, records: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """Journal records of one table as a pyarrow table of its schema."""
+    schema = arrow_schema(TABLES[table_name])
+    arrays = [_column([r.get(f.name) for r in records], f.type) for f in schema]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_parquet_atomic(
+    table: pa.Table, path: Path, *, metadata: Mapping[bytes, bytes] | None = None
+) -> Path:
+    """Write *table* to *path*: temporary name, fsync, rename, fsync the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            pq.write_table(table, f, compression="zstd", row_group_size=256 * 1024)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    _fsync_dir(path.parent)
+    return path
+
+
+def sort_table(table: pa.Table, table_name: str) -> pa.Table:
+    key = TABLES[table_name].sort_by
+    if table.num_rows > 1 and key in table.column_names:
+        table = table.sort_by([(key, "ascending")])
+    return table
+
+
+def writer_journals(exp: Path, writer_id: str) -> list[Path]:
+    """Every journal of *writer_id* (kernel and watcher roles)."""
+    folder = exp / layout.JOURNALS
+    if not folder.is_dir():
+        return []
+    out = []
+    for p in folder.iterdir():
+        parsed = parse_journal_name(p.name)
+        if parsed and parsed[0] == writer_id and parsed[2] == SCHEMA_VERSION:
+            out.append(p)
+    return sorted(out)
+
+
+def compact_writer(exp: str | os.PathLike[str], writer_id: str) -> int:
+    """Turn the journals of a finished writer into one Parquet file per table.
+
+    Returns the number of records moved. The journals are removed only after
+    every Parquet file is durable; running it twice is harmless.
+    """
+    root = Path(exp)
+    journals = writer_journals(root, writer_id)
+    if not journals:
+        return 0
+    by_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for path in journals:
+        records, _, bad = read_lines(path)
+        if bad:
+            log.warning("%s: skipped %d unreadable journal line(s)", path, bad)
+        for rec in records:
+            if rec["table"] in TABLES:
+                by_table[rec["table"]].append(rec)
+    for name, records in by_table.items():
+        tbl = sort_table(records_to_arrow(name, records), name)
+        write_parquet_atomic(tbl, root / layout.TABLES / name / session_file_name(writer_id))
+    for path in journals:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    return sum(len(r) for r in by_table.values())
+
+
+def write_records(exp: str | os.PathLike[str], table_name: str, records: Sequence[Mapping[str, Any]]) -> Path:
+    """Write *records* as a new Parquet file of their own (writers outside a kernel:
+    the dashboard's document edits). Each call is a new writer; merging keeps the
+    number of files small."""
+    from .journal import encode
+
+    rows = [json.loads(encode(table_name, r)) for r in records]  # same validation as journals
+    name = session_file_name(layout.new_writer_id())
+    return write_parquet_atomic(records_to_arrow(table_name, rows), Path(exp) / layout.TABLES / table_name / name)
+
+
+def parquet_readable(path: Path) -> str | None:
+    """None when *path* is a readable Parquet file, else why not (one line)."""
+    try:
+        pq.read_metadata(path)
+    except (OSError, pa.ArrowException) as exc:
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return None
+
+
+def replaced_files(path: Path) -> list[str]:
+    """File names a merged Parquet file replaces (from its metadata)."""
+    meta = pq.read_schema(path).metadata or {}
+    raw = meta.get(REPLACES_KEY)
+    return list(json.loads(raw)) if raw else []
+
+
+def write_table_file(
+    exp: Path, table_name: str, tables: Iterable[pa.Table], replaces: Sequence[str]
+) -> Path:
+    """Write a merged file of *table_name* that replaces the files named in *replaces*."""
+    merged = sort_table(pa.concat_tables(list(tables), promote_options="default"), table_name)
+    name = f"m-{layout.new_writer_id()}.v{SCHEMA_VERSION}.parquet"
+    return write_parquet_atomic(
+        merged,
+        exp / layout.TABLES / table_name / name,
+        metadata={REPLACES_KEY: json.dumps(list(replaces)).encode()},
+    )
+
+
+def write_arrays(path: Path, columns: Mapping[str, Any]) -> Path:
+    """Write columns (numpy arrays or lists) as one Parquet file, atomically."""
+    return write_parquet_atomic(pa.table(dict(columns)), path)
+
+
+def row_count(path: Path) -> int:
+    return int(pq.read_metadata(path).num_rows)
+
+
+def read_table(path: Path) -> pa.Table:
+    return pq.read_table(path)

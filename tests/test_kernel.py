@@ -1,0 +1,196 @@
+"""The Python (MLTrack) kernel records every cell: a real kernel subprocess per test."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+import mlt_kernel as mlt
+from mlt_kernel import layout
+
+MiB = 2**20
+
+
+def test_every_cell_is_recorded_with_time_memory_and_status(start_kernel, exp):
+    k = start_kernel()
+    assert k.run(f"EXP_PATH = {str(exp)!r}").status == "ok"
+    assert k.run("import time; time.sleep(0.2)").status == "ok"
+    assert k.run("1/0").status == "error"
+    assert k.run("").status == "ok"  # blank: post_run_cell without pre_run_cell
+    assert k.run("x = 1", silent=True).status == "ok"  # silent: not recorded
+    cells = mlt.Experiment(exp).cells()  # the live journal, while the kernel runs
+    assert list(cells["execution_count"]) == [1, 2, 3]
+    assert list(cells["cell_seq"]) == [1, 2, 3]
+    assert list(cells["status"]) == ["ok", "ok", "error"]
+    assert cells["error_name"].iloc[2] == "ZeroDivisionError"
+    sleep = cells.iloc[1]
+    assert 0.2 <= sleep["wall_s"] < 1.5
+    assert sleep["cpu_s"] < 0.1
+    assert sleep["peak_exact"]
+    assert len(set(cells["session_id"])) == 1
+    assert cells["code_sha1"].str.len().eq(40).all()
+    for col in ("rss_before_bytes", "rss_after_bytes", "peak_rss_bytes"):
+        assert (cells[col] > 10 * MiB).all()
+
+
+def test_peak_is_exact_for_a_short_600_mib_spike(start_kernel, exp):
+    k = start_kernel()
+    k.run(f"EXP_PATH = {str(exp)!r}")
+    assert k.run("x = b\"\\x01\" * (600 * 2**20)\ndel x").status == "ok"
+    cell = mlt.Experiment(exp).cells().iloc[-1]
+    # VmHWM is exact up to Linux's per-CPU RSS counter batching (tens of KiB).
+    assert cell["peak_rss_bytes"] - cell["rss_before_bytes"] >= 600 * MiB - 512 * 1024
+    assert cell["rss_after_bytes"] - cell["rss_before_bytes"] < 100 * MiB
+
+
+def test_cell_id_from_the_frontend_is_kept(start_kernel, exp):
+    k = start_kernel()
+    k.run(f"EXP_PATH = {str(exp)!r}")
+    request = k.kc.session.msg(
+        "execute_request",
+        {"code": "z = 3", "silent": False, "store_history": True, "user_expressions": {},
+         "allow_stdin": False, "stop_on_error": True},
+        metadata={"cellId": "cell-abc-123"},
+    )
+    k.kc.shell_channel.send(request)
+    reply = k.kc.get_shell_msg(timeout=30)
+    assert reply["content"]["status"] == "ok"
+    assert mlt.Experiment(exp).cells().iloc[-1]["cell_id"] == "cell-abc-123"
+
+
+def test_interrupted_cell(start_kernel, exp):
+    k = start_kernel()
+    k.run(f"EXP_PATH = {str(exp)!r}")
+    k.kc.execute("import time; time.sleep(30)")
+    time.sleep(1.0)
+    k.km.interrupt_kernel()
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        msg = k.kc.get_shell_msg(timeout=20)
+        if msg["msg_type"] == "execute_reply" and msg["content"]["execution_count"] == 2:
+            break
+    cells = mlt.Experiment(exp).cells()
+    assert cells.iloc[-1]["status"] == "interrupted"
+    assert cells.iloc[-1]["error_name"] == "KeyboardInterrupt"
+
+
+def test_malformed_directive_is_one_line_and_the_cell_does_not_run(start_kernel, exp):
+    k = start_kernel()
+    k.run(f"EXP_PATH = {str(exp)!r}")
+    reply = k.run("# mlt: record n_estimators=3\nran = True")
+    assert reply.status == "error"
+    assert reply.content["ename"] == "DirectiveError"
+    (err,) = reply.of_type("error")
+    assert len(err["traceback"]) == 1 and "name=NAME" in err["traceback"][0]
+    assert k.run("print('ran' in globals())").stdout.strip() == "False"
+    assert mlt.Experiment(exp).runs().empty  # nothing half-recorded
+
+
+def test_skip_directive_is_not_recorded(start_kernel, exp):
+    k = start_kernel()
+    k.run(f"EXP_PATH = {str(exp)!r}")
+    assert k.run("# mlt: skip\nskipped = 1").status == "ok"
+    assert k.run("print(skipped)").stdout.strip() == "1"
+    cells = mlt.Experiment(exp).cells()
+    assert len(cells) == 2
+    assert not cells["code"].str.contains("skipped = 1").any()
+
+
+def test_exp_path_in_first_cell_never_touches_the_default(start_kernel, tmp_path, exp):
+    k = start_kernel(cwd=tmp_path)
+    k.run(f"EXP_PATH = {str(exp)!r}")
+    k.run("a = 1")
+    k.shutdown()
+    assert not (tmp_path / "mlt-experiments").exists()
+    assert (exp / layout.MARKER).is_file() and (exp / "plots").is_dir()
+    cells = mlt.Experiment(exp).cells()
+    assert list(cells["execution_count"]) == [1, 2]  # the assigning cell is in the new folder
+    # Shutdown compacted the journal into Parquet.
+    assert not list((exp / "journals").iterdir())
+    assert list((exp / "tables" / "cells").glob("s-*.parquet"))
+    assert mlt.Experiment(exp).sessions()["status"].tolist() == ["ended"]
+
+
+def test_default_folder_then_env_then_trait(start_kernel, tmp_path):
+    start_kernel(cwd=tmp_path).run("a = 1")
+    assert layout.is_experiment(tmp_path / "mlt-experiments" / "default")
+
+    env_exp = tmp_path / "from-env"
+    start_kernel(cwd=tmp_path, env={"MLT_EXP_PATH": str(env_exp)}).run("a = 1")
+    assert len(mlt.Experiment(env_exp).cells()) == 1
+
+    trait_exp = tmp_path / "from-trait"
+    start_kernel(cwd=tmp_path, extra_arguments=[f"--MLTrackKernel.exp_path={trait_exp}"]).run("a = 1")
+    assert len(mlt.Experiment(trait_exp).cells()) == 1
+
+
+def test_switching_exp_path_mid_session(start_kernel, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    k = start_kernel()
+    k.run(f"EXP_PATH = {str(first)!r}")
+    k.run("a = 1")
+    k.run(f"EXP_PATH = {str(second)!r}")
+    k.run("b = 2")
+    assert list(mlt.Experiment(second).cells()["execution_count"]) == [3, 4]
+    assert list(mlt.Experiment(first).cells()["status"]) == ["ok", "ok", "ok"]
+
+
+def test_unwritable_folder_warns_once_and_falls_back(start_kernel, tmp_path, isolated_jupyter):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    target = locked / "exp"
+    # As root, permissions do not stop writes: a file where the folder should be does.
+    (locked / "exp").write_text("not a folder")
+    locked.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        k = start_kernel()
+        first = k.run(f"EXP_PATH = {str(target)!r}")
+        second = k.run("a = 1")
+    finally:
+        locked.chmod(stat.S_IRWXU)
+    assert first.status == "ok" and second.status == "ok"
+    assert "cannot write the experiment folder" in first.stderr
+    assert str(target) in first.stderr
+    assert second.stderr == ""  # once
+    fallback = next((isolated_jupyter / ".local/share/mlt-kernel/fallback").iterdir())
+    assert str(fallback) in first.stderr
+    assert len(mlt.Experiment(fallback).cells()) == 2
+
+
+def test_sigkill_loses_nothing_written(start_kernel, exp):
+    k = start_kernel()
+    k.run(f"EXP_PATH = {str(exp)!r}")
+    for i in range(5):
+        k.run(f"v{i} = {i}")
+    os.kill(k.pid, signal.SIGKILL)
+    k.km.provisioner.process.wait(10)  # type: ignore[union-attr]
+    cells = mlt.Experiment(exp).cells()
+    assert list(cells["execution_count"]) == [1, 2, 3, 4, 5, 6]
+
+
+def test_working_directory_does_not_shadow_our_imports(start_kernel, tmp_path, exp):
+    (tmp_path / "duckdb.py").write_text("raise ImportError('the user module shadowed duckdb')\n")
+    (tmp_path / "pyarrow.py").write_text("raise ImportError('the user module shadowed pyarrow')\n")
+    k = start_kernel(cwd=tmp_path)
+    assert k.run(f"EXP_PATH = {str(exp)!r}").status == "ok"
+    k.shutdown()
+    assert list((exp / "tables" / "cells").glob("s-*.parquet"))
+
+
+def test_load_ext_in_a_plain_ipython_kernel(start_kernel, exp):
+    k = start_kernel("python3")
+    reply = k.run("import mlt_kernel as mlt\nmlt.log_metric('x', 1)")
+    assert reply.content["ename"] == "NotRecordingError"
+    k.run("%load_ext mlt_kernel")
+    k.run(f"EXP_PATH = {str(exp)!r}")
+    k.run("# mlt: record name=plain\nz = 1")
+    bad = k.run("# mlt: frobnicate")
+    assert bad.content["ename"] == "DirectiveError"
+    cells = mlt.Experiment(exp).cells()
+    assert len(cells) >= 3
+    assert mlt.Experiment(exp).runs()["name"].tolist() == ["plain"]

@@ -1,0 +1,165 @@
+"""Journals, compaction and reading: real files read back through the public read API."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+import mlt_kernel as mlt
+from mlt_kernel import layout, store
+from mlt_kernel.compaction import compact_experiment, merge_table
+from mlt_kernel.errors import DamagedFileWarning
+from mlt_kernel.journal import JournalWriter, journal_name, now_us, read_lines
+
+
+def write_session(exp: Path, writer: str, cells: int = 3) -> Path:
+    layout.ensure_layout(exp)
+    path = exp / "journals" / journal_name(writer)
+    j = JournalWriter(path)
+    j.write("sessions", {"session_id": writer, "started_at": now_us(), "status": "running", "hostname": "elsewhere"})
+    for seq in range(1, cells + 1):
+        j.write("cells", {"session_id": writer, "cell_seq": seq, "execution_count": seq, "status": "running"})
+        j.write("cells", {"session_id": writer, "cell_seq": seq, "execution_count": seq, "status": "ok", "wall_s": 0.1})
+    j.close()
+    return path
+
+
+def test_journal_lines_and_latest_row_per_key(tmp_path):
+    exp = tmp_path / "exp"
+    write_session(exp, "s1")
+    cells = mlt.Experiment(exp).cells()
+    assert list(cells["cell_seq"]) == [1, 2, 3]
+    assert set(cells["status"]) == {"ok"}
+
+
+def test_unknown_columns_are_refused(tmp_path):
+    j = JournalWriter(tmp_path / "j.jsonl")
+    with pytest.raises(ValueError, match="unknown columns"):
+        j.write("cells", {"session_id": "x", "wrong": 1})
+    assert not (tmp_path / "j.jsonl").exists()
+
+
+def test_journal_survives_sigkill_mid_stream(tmp_path):
+    path = tmp_path / "j.v1.jsonl"
+    code = (
+        "import sys\nfrom mlt_kernel.journal import JournalWriter\nj = JournalWriter(sys.argv[1])\n"
+        "print('ready', flush=True)\ni = 0\nwhile True:\n    j.write('metrics', {'run_id': 'r', 'name': 'm', 'step': i, 'value': 1.0})\n    i += 1\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    while not path.exists() or path.stat().st_size < 200_000:
+        pass
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    records, offset, bad = read_lines(path)
+    assert bad == 0 and offset == path.stat().st_size
+    assert [r["step"] for r in records] == list(range(len(records)))
+
+
+def test_compaction_moves_everything_and_is_idempotent(tmp_path):
+    exp = tmp_path / "exp"
+    write_session(exp, "s1")
+    before = mlt.Experiment(exp).cells()
+    assert store.compact_writer(exp, "s1") == 7
+    assert store.compact_writer(exp, "s1") == 0
+    assert not list((exp / "journals").iterdir())
+    after = mlt.Experiment(exp).cells()
+    assert before.drop(columns=[]).equals(after)
+
+
+def test_journal_and_its_parquet_twin_are_not_counted_twice(tmp_path):
+    exp = tmp_path / "exp"
+    journal = write_session(exp, "s1")
+    saved = journal.read_bytes()
+    store.compact_writer(exp, "s1")
+    journal.write_bytes(saved)  # as if the compactor was interrupted before unlinking
+    assert len(mlt.Experiment(exp).cells()) == 3
+
+
+def test_merge_replaces_small_files_and_readers_see_the_same(tmp_path):
+    exp = tmp_path / "exp"
+    for i in range(5):
+        write_session(exp, f"s{i}")
+        store.compact_writer(exp, f"s{i}")
+    before = mlt.Experiment(exp).cells().sort_values(["session_id", "cell_seq"]).reset_index(drop=True)
+    report = compact_experiment(exp)
+    assert report.merged_files >= 10 and report.written_files == 2  # cells and sessions
+    files = list((exp / "tables" / "cells").iterdir())
+    assert len(files) == 1 and files[0].name.startswith("m-")
+    after = mlt.Experiment(exp).cells().sort_values(["session_id", "cell_seq"]).reset_index(drop=True)
+    assert before.equals(after)
+
+
+def test_merge_interrupted_after_its_file_is_durable(tmp_path):
+    exp = tmp_path / "exp"
+    for i in range(3):
+        write_session(exp, f"s{i}")
+        store.compact_writer(exp, f"s{i}")
+    folder = exp / "tables" / "cells"
+    saved = {p.name: p.read_bytes() for p in folder.iterdir()}
+    merge_table(exp, "cells")
+    for name, data in saved.items():  # the inputs are back, as if never removed
+        (folder / name).write_bytes(data)
+    assert len(mlt.Experiment(exp).cells()) == 9  # the merged file hides its inputs
+    merge_table(exp, "cells")
+    assert [p.name[:2] for p in folder.iterdir()] == ["m-"]
+    assert len(mlt.Experiment(exp).cells()) == 9
+
+
+def test_damaged_files_are_skipped_with_one_warning_each(tmp_path):
+    exp = tmp_path / "exp"
+    for i in range(3):
+        write_session(exp, f"s{i}")
+    store.compact_writer(exp, "s0")
+    store.compact_writer(exp, "s1")
+    good = next((exp / "tables" / "cells").glob("s-s0*"))
+    truncated = next((exp / "tables" / "cells").glob("s-s1*"))
+    truncated.write_bytes(truncated.read_bytes()[:40])
+    (exp / "tables" / "cells" / "s-future.v99.parquet").write_bytes(good.read_bytes())
+    live = exp / "journals" / journal_name("s2")
+    with open(live, "ab") as f:
+        f.write(b'{"table":"cells","session_id":"s2","cell_seq":9,"stat')  # torn last line
+        f.write(b"\nnot json at all\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        e = mlt.Experiment(exp)
+        cells = e.cells()
+        e.cells()  # a second read warns no more
+    messages = [str(w.message) for w in caught if issubclass(w.category, DamagedFileWarning)]
+    assert len(messages) == 3, messages
+    assert any(truncated.name in m for m in messages)
+    assert any("v99" in m and "newer" in m for m in messages)
+    assert any("unreadable journal line" in m for m in messages)
+    assert sorted(set(cells["session_id"])) == ["s0", "s2"]
+    assert len(cells) == 6
+
+
+def test_reader_never_writes_into_a_read_only_folder(tmp_path):
+    exp = tmp_path / "exp"
+    write_session(exp, "s1")
+    store.compact_writer(exp, "s1")
+    write_session(exp, "s2")
+    snapshot = sorted((p.relative_to(exp), p.stat().st_mtime_ns) for p in exp.rglob("*"))
+    for p in [exp, *exp.rglob("*")]:
+        p.chmod(p.stat().st_mode & ~0o222)
+    try:
+        e = mlt.Experiment(exp)
+        assert len(e.cells()) == 6 and len(e.sessions()) == 2
+        assert e.sql("SELECT count(*) AS n FROM cells")["n"][0] == 6
+    finally:
+        for p in [exp, *exp.rglob("*")]:
+            p.chmod(p.stat().st_mode | 0o200)
+    assert sorted((p.relative_to(exp), p.stat().st_mtime_ns) for p in exp.rglob("*")) == snapshot
+
+
+def test_experiment_refuses_a_folder_that_is_not_one(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no experiment folder"):
+        mlt.Experiment(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="not an MLTrack experiment folder"):
+        mlt.Experiment(tmp_path)
