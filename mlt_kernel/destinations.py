@@ -107,7 +107,8 @@ class Destinations:
         try:
             proc = subprocess.run(
                 python_command("mlt_kernel.compaction", "--writer", self.session_id, *folders),
-                capture_output=True, text=True, timeout=120, check=False,
+                # Its own session: the interrupt or kill of the kernel's group must not stop it.
+                capture_output=True, text=True, timeout=120, check=False, start_new_session=True,
             )  # fmt: skip
         except (OSError, subprocess.SubprocessError) as exc:
             self.log.error("MLTrack: could not compact %s (%s); readers use the journals", folders, exc)

@@ -210,7 +210,7 @@ class Recorder:
         try:
             proc = subprocess.run(
                 python_command("mlt_kernel.recovery", str(exp), self.session_id),
-                capture_output=True, text=True, timeout=120, check=False,
+                capture_output=True, text=True, timeout=120, check=False, start_new_session=True,
             )  # fmt: skip
         except (OSError, subprocess.SubprocessError):
             self.log.exception("MLTrack: could not look at earlier sessions in %s", exp)

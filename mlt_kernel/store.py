@@ -83,7 +83,11 @@ def _fsync_dir(path: Path) -> None:
 
 
 def write_parquet_atomic(
-    table: pa.Table, path: Path, *, metadata: Mapping[bytes, bytes] | None = None
+    table: pa.Table,
+    path: Path,
+    *,
+    metadata: Mapping[bytes, bytes] | None = None,
+    row_group_size: int | None = 256 * 1024,
 ) -> Path:
     """Write *table* to *path*: temporary name, fsync, rename, fsync the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,7 +96,7 @@ def write_parquet_atomic(
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         with open(tmp, "wb") as f:
-            pq.write_table(table, f, compression="zstd", row_group_size=256 * 1024)
+            pq.write_table(table, f, compression="zstd", row_group_size=row_group_size)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -191,8 +195,12 @@ def write_table_file(
 
 
 def write_arrays(path: Path, columns: Mapping[str, Any]) -> Path:
-    """Write columns (numpy arrays or lists) as one Parquet file, atomically."""
-    return write_parquet_atomic(pa.table(dict(columns)), path)
+    """Write columns (numpy arrays or lists) as one Parquet file, atomically.
+
+    Big row groups: these files are read whole, and writing a million rows in
+    small groups costs three times as long.
+    """
+    return write_parquet_atomic(pa.table(dict(columns)), path, row_group_size=None)
 
 
 def row_count(path: Path) -> int:

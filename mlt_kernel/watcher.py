@@ -1,0 +1,801 @@
+"""The resource watcher: a process beside the kernel that keeps its timeline and notes its death.
+
+```text
+python -m mlt_kernel.watcher --pid KERNEL_PID --session SESSION_ID [--busy-interval 0.05] [--idle-interval 1.0]
+```
+
+The kernel starts it with :meth:`WatcherHandle.start` and tells it, one short
+line at a time over the watcher's stdin, where the experiment folder is and
+when cells start and end:
+
+```text
+exp "/abs/path/to/experiment"      the folder to write into (JSON string); may change
+start 12 "run-id"                  cell 12 started (run id as JSON, or null)
+end 12                             cell 12 ended
+stop                               write the last records, close the journal, exit
+```
+
+Every line is shorter than ``PIPE_BUF``, so each is one atomic, non-blocking
+``os.write`` on the kernel's side (a few µs on the cell path).
+
+What the watcher does:
+
+- It samples the kernel and all its descendants (joblib/loky, DataLoader
+  workers…; not itself nor MLTrack's other helper processes) every ``busy_interval`` while a cell runs and every
+  ``idle_interval`` otherwise: resident memory, CPU % (100 = one core) from clock-tick deltas, GPU
+  memory of those processes and device utilisation (NVML). Each sample is one
+  ``samples`` record in its own journal ``{EXP}/journals/{session}.watcher.v1.jsonl``;
+  when a cell ends, a ``cell_usage`` record carries the cell's peaks.
+- One sample reads ``/proc/PID/stat`` of every known process (one ``pread``
+  each); the set of descendants is looked up again at most every
+  ``CHILD_SCAN_INTERVAL`` seconds and at a cell's first sample, because
+  finding descendants costs more than reading them.
+- Nothing is done on the kernel's reply path: a cell's first sample comes
+  ``busy_interval`` after it starts (the kernel's own peak is exact anyway),
+  and a cell too short to be sampled takes the children's and GPU memory of
+  the latest reading, refreshed by a sample ``AFTER_CELL_S`` after it ends.
+- Nothing is written before the kernel names the experiment folder: records
+  made before that are held in memory and written to the first folder named
+  (so the first cell, which often sets ``EXP_PATH``, keeps its timeline).
+- It notices the kernel's death at once (a pidfd, else polling ``/proc``),
+  marks the open cell, the open run and the session ``killed`` in its own
+  journal (with the last reading, the cell's peak and, where a cgroup memory
+  limit is visible, the limit and whether the OOM killer fired), compacts the
+  session into Parquet and exits.
+- It exits when told to stop, when its stdin closes, or when the kernel is gone,
+  so it never outlives the kernel. It ignores SIGINT: Jupyter interrupts the
+  kernel's whole process group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import layout, procfs
+from .children import python_command
+from .journal import JournalWriter, journal_name, now_us, read_lines
+from .schema import CELL_USAGE, CELLS, RUNS, SAMPLES, SESSIONS
+
+log = logging.getLogger("mlt_kernel.watcher")
+
+#: How often (seconds) the set of the kernel's descendants is looked up again.
+CHILD_SCAN_INTERVAL = 0.5
+#: A sample this long after a cell ends, off the kernel's reply path.
+AFTER_CELL_S = 0.2
+#: Records held while no experiment folder is known (~17 min of 50 ms samples).
+PENDING_LIMIT = 20_000
+#: After its stdin closes, how long the watcher waits to see whether the kernel is exiting.
+EXIT_GRACE_S = 2.0
+#: Without a pidfd, how often the kernel's liveness is polled.
+LIVENESS_POLL_S = 0.05
+
+_PIPE_BUF = 4096  # POSIX minimum: writes up to this size are atomic on a pipe
+
+
+# ---------------------------------------------------------------------------
+# Sampling
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One sample of the kernel and its descendants."""
+
+    t_us: int
+    kernel_rss_bytes: int
+    children_rss_bytes: int
+    cpu_percent: float | None
+    gpu_bytes: int | None
+    gpu_util: float | None
+
+    @property
+    def rss_bytes(self) -> int:
+        return self.kernel_rss_bytes + self.children_rss_bytes
+
+
+class Sampler:
+    """Reads memory, CPU and GPU of one process tree (``/proc`` and NVML)."""
+
+    def __init__(self, kernel_pid: int, gpu: Any = None) -> None:
+        self.kernel_pid = kernel_pid
+        self.gpu = gpu
+        self._stats = procfs.StatReader()
+        self._children: set[int] = set()
+        self._next_scan = 0.0
+        self._ticks: dict[int, int] = {}
+        self._ticks_at: float | None = None
+
+    @property
+    def children(self) -> set[int]:
+        return set(self._children)
+
+    def rescan(self) -> None:
+        """Look up the kernel's descendants now, leaving out MLTrack's own helpers."""
+        children = procfs.children_of(self.kernel_pid)
+        # The kernel started us, and starts other helpers (recovery,
+        # compaction): they are its children, but their memory is not the
+        # user's. Checked at every scan, not cached: right after a fork a
+        # helper still shows the kernel's command line.
+        helpers = {os.getpid()} | {pid for pid in children if _is_helper(procfs.cmdline(pid))}
+        for pid in helpers & children:
+            children -= procfs.children_of(pid)
+        self._children = children - helpers
+        self._stats.retain(self._children | {self.kernel_pid})
+        self._next_scan = time.monotonic() + CHILD_SCAN_INTERVAL
+
+    def sample(self) -> Reading | None:
+        """A reading, or None when the kernel is gone or exiting.
+
+        A process killed a moment ago already reads 0 bytes while it tears down;
+        such a reading would end the timeline with a false drop, so there is none.
+        """
+        if time.monotonic() >= self._next_scan:
+            self.rescan()
+        t_us = now_us()
+        kernel = self._stats.read(self.kernel_pid)
+        if kernel is None or kernel.exiting:
+            return None
+        ticks = {kernel.pid: kernel.cpu_ticks}
+        children_rss = 0
+        for pid in list(self._children):
+            stat = self._stats.read(pid)
+            if stat is None:
+                self._children.discard(pid)
+                continue
+            children_rss += stat.rss_bytes
+            ticks[pid] = stat.cpu_ticks
+        gpu_bytes = gpu_util = None
+        if self.gpu is not None:
+            reading = self.gpu.read(ticks.keys())
+            gpu_bytes, gpu_util = reading.memory_bytes, reading.utilization
+        return Reading(t_us, kernel.rss_bytes, children_rss, self._cpu_percent(ticks), gpu_bytes, gpu_util)
+
+    def _cpu_percent(self, ticks: dict[int, int]) -> float | None:
+        # Per-process deltas: a child that exits must not make the sum drop, and
+        # one found late must not bring all its past ticks into this interval.
+        mono = time.monotonic()
+        previous, previous_at = self._ticks, self._ticks_at
+        self._ticks, self._ticks_at = ticks, mono
+        if previous_at is None or mono <= previous_at:
+            return None
+        used = sum(t - previous[pid] for pid, t in ticks.items() if pid in previous and t >= previous[pid])
+        return round(100.0 * used / procfs.CLOCK_TICKS / (mono - previous_at), 1)
+
+    def close(self) -> None:
+        self._stats.close()
+
+
+def _is_helper(argv: list[str] | None) -> bool:
+    """Whether *argv* runs one of MLTrack's helper modules (``python -P -m mlt_kernel.…``)."""
+    if not argv or "-m" not in argv[:-1]:
+        return False
+    return argv[argv.index("-m") + 1].startswith("mlt_kernel.")
+
+
+@dataclass(slots=True)
+class CellWindow:
+    """What the watcher saw during one cell."""
+
+    cell_seq: int
+    run_id: str | None
+    samples: int = 0
+    kernel_peak_rss_bytes: int | None = None
+    children_peak_rss_bytes: int | None = None
+    peak_gpu_bytes: int | None = None
+
+    def add(self, reading: Reading) -> None:
+        self.samples += 1
+        self.kernel_peak_rss_bytes = _max(self.kernel_peak_rss_bytes, reading.kernel_rss_bytes)
+        self.children_peak_rss_bytes = _max(self.children_peak_rss_bytes, reading.children_rss_bytes)
+        self.peak_gpu_bytes = _max(self.peak_gpu_bytes, reading.gpu_bytes)
+
+
+def _max(a: int | None, b: int | None) -> int | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)
+
+
+# ---------------------------------------------------------------------------
+# The watcher process
+
+
+class Watcher:
+    """The watcher's main loop: messages from the kernel, samples, the kernel's death."""
+
+    def __init__(
+        self,
+        kernel_pid: int,
+        session_id: str,
+        *,
+        busy_interval: float = 0.05,
+        idle_interval: float = 1.0,
+        control_fd: int = 0,
+        gpu: Any = None,
+    ) -> None:
+        self.kernel_pid = kernel_pid
+        self.session_id = session_id
+        self.busy_interval = busy_interval
+        self.idle_interval = idle_interval
+        self.control_fd = control_fd
+        self.sampler = Sampler(kernel_pid, gpu)
+        self.folders: list[Path] = []  # every experiment folder named, the current one last
+        self._writer: JournalWriter | None = None
+        self._pending: deque[tuple[str, dict[str, Any]]] = deque(maxlen=PENDING_LIMIT)
+        self._cell: CellWindow | None = None
+        self._last: Reading | None = None
+        self._rescan_due = False
+        self._next_sample = 0.0
+        self._buffer = b""
+        self._write_failed = False
+        self._cgroup = procfs.cgroup_memory_dir(kernel_pid)
+        start = procfs.read_cgroup_memory(self._cgroup) if self._cgroup else None
+        self._oom_kills_at_start = start.oom_kills if start else None
+        self._pidfd = self._open_pidfd()
+
+    # -- the loop ------------------------------------------------------------
+
+    def _open_pidfd(self) -> int | None:
+        pidfd_open = getattr(os, "pidfd_open", None)
+        if pidfd_open is None:
+            return None
+        try:
+            return pidfd_open(self.kernel_pid)
+        except ProcessLookupError:
+            raise
+        except OSError:  # an old kernel (ENOSYS), a seccomp filter…: poll /proc instead
+            return None
+
+    def kernel_alive(self) -> bool:
+        if self._pidfd is not None:
+            return not select.select([self._pidfd], [], [], 0)[0]
+        if procfs.AVAILABLE:
+            stat = procfs.read_stat(self.kernel_pid)
+            return stat is not None and not stat.exiting
+        try:
+            os.kill(self.kernel_pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def run(self) -> int:
+        """Watch until the kernel stops us, goes away or dies; the exit status."""
+        poller = select.poll()
+        poller.register(self.control_fd, select.POLLIN)
+        if self._pidfd is not None:
+            poller.register(self._pidfd, select.POLLIN)
+        self._next_sample = time.monotonic()
+        while True:
+            timeout = max(0.0, self._next_sample - time.monotonic())
+            if self._pidfd is None:
+                timeout = min(timeout, LIVENESS_POLL_S)
+            ready = {fd for fd, _ in poller.poll(timeout * 1000.0)}
+            # Messages first: a "start" written just before the kernel died must count.
+            if self.control_fd in ready:
+                outcome = self._read_control()
+                if outcome == "stop":
+                    self._finish()
+                    return 0
+                if outcome == "eof":
+                    return self._control_closed()
+            if (self._pidfd is not None and self._pidfd in ready) or (
+                self._pidfd is None and not self.kernel_alive()
+            ):
+                self._kernel_died()
+                return 0
+            if time.monotonic() >= self._next_sample:
+                self._take_sample()
+
+    def _read_control(self) -> str | None:
+        try:
+            data = os.read(self.control_fd, 65536)
+        except BlockingIOError:
+            return None
+        except OSError:
+            data = b""
+        if not data:
+            return "eof"
+        self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for raw in lines:
+            if self._handle(raw.decode("utf-8", "replace").strip()) == "stop":
+                return "stop"
+        return None
+
+    def _handle(self, line: str) -> str | None:
+        verb, _, rest = line.partition(" ")
+        try:
+            if verb == "start":
+                seq, _, run = rest.partition(" ")
+                self.cell_started(int(seq), json.loads(run) if run else None)
+            elif verb == "end":
+                self.cell_finished(int(rest))
+            elif verb == "exp":
+                self.set_experiment(Path(json.loads(rest)))
+            elif verb == "stop":
+                return "stop"
+            elif line:
+                log.warning("ignored an unknown message %r", line[:200])
+        except (TypeError, ValueError):
+            log.warning("ignored a malformed message %r", line[:200])
+        return None
+
+    def _control_closed(self) -> int:
+        # The kernel closed the pipe: usually it is exiting. If it is gone
+        # within a moment, treat it as a death (the journals tell whether it
+        # ended cleanly); if it lives on, it just let go of us.
+        deadline = time.monotonic() + EXIT_GRACE_S
+        while time.monotonic() < deadline:
+            if self._pidfd is not None:
+                if select.select([self._pidfd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                    break
+            elif not self.kernel_alive():
+                break
+            else:
+                time.sleep(LIVENESS_POLL_S)
+        if not self.kernel_alive():
+            self._kernel_died()
+        else:
+            self._finish()
+        return 0
+
+    # -- messages ------------------------------------------------------------
+
+    def set_experiment(self, folder: Path) -> None:
+        if self.folders and self.folders[-1] == folder:
+            return
+        if self._writer is not None:
+            self._writer.close()
+        if folder in self.folders:
+            self.folders.remove(folder)
+        self.folders.append(folder)
+        self._writer = JournalWriter(self._journal_path(folder))
+        while self._pending:
+            self._emit(*self._pending.popleft())
+
+    def cell_started(self, cell_seq: int, run_id: str | None) -> None:
+        if self._cell is not None:  # the end of the previous cell was lost
+            self._close_cell()
+        self._cell = CellWindow(cell_seq, run_id if isinstance(run_id, str) else None)
+        self._rescan_due = True  # workers started by the previous cell, or by this one
+        self._next_sample = time.monotonic() + self.busy_interval
+
+    def cell_finished(self, cell_seq: int) -> None:
+        if self._cell is None:
+            return
+        if self._cell.cell_seq != cell_seq:
+            log.warning("cell %d ended while the watcher had cell %d open", cell_seq, self._cell.cell_seq)
+        if self._cell.samples == 0 and self._last is not None:
+            self._cell.add(self._last)
+        self._close_cell()
+
+    def _close_cell(self) -> None:
+        cell, self._cell = self._cell, None
+        if cell is not None:
+            self._emit(CELL_USAGE.name, self._usage_record(cell))
+        self._next_sample = time.monotonic() + min(AFTER_CELL_S, self.idle_interval)
+
+    def _usage_record(self, cell: CellWindow) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "cell_seq": cell.cell_seq,
+            "children_peak_rss_bytes": cell.children_peak_rss_bytes,
+            "peak_gpu_bytes": cell.peak_gpu_bytes,
+            "samples": cell.samples,
+        }
+
+    # -- samples -------------------------------------------------------------
+
+    def _take_sample(self) -> None:
+        cell = self._cell
+        if self._rescan_due:
+            self._rescan_due = False
+            self.sampler.rescan()
+        self._next_sample = time.monotonic() + (self.busy_interval if cell else self.idle_interval)
+        reading = self.sampler.sample()
+        if reading is None:  # the kernel is exiting; the pidfd will say so
+            return
+        self._last = reading
+        if cell is not None:
+            cell.add(reading)
+        self._emit(
+            SAMPLES.name,
+            {
+                "session_id": self.session_id,
+                "t": reading.t_us,
+                "rss_bytes": reading.rss_bytes,
+                "children_rss_bytes": reading.children_rss_bytes,
+                "cpu_percent": reading.cpu_percent,
+                "gpu_bytes": reading.gpu_bytes,
+                "gpu_util": reading.gpu_util,
+                "cell_seq": cell.cell_seq if cell else None,
+                "run_id": cell.run_id if cell else None,
+            },
+        )
+
+    def _journal_path(self, folder: Path) -> Path:
+        return folder / layout.JOURNALS / journal_name(self.session_id, "watcher")
+
+    def _emit(self, table_name: str, record: dict[str, Any]) -> None:
+        if self._writer is None:
+            record.setdefault("recorded_at", now_us())
+            self._pending.append((table_name, record))
+            return
+        try:
+            self._writer.write(table_name, record)
+        except OSError as exc:  # folder removed, disk full: keep watching
+            if not self._write_failed:
+                self._write_failed = True
+                log.warning("cannot write %s: %s", self._writer.path, exc)
+
+    def _finish(self) -> None:
+        """Clean end: the last sample, the open cell's usage, the journal closed."""
+        if self._cell is not None:
+            self.cell_finished(self._cell.cell_seq)
+        else:
+            self._take_sample()
+        self._close()
+
+    def _close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self.sampler.close()
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+
+    # -- death ---------------------------------------------------------------
+
+    def _kernel_died(self) -> None:
+        """Mark what was open as killed, in every folder the session wrote to, and compact."""
+        death_us = now_us()
+        cell = self._cell
+        if cell is not None:
+            self._cell = None
+            self._emit(CELL_USAGE.name, self._usage_record(cell))
+        if self._writer is not None:
+            self._writer.close()
+        cgroup = procfs.read_cgroup_memory(self._cgroup) if self._cgroup else None
+        oom_kill: bool | None = None
+        if cgroup and cgroup.oom_kills is not None and self._oom_kills_at_start is not None:
+            oom_kill = cgroup.oom_kills > self._oom_kills_at_start
+        death = {
+            "ended_at": death_us,
+            "death_cause": "oom" if oom_kill else "unknown",
+            "memory_limit_bytes": cgroup.limit_bytes if cgroup else None,
+            "oom_kill": oom_kill,
+            "last_rss_bytes": self._last.rss_bytes if self._last else None,
+        }
+        journals = {folder: self._kernel_records(folder) for folder in self.folders}
+        if not any(_session_ended(records, self.session_id) for records in journals.values()):
+            # It died with the session open (or the session ended and said so:
+            # then there is nothing to mark, only to compact).
+            marked_session = False
+            for folder, records in journals.items():
+                writer = JournalWriter(self._journal_path(folder))
+                try:
+                    marked_session |= self._mark_killed(records, writer, death, cell)
+                    if folder == self.folders[-1] and not marked_session:
+                        # No sessions row anywhere (the kernel died before
+                        # writing one): still say how the session ended.
+                        writer.write(
+                            SESSIONS.name,
+                            {"session_id": self.session_id, "status": "killed", "kernel_pid": self.kernel_pid, **death},
+                        )
+                except OSError as exc:
+                    log.warning("cannot record the kernel's death in %s: %s", folder, exc)
+                finally:
+                    writer.close()
+        self.sampler.close()
+        self._compact()
+
+    def _kernel_records(self, folder: Path) -> list[dict[str, Any]]:
+        path = folder / layout.JOURNALS / journal_name(self.session_id, "kernel")
+        try:
+            records, _, _ = read_lines(path)
+        except OSError:
+            return []
+        return records
+
+    def _mark_killed(
+        self, records: list[dict[str, Any]], writer: JournalWriter, death: Mapping[str, Any], cell: CellWindow | None
+    ) -> bool:
+        """Write killed versions of the open rows in *records*; whether a sessions row was written."""
+        ended_at = death["ended_at"]
+        for row in _latest(records, CELLS.name, CELLS.key).values():
+            if row.get("status") != "running" or row.get("session_id") != self.session_id:
+                continue
+            killed = _copy(row, CELLS.names, status="killed", ended_at=ended_at)
+            killed["wall_s"] = _seconds_between(row.get("started_at"), ended_at)
+            watched = cell if cell is not None and cell.cell_seq == row.get("cell_seq") else None
+            peaks = [row.get("rss_before_bytes"), row.get("peak_rss_bytes")]
+            if watched is not None:
+                peaks.append(watched.kernel_peak_rss_bytes)
+                killed["children_peak_rss_bytes"] = _max(
+                    row.get("children_peak_rss_bytes"), watched.children_peak_rss_bytes
+                )
+                killed["peak_gpu_bytes"] = _max(row.get("peak_gpu_bytes"), watched.peak_gpu_bytes)
+            killed["peak_rss_bytes"] = max((p for p in peaks if isinstance(p, int)), default=None)
+            writer.write(CELLS.name, killed)
+        for row in _latest(records, RUNS.name, RUNS.key).values():
+            if row.get("status") != "running" or row.get("session_id") not in (None, self.session_id):
+                continue
+            killed = _copy(row, RUNS.names, status="killed", ended_at=ended_at)
+            killed["wall_s"] = _seconds_between(row.get("started_at"), ended_at)
+            writer.write(RUNS.name, killed)
+        session = _latest(records, SESSIONS.name, SESSIONS.key).get((self.session_id,))
+        if session is None:
+            return False
+        writer.write(SESSIONS.name, _copy(session, SESSIONS.names, status="killed", **death))
+        return True
+
+    def _compact(self) -> None:
+        try:
+            from . import store  # pyarrow: only now, never while watching
+        except ImportError as exc:
+            log.warning("cannot compact session %s: %s", self.session_id, exc)
+            return
+        for folder in self.folders:
+            try:
+                store.compact_writer(folder, self.session_id)
+            except Exception as exc:  # noqa: BLE001 - one folder's failure must not cost the others
+                log.warning("cannot compact session %s in %s: %s", self.session_id, folder, exc)
+
+
+def _session_ended(records: list[dict[str, Any]], session_id: str) -> bool:
+    """Whether the latest sessions row of *session_id* in *records* says it is over."""
+    row = _latest(records, SESSIONS.name, SESSIONS.key).get((session_id,))
+    return row is not None and row.get("status") in ("ended", "killed")
+
+
+def _latest(
+    records: list[dict[str, Any]], table_name: str, key: tuple[str, ...]
+) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """The latest record per key of one table (later lines win ties)."""
+    out: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for rec in records:
+        if rec.get("table") != table_name:
+            continue
+        k = tuple(rec.get(c) for c in key)
+        prev = out.get(k)
+        if prev is None or (rec.get("recorded_at") or 0) >= (prev.get("recorded_at") or 0):
+            out[k] = rec
+    return out
+
+
+def _copy(row: Mapping[str, Any], names: tuple[str, ...], **changes: Any) -> dict[str, Any]:
+    out = {k: v for k, v in row.items() if k in names and k != "recorded_at"}
+    out.update(changes)
+    return out
+
+
+def _seconds_between(start_us: Any, end_us: int) -> float | None:
+    return (end_us - start_us) / 1e6 if isinstance(start_us, int) else None
+
+
+# ---------------------------------------------------------------------------
+# Command line
+
+
+class _StderrFormatter(logging.Formatter):
+    """``LEVELNO LOGGER MESSAGE`` on one line: what :class:`WatcherHandle` forwards."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record).replace("\n", " | ")
+        return f"{record.levelno} {record.name} {message}"
+
+
+def _setup_logging() -> None:
+    # stderr is a pipe to the kernel; if the kernel is gone but a forked worker
+    # still holds the pipe open, a full pipe must not block the watcher.
+    try:
+        os.set_blocking(2, False)
+    except OSError:
+        pass
+    logging.raiseExceptions = False
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_StderrFormatter())
+    root = logging.getLogger("mlt_kernel")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m mlt_kernel.watcher",
+        description="Sample the memory, CPU and GPU of a Jupyter kernel and its child processes, "
+        "and record how it ended. Started by the MLTrack kernel; reads its instructions on stdin.",
+    )
+    parser.add_argument("--pid", type=int, required=True, help="pid of the kernel to watch")
+    parser.add_argument("--session", required=True, help="the kernel's session id")
+    parser.add_argument(
+        "--busy-interval", type=float, default=0.05, help="seconds between samples while a cell runs (default 0.05)"
+    )
+    parser.add_argument(
+        "--idle-interval", type=float, default=1.0, help="seconds between samples otherwise (default 1.0)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Jupyter interrupts the kernel's process group, which includes us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    args = _parser().parse_args(argv)
+    _setup_logging()
+    from .nvml import Gpu
+
+    try:
+        watcher = Watcher(
+            args.pid,
+            args.session,
+            busy_interval=max(0.005, args.busy_interval),
+            idle_interval=max(0.005, args.idle_interval),
+            gpu=Gpu(),
+        )
+    except ProcessLookupError:
+        log.warning("kernel %d is not running; the watcher exits", args.pid)
+        return 0
+    return watcher.run()
+
+
+# ---------------------------------------------------------------------------
+# The kernel's side
+
+
+class WatcherHandle:
+    """The kernel's end of the watcher: starts it and tells it what happens.
+
+    The per-cell methods cost one non-blocking ``os.write`` of a short line and
+    never raise: a watcher that is gone or stuck costs the kernel nothing but
+    one line in its log.
+    """
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self._process = process
+        assert process.stdin is not None
+        self._fd = process.stdin.fileno()
+        os.set_blocking(self._fd, False)
+        self._owner = os.getpid()
+        self._complained = False
+
+    @classmethod
+    def start(
+        cls,
+        kernel_pid: int,
+        session_id: str,
+        *,
+        busy_interval: float = 0.05,
+        idle_interval: float = 1.0,
+    ) -> WatcherHandle:
+        """Start a watcher of *kernel_pid* for *session_id*; returns at once."""
+        argv = python_command(
+            "mlt_kernel.watcher",
+            *("--pid", str(kernel_pid), "--session", session_id),
+            *("--busy-interval", repr(float(busy_interval)), "--idle-interval", repr(float(idle_interval))),
+        )
+        # Same process group as the kernel (start_new_session=False): it goes
+        # when the group is killed, and it ignores the group's SIGINT itself.
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            close_fds=True,
+            start_new_session=False,
+        )
+        assert process.stderr is not None
+        threading.Thread(
+            target=_forward_log, args=(process.stderr,), name="mlt-watcher-log", daemon=True
+        ).start()
+        return cls(process)
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    @property
+    def alive(self) -> bool:
+        return self._process.poll() is None
+
+    def _send(self, line: str) -> None:
+        if os.getpid() != self._owner:  # a forked worker of the kernel: not ours to tell
+            return
+        data = line.encode("utf-8", "replace") + b"\n"
+        if len(data) > _PIPE_BUF:
+            self._complain(f"message of {len(data)} bytes not sent (more than {_PIPE_BUF})")
+            return
+        try:
+            os.write(self._fd, data)
+        except BlockingIOError:
+            self._complain("the watcher is not reading; a message was dropped")
+        except OSError as exc:  # BrokenPipeError: it has exited; EBADF: stopped
+            self._complain(f"the watcher is gone ({exc.strerror or exc})")
+
+    def _complain(self, why: str) -> None:
+        if not self._complained:
+            self._complained = True
+            log.warning("resource watcher: %s", why)
+
+    def set_experiment(self, path: str | os.PathLike[str]) -> None:
+        """Tell the watcher the experiment folder (it writes nothing until it has one)."""
+        try:
+            self._send("exp " + json.dumps(os.path.abspath(os.fspath(path))))
+        except (TypeError, ValueError) as exc:
+            self._complain(f"bad experiment folder {path!r} ({exc})")
+
+    def cell_started(self, cell_seq: int, run_id: str | None) -> None:
+        """A cell began (its record is already written ahead)."""
+        try:
+            self._send(f"start {int(cell_seq)} {json.dumps(run_id if isinstance(run_id, str) else None)}")
+        except (TypeError, ValueError) as exc:
+            self._complain(f"bad cell {cell_seq!r} ({exc})")
+
+    def cell_finished(self, cell_seq: int) -> None:
+        """The cell ended; the watcher writes its ``cell_usage`` record."""
+        try:
+            self._send(f"end {int(cell_seq)}")
+        except (TypeError, ValueError) as exc:
+            self._complain(f"bad cell {cell_seq!r} ({exc})")
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Ask the watcher to write its last records and exit; kill it after *timeout*."""
+        if os.getpid() != self._owner:
+            return
+        if self._process.poll() is None:
+            self._send("stop")
+        try:
+            if self._process.stdin is not None:
+                self._process.stdin.close()
+        except OSError:
+            pass
+        try:
+            self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("resource watcher did not stop within %.1f s; killed", timeout)
+            self._process.kill()
+            try:
+                self._process.wait(1.0)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+def _forward_log(stream: Any) -> None:
+    """Re-log the watcher's log lines (``LEVELNO LOGGER MESSAGE``) in the kernel."""
+    try:
+        for raw in stream:
+            text = raw.decode("utf-8", "replace").rstrip("\n")
+            level, _, rest = text.partition(" ")
+            name, _, message = rest.partition(" ")
+            if level.isdigit() and name.startswith("mlt_kernel"):
+                logging.getLogger(name).log(int(level), "%s", message)
+            elif text.strip():
+                log.warning("resource watcher: %s", text)
+    except (OSError, ValueError):
+        pass
+    finally:
+        try:
+            stream.close()
+        except OSError:
+            pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

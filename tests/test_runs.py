@@ -1,0 +1,102 @@
+"""Runs from cell comments and from code, in a real kernel."""
+
+from __future__ import annotations
+
+import pytest
+
+import mlt_kernel as mlt
+
+
+@pytest.fixture
+def kernel(start_kernel, exp):
+    k = start_kernel()
+    k.run(f"EXP_PATH = {str(exp)!r}\nimport mlt_kernel as mlt")
+    return k
+
+
+def test_a_tagged_cell_is_a_run_with_typed_params(kernel, exp):
+    assert kernel.run("# mlt: record name=random_forest n_estimators=300 lr=0.1 deep=true tag='7'\nimport time; time.sleep(0.1)").status == "ok"
+    runs = mlt.Experiment(exp).runs()
+    (run,) = runs.to_dict("records")
+    assert run["name"] == "random_forest" and run["status"] == "finished"
+    assert run["params"] == {"n_estimators": 300, "lr": 0.1, "deep": True, "tag": "7"}
+    assert run["wall_s"] >= 0.1 and run["ended_at"] > run["started_at"]
+    assert run["peak_rss_bytes"] > 0
+    cells = mlt.Experiment(exp).cells(run="random_forest")
+    assert list(cells["execution_count"]) == [2]
+
+
+def test_a_run_spanning_cells(kernel, exp):
+    kernel.run("# mlt: record start name=mlp lr=0.001\nx = 1")
+    kernel.run("y = bytearray(50 * 2**20)")
+    mid = mlt.Experiment(exp).runs()
+    assert mid["status"].tolist() == ["running"]
+    kernel.run("# mlt: record stop\nz = 3")
+    kernel.run("after = 1")
+    e = mlt.Experiment(exp)
+    (run,) = e.runs().to_dict("records")
+    assert run["status"] == "finished" and run["params"] == {"lr": 0.001}
+    assert (run["first_cell_seq"], run["last_cell_seq"]) == (2, 4)
+    assert run["peak_rss_bytes"] >= 50 * 2**20
+    assert e.cells()["run_name"].fillna("-").tolist()[1:] == ["mlp", "mlp", "mlp", "-"]
+
+
+def test_runs_in_code_and_params(kernel, exp):
+    assert kernel.run("rid = mlt.start('sgd', alpha=0.01)\nmlt.log_params(epochs=5)").status == "ok"
+    assert kernel.run("mlt.log_metric('loss', 0.5, step=1)\nmlt.log_metrics({'loss': 0.25, 'acc': 0.9}, step=2)").status == "ok"
+    assert kernel.run("mlt.stop()").status == "ok"
+    e = mlt.Experiment(exp)
+    (run,) = e.runs().to_dict("records")
+    assert run["params"] == {"alpha": 0.01, "epochs": 5} and run["status"] == "finished"
+    metrics = e.metrics("sgd")
+    assert metrics[["name", "step", "value"]].values.tolist() == [["loss", 1, 0.5], ["loss", 2, 0.25], ["acc", 2, 0.9]]
+
+
+def test_nested_start_and_stray_stop_are_clear_errors(kernel, exp):
+    kernel.run("# mlt: record start name=outer")
+    nested = kernel.run("# mlt: record name=inner\nran = True")
+    assert nested.content["ename"] == "RunError"
+    assert "'outer' is still open" in nested.content["evalue"]
+    assert kernel.run("print('ran' in globals())").stdout.strip() == "False"
+    in_code = kernel.run("mlt.start('again')")
+    assert in_code.content["ename"] == "RunError"
+    kernel.run("# mlt: record stop")
+    stray = kernel.run("# mlt: record stop")
+    assert stray.content["ename"] == "RunError" and "no run is open" in stray.content["evalue"]
+    assert mlt.Experiment(exp).runs()["name"].tolist() == ["outer"]
+
+
+def test_logging_outside_a_run_is_an_error(kernel, exp):
+    reply = kernel.run("mlt.log_metric('loss', 1.0)")
+    assert reply.content["ename"] == "RunError"
+    assert "no run is open" in reply.content["evalue"]
+    bad = kernel.run("# mlt: record name=r\nmlt.log_metric('loss', float('nan'))")
+    assert bad.content["ename"] == "ValueError" and "not finite" in bad.content["evalue"]
+    later = kernel.run("mlt.log_metric('late', 2.0, run='r')")
+    assert later.status == "ok"
+    assert mlt.Experiment(exp).metrics("r")["name"].tolist() == ["late"]
+
+
+def test_a_failing_run_cell_and_an_open_run_at_shutdown(start_kernel, exp):
+    k = start_kernel()
+    k.run(f"EXP_PATH = {str(exp)!r}")
+    k.run("# mlt: record name=broken\n1/0")
+    k.run("# mlt: record start name=left_open")
+    k.shutdown()
+    runs = mlt.Experiment(exp).runs().set_index("name")
+    assert runs.loc["broken", "status"] == "error"
+    assert runs.loc["left_open", "status"] == "finished"
+
+
+def test_names_may_repeat_across_sessions(start_kernel, exp):
+    for _ in range(2):
+        k = start_kernel()
+        k.run(f"EXP_PATH = {str(exp)!r}")
+        k.run("# mlt: record name=rf\nx = 1")
+        k.shutdown()
+    e = mlt.Experiment(exp)
+    runs = e.runs()
+    assert runs["name"].tolist() == ["rf", "rf"] and runs["session_id"].nunique() == 2
+    with pytest.raises(mlt.UnknownRunError, match="2 runs are named 'rf'; pass one run_id"):
+        e.resolve_run("rf")
+    assert e.resolve_run(runs["run_id"][1])["session_id"] == runs["session_id"][1]
