@@ -47,6 +47,8 @@ def main() -> int:
         print("gpu_check: no CUDA GPU visible to torch; nothing to check")
         return 0
 
+    from mlt_kernel.hooks import CellContext
+    from mlt_kernel.hooks.gpu import GpuHook
     from mlt_kernel.journal import journal_name, read_lines
     from mlt_kernel.nvml import Gpu
     from mlt_kernel.watcher import WatcherHandle
@@ -67,7 +69,8 @@ def main() -> int:
         handle.cell_finished(1)
         time.sleep(0.2)  # let the watcher take cell 1's last sample before cell 2 allocates
 
-        torch.cuda.reset_peak_memory_stats()
+        hook, cell = GpuHook(), CellContext({})  # what the kernel records for the cell
+        hook.pre_cell(cell)
         handle.cell_started(2, None)  # cell 2: the allocation
         block = torch.empty(size, dtype=torch.uint8, device="cuda")
         block.fill_(1)
@@ -77,6 +80,7 @@ def main() -> int:
         nvml_now = direct.process_memory({os.getpid()})
         direct.close()
         handle.cell_finished(2)
+        hook.post_cell(cell)
         allocated_peak = torch.cuda.max_memory_allocated()
         reserved_peak = torch.cuda.max_memory_reserved()
         del block
@@ -96,6 +100,7 @@ def main() -> int:
     print(f"{'allocated by this check':<52} {gib(size):>12}")
     print(f"{'torch.cuda.max_memory_allocated (cell 2)':<52} {gib(allocated_peak):>12}")
     print(f"{'torch.cuda.max_memory_reserved (cell 2)':<52} {gib(reserved_peak):>12}")
+    print(f"{'kernel hook: gpu_allocator_peak_bytes (cell 2)':<52} {gib(cell.record.get('gpu_allocator_peak_bytes')):>12}")
     print(f"{'watcher: peak_gpu_bytes, cell 1 (CUDA context only)':<52} {gib(context):>12}")
     print(f"{'watcher: peak_gpu_bytes, cell 2 (context + allocation)':<52} {gib(peak):>12}")
     print(f"{'NVML read in this process during cell 2':<52} {gib(nvml_now):>12}")

@@ -187,8 +187,17 @@ class Experiment:
 
     # -- notes, plots, documents -------------------------------------------------
     def notes(self) -> pd.DataFrame:
-        """Markdown notes (verbatim: render them through ``mlt_kernel.render``)."""
-        return self._df("SELECT * EXCLUDE (recorded_at) FROM notes WHERE NOT coalesce(deleted, false) ORDER BY created_at")
+        """Markdown notes (verbatim: render them through ``mlt_kernel.render``).
+
+        ``plot_path`` links a note to its plot by file name: the plot's path in the
+        experiment once that plot is recorded, empty until then.
+        """
+        return self._df(
+            "SELECT n.* EXCLUDE (recorded_at), p.path AS plot_path FROM notes n "
+            "LEFT JOIN (SELECT file, path FROM plots WHERE path = 'plots/' || file "
+            "  QUALIFY row_number() OVER (PARTITION BY file ORDER BY created_at DESC) = 1) p "
+            "ON p.file = n.plot WHERE NOT coalesce(n.deleted, false) ORDER BY n.created_at"
+        )
 
     def plots(self) -> pd.DataFrame:
         """Recorded figures, newest version of each file last."""

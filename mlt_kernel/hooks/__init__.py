@@ -49,6 +49,8 @@ def register(cls: type[Hook]) -> type[Hook]:
 
 def default_hooks() -> list[Hook]:
     """The hooks of every session, in the order their ``pre_cell`` runs."""
-    from . import gpu, memory, timing  # noqa: F401  (registration)
+    from . import gpu, memory, plots, timing  # noqa: F401  (registration)
 
-    return [REGISTRY[name]() for name in ("memory", "gpu", "timing")]
+    # "plots" first: its post_cell (hashing, saving inline figures) then runs after
+    # the others have measured the cell, so its I/O never counts as the cell's.
+    return [REGISTRY[name]() for name in ("plots", "memory", "gpu", "timing")]

@@ -1,0 +1,434 @@
+"""Documents: a titled, ordered list of blocks — Markdown text, notes and plots.
+
+The API has no UI in it: note cells (``# mlt: note doc=…``) and the dashboard's
+editor both call it. Every change is a new row ("a file, once written, is never
+rewritten"): a document is a ``documents`` row and each block a ``blocks`` row
+of its own, ordered by a fractional ``position``. Adding, editing, moving or
+deleting a block writes exactly one row, so two processes editing a document
+at once never lose each other's blocks (for the same block, the last write wins).
+
+Where rows go: a kernel passes its recorder's journal (``write=recorder.write``);
+anyone else — the dashboard, a script — writes a small Parquet file per change
+through ``store.write_records``. Reads always go through ``Experiment``,
+refreshed first, so each side sees what the other wrote.
+
+```python
+doc = create_document("exp/churn", "Findings")
+intro = doc.add_markdown("# Churn\\nRandom forests win.")
+doc.add_plot("roc.png")
+doc.move(intro.block_id, +1)
+doc.export_html("findings.html")   # one self-contained, offline file
+```
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import layout
+from .errors import MLTrackError, PlotPathError
+from .journal import now_us
+from .notes import plot_name
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .experiment import Experiment
+
+#: How a document writes a row: ``write(table, record)``.
+Writer = Callable[[str, Mapping[str, Any]], Any]
+
+KINDS = ("markdown", "note", "plot")
+MAX_TITLE_CHARS = 200
+
+#: Styles added to exported pages: figures and the notes under them.
+_EXPORT_CSS = """
+figure.mlt-plot { margin: 1.2em 0; text-align: center; }
+figure.mlt-plot figcaption { font-size: 0.85em; color: #59636e; }
+section.mlt-block { margin: 0 0 1em; }
+.mlt-missing { color: #9a6700; font-style: italic; }
+"""
+
+
+class DocumentNotFoundError(MLTrackError, KeyError):
+    """No document has that title."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class DocumentExistsError(MLTrackError, ValueError):
+    """Another document already has that title."""
+
+
+class BlockNotFoundError(MLTrackError, KeyError):
+    """The document has no block with that id."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block of a document."""
+
+    block_id: str
+    kind: str  #: ``markdown``, ``note`` or ``plot``
+    content: str  #: Markdown text, a note id, or a plot file name in ``plots/``
+    position: float  #: blocks sort by position
+
+
+def clean_title(title: str) -> str:
+    """*title* without surrounding blanks; ``ValueError`` when empty, multi-line or too long."""
+    if not isinstance(title, str) or not title.strip():
+        raise ValueError(f"a document needs a non-empty title, got {title!r}")
+    text = title.strip()
+    if "\n" in text or "\r" in text:
+        raise ValueError(f"a document title is one line, got {title!r}")
+    if len(text) > MAX_TITLE_CHARS:
+        raise ValueError(f"a document title has at most {MAX_TITLE_CHARS} characters, got {len(text)}")
+    return text
+
+
+def list_documents(experiment: Experiment | str | os.PathLike[str]) -> pd.DataFrame:
+    """``doc_id, title, created_at, blocks`` of every document (see ``Experiment.documents``)."""
+    return _experiment(experiment).documents()
+
+
+def create_document(experiment: Experiment | str | os.PathLike[str], title: str) -> Document:
+    """A new, empty document; ``DocumentExistsError`` when the title is taken."""
+    return Document.create(experiment, title)
+
+
+class Document:
+    """A document of an experiment; get one with :meth:`open` or :meth:`create`."""
+
+    def __init__(
+        self, experiment: Experiment, doc_id: str, title: str, created_at: int, *, write: Writer | None = None
+    ) -> None:
+        self.experiment = experiment
+        self.doc_id = doc_id
+        self.title = title
+        self.created_at = created_at  #: microseconds since the epoch (UTC)
+        self._write = write or _parquet_writer(experiment.path)
+
+    def __repr__(self) -> str:
+        return f"Document({self.title!r}, doc_id={self.doc_id!r})"
+
+    # -- finding and creating --------------------------------------------------
+    @classmethod
+    def open(
+        cls, experiment: Experiment | str | os.PathLike[str], title: str, *, write: Writer | None = None
+    ) -> Document:
+        """The document called *title*; ``DocumentNotFoundError`` (a ``KeyError``) names the known ones.
+
+        *write* sends rows elsewhere than a new Parquet file per change (a kernel
+        passes its recorder's ``write``).
+        """
+        exp = _experiment(experiment)
+        row = _find(exp, clean_title(title))
+        if row is None:
+            titles = exp.sql(
+                "SELECT title FROM documents WHERE NOT coalesce(deleted, false) ORDER BY created_at"
+            )["title"].tolist()
+            known = ", ".join(repr(t) for t in titles[:10]) + (", …" if len(titles) > 10 else "") or "none yet"
+            raise DocumentNotFoundError(f"no document {title!r} in {exp.path}; documents: {known}")
+        return cls(exp, row["doc_id"], row["title"], int(row["created_at"]), write=write)
+
+    @classmethod
+    def create(
+        cls, experiment: Experiment | str | os.PathLike[str], title: str, *, write: Writer | None = None
+    ) -> Document:
+        """A new, empty document; ``DocumentExistsError`` when the title is taken."""
+        exp = _experiment(experiment)
+        text = clean_title(title)
+        if _find(exp, text) is not None:
+            raise DocumentExistsError(f"a document {text!r} already exists in {exp.path}")
+        doc = cls(exp, layout.new_writer_id(), text, now_us(), write=write)
+        doc._write_document(deleted=False)
+        return doc
+
+    # -- reading ---------------------------------------------------------------
+    def blocks(self) -> list[Block]:
+        """The blocks in order (deleted ones left out)."""
+        df = self.experiment.sql(
+            "SELECT block_id, kind, content, position FROM blocks "
+            "WHERE doc_id = ? AND NOT coalesce(deleted, false) ORDER BY position, block_id",
+            [self.doc_id],
+        )
+        return [
+            Block(str(r.block_id), str(r.kind), "" if r.content is None else str(r.content), float(r.position))
+            for r in df.itertuples(index=False)
+        ]
+
+    def references_note(self, note_id: str) -> bool:
+        """Whether a block of this document refers, or referred before it was deleted, to the note."""
+        df = self.experiment.sql(
+            "SELECT count(*) AS n FROM blocks WHERE doc_id = ? AND kind = 'note' AND content = ?",
+            [self.doc_id, note_id],
+        )
+        return bool(df["n"].iloc[0])
+
+    # -- editing ---------------------------------------------------------------
+    def add_markdown(self, text: str, after: str | None = None) -> Block:
+        """Add a Markdown block at the end, or after the block *after*."""
+        if not isinstance(text, str):
+            raise ValueError(f"a Markdown block is text, got {type(text).__name__}")
+        return self._add("markdown", text, after)
+
+    def add_note(self, note_id: str, after: str | None = None) -> Block:
+        """Add a block showing the note (and its plot); ``KeyError`` for an unknown note."""
+        found = self.experiment.sql(
+            "SELECT count(*) AS n FROM notes WHERE note_id = ? AND NOT coalesce(deleted, false)", [note_id]
+        )
+        if not found["n"].iloc[0]:
+            raise KeyError(f"no note {note_id!r} in {self.experiment.path}")
+        return self._add("note", note_id, after)
+
+    def add_plot(self, file: str, after: str | None = None) -> Block:
+        """Add a block showing ``plots/{file}`` (it may appear later)."""
+        return self._add("plot", plot_name(file, self.experiment.path), after)
+
+    def edit(self, block_id: str, text: str) -> Block:
+        """Replace the text of a Markdown block, or of the note a note block shows."""
+        if not isinstance(text, str):
+            raise ValueError(f"a block's text is a string, got {type(text).__name__}")
+        block = self._block(block_id)
+        if block.kind == "markdown":
+            edited = replace(block, content=text)
+            self._write_block(edited)
+            return edited
+        if block.kind == "note":
+            self._edit_note(block.content, text)
+            return block
+        raise ValueError(f"block {block_id!r} shows plot {block.content!r}; a plot block has no text to edit")
+
+    def move(self, block_id: str, offset: int) -> Block:
+        """Move a block *offset* places down (positive) or up (negative); one new row."""
+        if isinstance(offset, bool) or not isinstance(offset, int):
+            raise ValueError(f"offset must be an integer, got {offset!r}")
+        blocks = self.blocks()
+        index = _index(blocks, block_id)
+        block = blocks.pop(index)
+        target = max(0, min(len(blocks), index + offset))
+        if target == index:
+            return block
+        moved = replace(block, position=self._slot(blocks, target))
+        self._write_block(moved)
+        return moved
+
+    def delete_block(self, block_id: str) -> None:
+        """Remove a block from the document."""
+        self._write_block(self._block(block_id), deleted=True)
+
+    def rename(self, new_title: str) -> None:
+        """Give the document another title, unique in the experiment."""
+        text = clean_title(new_title)
+        if text == self.title:
+            return
+        other = _find(self.experiment, text)
+        if other is not None and other["doc_id"] != self.doc_id:
+            raise DocumentExistsError(f"a document {text!r} already exists in {self.experiment.path}")
+        self.title = text
+        self._write_document(deleted=False)
+
+    def delete(self) -> None:
+        """Delete the document (its rows stay in the folder's history)."""
+        self._write_document(deleted=True)
+
+    # -- HTML ------------------------------------------------------------------
+    def to_html(self) -> str:
+        """The blocks as sanitised HTML, plots embedded as ``data:`` URIs (a page body)."""
+        from .render import markdown_to_html
+
+        blocks = self.blocks()
+        notes = self._notes([b.content for b in blocks if b.kind == "note"])
+        parts = []
+        for block in blocks:
+            if block.kind == "markdown":
+                inner = markdown_to_html(block.content, images=self._image)
+            elif block.kind == "plot":
+                inner = self._figure(block.content)
+            elif block.kind == "note":
+                note = notes.get(block.content)
+                if note is None:
+                    inner = '<p class="mlt-missing">This note was deleted.</p>'
+                else:
+                    plot, markdown = note
+                    figure = self._figure(plot) if plot else ""
+                    inner = figure + markdown_to_html(markdown, images=self._image)
+            else:
+                continue  # a kind from a newer version
+            parts.append(f'<section class="mlt-block mlt-{block.kind}">\n{inner}\n</section>')
+        return "\n".join(parts)
+
+    def export_html(self, path: str | os.PathLike[str]) -> Path:
+        """Write the document as one self-contained, offline, printable HTML file."""
+        from .render import html_page
+
+        body = f"<h1>{escape(self.title)}</h1>\n{self.to_html()}"
+        target = Path(path)
+        target.write_text(html_page(self.title, body, extra_css=_EXPORT_CSS), encoding="utf-8")
+        return target
+
+    # -- internals -------------------------------------------------------------
+    def _add(self, kind: str, content: str, after: str | None) -> Block:
+        blocks = self.blocks()
+        index = len(blocks) if after is None else _index(blocks, after) + 1
+        block = Block(layout.new_writer_id(), kind, content, self._slot(blocks, index))
+        self._write_block(block)
+        return block
+
+    def _slot(self, blocks: list[Block], index: int) -> float:
+        """A position that sorts between ``blocks[index - 1]`` and ``blocks[index]``."""
+        low = blocks[index - 1].position if index > 0 else None
+        high = blocks[index].position if index < len(blocks) else None
+        if low is None:
+            return 1.0 if high is None else high - 1.0
+        if high is None:
+            return low + 1.0
+        middle = (low + high) / 2
+        if low < middle < high:
+            return middle
+        # No room left between them (or two writers chose the same position): renumber once.
+        blocks[:] = [replace(b, position=float(i + 1)) for i, b in enumerate(blocks)]
+        for b in blocks:
+            self._write_block(b)
+        return self._slot(blocks, index)
+
+    def _block(self, block_id: str) -> Block:
+        blocks = self.blocks()
+        return blocks[_index(blocks, block_id)]
+
+    def _write_block(self, block: Block, *, deleted: bool = False) -> None:
+        self._write(
+            "blocks",
+            {"block_id": block.block_id, "doc_id": self.doc_id, "position": block.position,
+             "kind": block.kind, "content": block.content, "deleted": deleted},
+        )  # fmt: skip
+
+    def _write_document(self, *, deleted: bool) -> None:
+        self._write(
+            "documents",
+            {"doc_id": self.doc_id, "title": self.title, "deleted": deleted, "created_at": self.created_at},
+        )
+
+    def _edit_note(self, note_id: str, text: str) -> None:
+        df = self.experiment.sql(
+            "SELECT note_id, session_id, execution_count, cell_id, run_id, plot, doc, "
+            "epoch_us(created_at) AS created_at FROM notes WHERE note_id = ?",
+            [note_id],
+        )
+        if df.empty:
+            raise KeyError(f"no note {note_id!r} in {self.experiment.path}")
+        row = {k: _plain(v) for k, v in df.iloc[0].to_dict().items()}
+        self._write("notes", {**row, "markdown": text, "deleted": False})
+
+    def _notes(self, note_ids: list[str]) -> dict[str, tuple[str | None, str]]:
+        """``note_id -> (plot, markdown)`` of the notes that still exist."""
+        if not note_ids:
+            return {}
+        df = self.experiment.sql(
+            "SELECT note_id, plot, markdown FROM notes "
+            "WHERE list_contains(?::VARCHAR[], note_id) AND NOT coalesce(deleted, false)",
+            [note_ids],
+        )
+        return {
+            str(r.note_id): (_plain(r.plot), "" if _plain(r.markdown) is None else str(r.markdown))
+            for r in df.itertuples(index=False)
+        }
+
+    def _plot_file(self, src: str) -> Path | None:
+        """``plots/{name}`` for an image reference, when it is a file inside ``plots/``."""
+        try:
+            name = plot_name(src, self.experiment.path)
+        except PlotPathError:
+            return None
+        folder = (self.experiment.path / layout.PLOTS).resolve()
+        path = (folder / name).resolve()
+        # A symlink out of a shared folder must not smuggle a local file into a page.
+        if path.parent != folder or not path.is_file():
+            return None
+        return path
+
+    def _image(self, src: str) -> str | None:
+        from .render import data_uri
+
+        path = self._plot_file(src)
+        if path is None:
+            return None
+        try:
+            return data_uri(path)
+        except (OSError, ValueError):  # unreadable, or not a raster image (SVG, PDF)
+            return None
+
+    def _figure(self, name: str) -> str:
+        uri = self._image(name)
+        if uri is None:
+            return f'<p class="mlt-missing">Plot {escape(name)} is not available.</p>'
+        label = escape(name)
+        return (
+            f'<figure class="mlt-plot"><img src="{uri}" alt="{label}">'
+            f"<figcaption>{label}</figcaption></figure>\n"
+        )
+
+
+def _experiment(experiment: Experiment | str | os.PathLike[str]) -> Experiment:
+    from .experiment import Experiment
+
+    return experiment if isinstance(experiment, Experiment) else Experiment(experiment)
+
+
+def _find(exp: Experiment, title: str) -> dict[str, Any] | None:
+    """``doc_id, title, created_at`` of the oldest live document called *title*."""
+    df = exp.sql(
+        "SELECT doc_id, title, epoch_us(created_at) AS created_at FROM documents "
+        "WHERE title = ? AND NOT coalesce(deleted, false) ORDER BY created_at, doc_id LIMIT 1",
+        [title],
+    )
+    return None if df.empty else df.iloc[0].to_dict()
+
+
+def _index(blocks: list[Block], block_id: str) -> int:
+    for i, block in enumerate(blocks):
+        if block.block_id == block_id:
+            return i
+    raise BlockNotFoundError(f"no block {block_id!r} in this document")
+
+
+def _parquet_writer(exp_path: Path) -> Writer:
+    def write(table: str, record: Mapping[str, Any]) -> None:
+        from . import store
+
+        store.write_records(exp_path, table, [record])
+
+    return write
+
+
+def _plain(value: Any) -> Any:
+    """A pandas cell as a plain Python value (missing values as None)."""
+    import pandas as pd
+
+    if value is None or (not isinstance(value, (list, tuple)) and pd.isna(value)):
+        return None
+    item = getattr(value, "item", None)
+    return item() if callable(item) else value
+
+
+__all__ = [
+    "KINDS",
+    "Block",
+    "BlockNotFoundError",
+    "Document",
+    "DocumentExistsError",
+    "DocumentNotFoundError",
+    "Writer",
+    "clean_title",
+    "create_document",
+    "list_documents",
+]

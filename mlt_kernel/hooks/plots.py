@@ -1,0 +1,346 @@
+"""Figures a cell saves or shows become ``plots`` records.
+
+Three sources, each almost free when unused:
+
+1. **matplotlib's ``savefig``, anywhere on disk.** matplotlib is never imported
+   here. Once the user's code has imported ``matplotlib.figure``, the next
+   ``pre_cell`` wraps ``Figure.savefig`` (once; the original is kept, called
+   unchanged, and restored when the session ends) so that it remembers the
+   paths it wrote. ``post_cell`` records them. In the very cell that first
+   imports matplotlib the wrapper is not there yet: only files under ``plots/``
+   are seen in that cell (source 2).
+2. **``{EXP}/plots/``, whatever wrote there.** Files that appeared or changed
+   during the cell are recorded. The folder is listed only when its mtime moved;
+   the text notes in it (``plots/roc.txt`` is the note of ``plots/roc.png``) are
+   also stat-ed each cell, because an edit in place leaves the folder's mtime alone.
+3. **Inline figures.** While a cell runs, a hook on ipykernel's display publisher
+   and display hook (their public ``register_hook``; thread-local, so only the
+   cell's own outputs pass through it) keeps each ``image/png`` output; it never
+   changes or holds back a message. After the cell the images are saved as
+   ``plots/{run name or 'cell'}-{execution_count}-{n}.png``.
+
+Records carry the cell (``session_id, cell_seq``) and its run. A plot's id is
+derived from its path, so saving the same file again updates its row. A cell
+that plots nothing costs one ``stat`` of ``plots/`` plus one per text note there.
+Hooks receive only the cell, so this one reaches the session's recorder through
+``api._recorder``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import functools
+import hashlib
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import api, layout
+from ..journal import now_us
+from ..notes import PLOT_SUFFIXES, record_text_note
+from . import CellContext, Hook, register
+
+if TYPE_CHECKING:
+    from ..recorder import Recorder
+
+NOTE_SUFFIX = ".txt"
+
+# File timestamps come from a coarse clock (a few ms behind time.time()), and some
+# shared file systems keep whole seconds: a file counts as written during the
+# cell when its mtime is at most this much before the cell started.
+_MTIME_SLACK_NS = 1_000_000_000
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+
+#: ``(absolute path, format)`` of each ``Figure.savefig`` call not yet recorded.
+_saved: list[tuple[str, str | None]] = []
+
+
+def _recording_savefig(original: Any) -> Any:
+    """``Figure.savefig`` that also remembers where it wrote; never changes the result."""
+
+    @functools.wraps(original)
+    def savefig(self: Any, fname: Any, *args: Any, **kwargs: Any) -> Any:
+        result = original(self, fname, *args, **kwargs)
+        with contextlib.suppress(Exception):  # recording must never break savefig
+            if isinstance(fname, (str, os.PathLike)):
+                _saved.append((os.path.abspath(os.fsdecode(fname)), kwargs.get("format")))
+        return result
+
+    savefig.__mlt_original__ = original  # type: ignore[attr-defined]
+    return savefig
+
+
+def wrap_savefig() -> bool:
+    """Wrap ``matplotlib.figure.Figure.savefig`` if the user imported matplotlib; idempotent."""
+    module = sys.modules.get("matplotlib.figure")
+    figure = getattr(module, "Figure", None)
+    current = getattr(figure, "__dict__", {}).get("savefig")
+    if current is None:
+        return False
+    if not hasattr(current, "__mlt_original__"):
+        figure.savefig = _recording_savefig(current)  # type: ignore[union-attr]
+    return True
+
+
+def unwrap_savefig() -> None:
+    """Put the original ``Figure.savefig`` back."""
+    module = sys.modules.get("matplotlib.figure")
+    figure = getattr(module, "Figure", None)
+    current = getattr(figure, "__dict__", {}).get("savefig")
+    original = getattr(current, "__mlt_original__", None)
+    if original is not None:
+        figure.savefig = original  # type: ignore[union-attr]
+
+
+def _saved_path(path: str, fmt: str | None) -> Path | None:
+    """The file ``savefig(path, format=fmt)`` wrote (matplotlib adds the default suffix)."""
+    if os.path.isfile(path):
+        return Path(path)
+    matplotlib = sys.modules.get("matplotlib")
+    if fmt is None and not os.path.splitext(path)[1] and matplotlib is not None:
+        candidate = f"{path}.{matplotlib.rcParams['savefig.format']}"
+        if os.path.isfile(candidate):
+            return Path(candidate)
+    return None
+
+
+class _InlineImages:
+    """Display-publisher hook: keeps the ``image/png`` of each output, passes every message on."""
+
+    def __init__(self) -> None:
+        self.images: list[str] = []
+
+    def __call__(self, msg: dict[str, Any]) -> dict[str, Any]:
+        with contextlib.suppress(Exception):
+            if msg["header"]["msg_type"] in ("display_data", "execute_result"):
+                png = msg["content"]["data"].get("image/png")
+                if isinstance(png, str):
+                    self.images.append(png)
+        return msg
+
+
+@dataclass
+class _PlotsFolder:
+    """What ``{EXP}/plots/`` held when last looked at."""
+
+    path: Path
+    files: dict[str, tuple[int, int]] = field(default_factory=dict)  #: name -> (mtime_ns, size)
+    notes: list[str] = field(default_factory=list)  #: the ``.txt`` names among ``files``
+    listed_mtime_ns: int | None = None  #: the folder's mtime when listed; None: list next time
+
+    def changes(self, since_ns: int) -> list[str]:
+        """Files that appeared or changed since the last look and were written after *since_ns*."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return []
+        if st.st_mtime_ns != self.listed_mtime_ns:
+            now = self._list(st)
+        else:  # only the notes can have changed
+            now = {}
+            for name in self.notes:
+                sig = _signature(os.path.join(self.path, name))
+                if sig is not None:
+                    now[name] = sig
+        changed = [n for n, sig in now.items() if self.files.get(n) != sig and sig[0] >= since_ns]
+        self.files.update(now)
+        return sorted(changed)
+
+    def _list(self, st: os.stat_result) -> dict[str, tuple[int, int]]:
+        listing: dict[str, tuple[int, int]] = {}
+        with contextlib.suppress(OSError), os.scandir(self.path) as entries:
+            for entry in entries:
+                if entry.name.startswith(".") or not entry.is_file():
+                    continue
+                with contextlib.suppress(OSError):
+                    est = entry.stat()
+                    listing[entry.name] = (est.st_mtime_ns, est.st_size)
+        self.files = {n: s for n, s in self.files.items() if n in listing}
+        self.notes = [n for n in listing if n.endswith(NOTE_SUFFIX)]
+        # A folder changed within the clock's resolution of now may change again
+        # without its mtime moving: trust that mtime only once it is old.
+        fresh = time.time_ns() - st.st_mtime_ns < _MTIME_SLACK_NS
+        self.listed_mtime_ns = None if fresh else st.st_mtime_ns
+        return listing
+
+    def remember(self, name: str) -> None:
+        """Note a file written by us, so that the next look does not record it again."""
+        sig = _signature(os.path.join(self.path, name))
+        if sig is not None:
+            self.files[name] = sig
+
+
+def _signature(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+@register
+class PlotsHook(Hook):
+    """Records the figures of each cell (see the module docs)."""
+
+    name = "plots"
+
+    def __init__(self) -> None:
+        self._folders: dict[Path, _PlotsFolder] = {}
+        self._capture: tuple[_InlineImages, list[Any]] | None = None
+
+    # -- around the cell ---------------------------------------------------------
+    def pre_cell(self, cell: CellContext) -> None:
+        recorder = api._recorder
+        if recorder is None:
+            return
+        cell.scratch["plots_started_ns"] = time.time_ns()
+        wrap_savefig()
+        _saved.clear()  # saved between cells, e.g. by a skipped cell: not this cell's
+        folder = recorder.wanted_path()
+        if folder not in self._folders:
+            state = self._folders[folder] = _PlotsFolder(folder / layout.PLOTS)
+            state.changes(since_ns=sys.maxsize)  # what is there already is not this cell's
+        self._start_capture(recorder.shell)
+
+    def post_cell(self, cell: CellContext) -> None:
+        capture = self._stop_capture()
+        recorder = api._recorder
+        started = cell.scratch.get("plots_started_ns")
+        if recorder is None or started is None:
+            return
+        wrap_savefig()  # for the next cell, when this one imported matplotlib
+        folder = recorder.wanted_path()
+        state = self._folders.get(folder)
+        if state is None:  # EXP_PATH was set by this cell: keep only what it wrote
+            state = self._folders[folder] = _PlotsFolder(folder / layout.PLOTS)
+        self._record_saved(recorder, cell, folder, state)
+        self._record_folder(recorder, cell, folder, state, started - _MTIME_SLACK_NS)
+        if capture is not None and capture.images:
+            self._record_inline(recorder, cell, folder, state, capture.images)
+
+    def close(self) -> None:
+        self._stop_capture()
+        unwrap_savefig()
+
+    # -- inline capture ----------------------------------------------------------
+    def _start_capture(self, shell: Any) -> None:
+        self._stop_capture()  # a cell whose post_cell never came
+        images = _InlineImages()
+        targets = []
+        for target in (getattr(shell, "display_pub", None), getattr(shell, "displayhook", None)):
+            hook = getattr(target, "register_hook", None)
+            if callable(hook) and callable(getattr(target, "unregister_hook", None)):
+                hook(images)
+                targets.append(target)
+        self._capture = (images, targets)
+
+    def _stop_capture(self) -> _InlineImages | None:
+        if self._capture is None:
+            return None
+        images, targets = self._capture
+        self._capture = None
+        for target in targets:
+            with contextlib.suppress(Exception):
+                target.unregister_hook(images)
+        return images
+
+    # -- recording ---------------------------------------------------------------
+    def _record_saved(self, recorder: Recorder, cell: CellContext, folder: Path, state: _PlotsFolder) -> None:
+        calls = list(_saved)
+        del _saved[: len(calls)]
+        paths = {}
+        for raw, fmt in calls:
+            path = _saved_path(raw, fmt)
+            if path is not None:
+                paths[str(path)] = path
+        for path in paths.values():
+            _write_plot(recorder, cell, folder, path, "savefig")
+            if path.parent == state.path:
+                state.remember(path.name)
+
+    def _record_folder(
+        self, recorder: Recorder, cell: CellContext, folder: Path, state: _PlotsFolder, since_ns: int
+    ) -> None:
+        for name in state.changes(since_ns):
+            suffix = os.path.splitext(name)[1].lower()
+            if suffix in PLOT_SUFFIXES:
+                _write_plot(recorder, cell, folder, state.path / name, "savefig")
+            elif suffix == NOTE_SUFFIX:
+                record_text_note(recorder, folder, name, _cell_of(recorder, cell))
+
+    def _record_inline(
+        self, recorder: Recorder, cell: CellContext, folder: Path, state: _PlotsFolder, images: list[str]
+    ) -> None:
+        run = recorder.run
+        run_name = cell.record.get("run_name") or (run.name if run is not None else "")
+        stem = f"{_UNSAFE_NAME.sub('_', run_name).strip('._') or 'cell'}-{cell.record.get('execution_count')}"
+        state.path.mkdir(parents=True, exist_ok=True)
+        seen: set[str] = set()
+        for encoded in images:
+            try:
+                data = base64.b64decode(encoded, validate=False)
+            except (binascii.Error, ValueError):
+                continue
+            digest = hashlib.sha256(data).hexdigest()
+            if digest in seen:
+                continue  # the same figure shown twice
+            seen.add(digest)
+            path = _write_new(state.path, f"{stem}-{len(seen)}", data, digest)
+            _write_plot(recorder, cell, folder, path, "inline", sha256=digest)
+            state.remember(path.name)
+
+
+def _write_new(folder: Path, stem: str, data: bytes, digest: str) -> Path:
+    """Write *data* as ``{stem}.png`` without replacing another file (``{stem}_2.png``, …)."""
+    for attempt in range(1, 1000):
+        path = folder / (f"{stem}.png" if attempt == 1 else f"{stem}_{attempt}.png")
+        try:
+            with open(path, "xb") as f:
+                f.write(data)
+            return path
+        except FileExistsError:
+            if _sha256(path) == digest:
+                return path  # this very image is already there
+    raise FileExistsError(f"no free file name for {stem}.png in {folder}")
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _cell_of(recorder: Recorder, cell: CellContext) -> dict[str, Any]:
+    run = recorder.run
+    return {**cell.record, "run_id": cell.record.get("run_id") or (run.run_id if run is not None else None)}
+
+
+def _write_plot(
+    recorder: Recorder, cell: CellContext, folder: Path, path: Path, source: str, *, sha256: str | None = None
+) -> None:
+    """Append the ``plots`` record of *path* (its id follows from where it lies)."""
+    try:
+        size = path.stat().st_size
+        digest = sha256 or _sha256(path)
+    except OSError:
+        return  # removed again before we looked
+    real, root = os.path.realpath(path), os.path.realpath(folder)
+    if real.startswith(root + os.sep):
+        rel = Path(os.path.relpath(real, root)).as_posix()
+        plots_prefix = layout.PLOTS + "/"
+        file = rel[len(plots_prefix) :] if rel.startswith(plots_prefix) else real
+    else:
+        rel = file = real
+    info = _cell_of(recorder, cell)
+    recorder.write(
+        "plots",
+        {"plot_id": "p-" + hashlib.sha1(rel.encode("utf-8")).hexdigest()[:20], "file": file, "path": rel,
+         "size_bytes": size, "sha256": digest, "session_id": recorder.session_id,
+         "cell_seq": info.get("cell_seq"), "run_id": info.get("run_id"), "source": source,
+         "created_at": now_us()},
+    )  # fmt: skip

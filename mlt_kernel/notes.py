@@ -1,0 +1,227 @@
+"""Notes: Markdown written while working, tied to a plot and/or a document.
+
+A note comes from a ``# mlt: note [plot=FILE] [doc=TITLE]`` cell, from
+``mlt.note(markdown, plot=, doc=)``, or from a text file beside a plot
+(``plots/roc.txt`` is the note of ``plots/roc.png``; ``hooks.plots`` finds them).
+
+Re-running keeps one note: its ``note_id`` is derived from where it comes from,
+so a re-run writes a new version of the same row (readers take the latest):
+
+- the frontend sends a cell id: the notebook path (when known), the cell id and
+  the note's place among the notes of that cell execution. Re-running or editing
+  the cell updates the note, also in a later session;
+- no cell id (a bare jupyter_client, some headless runners): the session, the
+  plot, the document and the note's first line. Editing the body and re-running
+  updates the note; a different first line makes a new one;
+- a text file beside a plot: the file's path.
+
+A note with ``doc=TITLE`` is appended to that document once (the document is
+created if needed); re-running it, or deleting its block in the editor, never
+makes a second block. Finding the document reads the experiment, so the first
+such note of a session loads DuckDB into the kernel; other notes only append a
+journal line.
+
+Notes are untrusted (a teammate's shared folder): stored verbatim, rendered
+only through ``mlt_kernel.render``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import weakref
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import layout
+from .errors import PlotPathError
+from .journal import now_us
+
+if TYPE_CHECKING:
+    from .experiment import Experiment
+    from .recorder import Recorder
+
+#: Largest ``plots/NAME.txt`` read as a note; a bigger file is not a note.
+MAX_TEXT_NOTE_BYTES = 1 << 20
+
+#: Files under ``plots/`` that are plots; a ``plots/NAME.txt`` note explains the
+#: first ``NAME.<suffix>`` present, in this order.
+PLOT_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg", ".pdf", ".gif", ".webp")
+
+_SEPARATORS = re.compile(r"[\\/]")
+_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
+
+# Per recorder: (session_id, cell_seq) of the cell seen last and how many notes it made.
+_cell_notes: weakref.WeakKeyDictionary[Recorder, tuple[tuple[str, int], int]] = weakref.WeakKeyDictionary()
+# note_id -> created_at of notes written by this process, kept when a note is updated.
+_created: dict[str, int] = {}
+# One reader per experiment folder: DuckDB stays warm between note cells.
+_experiments: dict[Path, Experiment] = {}
+
+
+def plot_name(name: str, exp_path: str | os.PathLike[str] | None = None) -> str:
+    """The file name in the experiment's ``plots/`` folder that *name* refers to.
+
+    Accepted: ``roc.png``, ``plots/roc.png`` and, when *exp_path* is given, an
+    absolute path to a file directly in ``{exp_path}/plots/``.
+
+    Raises:
+        PlotPathError: ``..``, an absolute path elsewhere, a sub-folder, or an
+            empty name (one line naming the bad value).
+    """
+    if not isinstance(name, str) or not name.strip() or "\x00" in name:
+        raise PlotPathError(f"plot={name!r}: expected a file name such as 'roc.png'")
+    text = name.strip()
+    if os.path.isabs(text) or text.startswith("\\") or _WINDOWS_DRIVE.match(text):
+        plots = os.path.normpath(os.path.join(os.fspath(exp_path), layout.PLOTS)) if exp_path else None
+        path = os.path.normpath(text)
+        if plots is not None and os.path.dirname(path) == plots:
+            return os.path.basename(path)
+        raise PlotPathError(f"plot={name!r}: an absolute path outside the experiment's plots/ folder")
+    parts = _SEPARATORS.split(text)
+    if len(parts) == 2 and parts[0] == layout.PLOTS:
+        parts = parts[1:]
+    if ".." in parts:
+        raise PlotPathError(f"plot={name!r}: '..' is not allowed; name a file in the plots/ folder")
+    if len(parts) != 1 or parts[0] in ("", "."):
+        raise PlotPathError(f"plot={name!r}: name a file directly in the plots/ folder, such as 'roc.png'")
+    return parts[0]
+
+
+def record_note(
+    recorder: Recorder,
+    markdown: str,
+    *,
+    plot: str | None = None,
+    doc: str | None = None,
+    display: bool = False,
+) -> str:
+    """Store *markdown* as a note of the cell being run; returns its ``note_id``.
+
+    *plot* ties the note to a plot file name (it may not exist yet); *doc*
+    appends the note to that document. With *display*, the Markdown becomes
+    the cell's output (``text/markdown``; the frontend renders and sanitises it).
+    """
+    from .documents import clean_title
+
+    if not isinstance(markdown, str):
+        raise ValueError(f"a note is Markdown text, got {type(markdown).__name__}")
+    plot_file = None if plot is None else plot_name(plot, recorder.wanted_path())
+    title = None if doc is None else clean_title(doc)
+    cell = recorder.pending_cell or {}
+    note_id = _note_id(recorder, cell, markdown, plot_file, title)
+    folder = _write_note(recorder, note_id, cell, markdown, plot_file, title)
+    if display:
+        from IPython.display import display as show
+
+        show({"text/markdown": markdown, "text/plain": markdown}, raw=True)
+    if title is not None:
+        _append_to_document(recorder, folder, title, note_id)
+    return note_id
+
+
+def record_text_note(recorder: Recorder, exp_path: Path, txt_name: str, cell: dict[str, Any]) -> str | None:
+    """Record ``{exp_path}/plots/{txt_name}`` as the note of the plot beside it.
+
+    Returns the note's id, or None when the file is gone or too big to be a note.
+    """
+    path = exp_path / layout.PLOTS / txt_name
+    try:
+        if path.stat().st_size > MAX_TEXT_NOTE_BYTES:
+            return None
+        markdown = path.read_bytes().decode("utf-8", "replace")
+    except OSError:
+        return None
+    source = ("file", f"{layout.PLOTS}/{txt_name}")
+    note_id = _hash_id("n", source)
+    _write_note(recorder, note_id, cell, markdown, sibling_plot(path), None)
+    return note_id
+
+
+def sibling_plot(txt: Path) -> str:
+    """The plot a ``NAME.txt`` note explains: the first ``NAME.<image>`` present, else ``NAME.png``."""
+    for suffix in PLOT_SUFFIXES:
+        if txt.with_suffix(suffix).is_file():
+            return txt.stem + suffix
+    return txt.stem + PLOT_SUFFIXES[0]
+
+
+def _write_note(
+    recorder: Recorder,
+    note_id: str,
+    cell: dict[str, Any],
+    markdown: str,
+    plot: str | None,
+    doc: str | None,
+) -> Path:
+    run = recorder.run
+    record = {
+        "note_id": note_id,
+        "session_id": recorder.session_id,
+        "execution_count": cell.get("execution_count"),
+        "cell_id": cell.get("cell_id"),
+        "run_id": run.run_id if run is not None else cell.get("run_id"),
+        "plot": plot,
+        "doc": doc,
+        "markdown": markdown,
+        "created_at": _created.setdefault(note_id, now_us()),
+        "deleted": False,
+    }
+    return recorder.write("notes", record)
+
+
+def _note_id(
+    recorder: Recorder, cell: dict[str, Any], markdown: str, plot: str | None, doc: str | None
+) -> str:
+    """A stable id: the same note cell re-run gets the same id (see the module docs)."""
+    cell_id = cell.get("cell_id")
+    if cell_id:
+        source: tuple[Any, ...] = ("cell", _notebook(recorder) or "", cell_id, _ordinal(recorder, cell))
+    else:
+        source = ("session", recorder.session_id, plot or "", doc or "", _first_line(markdown))
+    return _hash_id("n", source)
+
+
+def _hash_id(prefix: str, source: tuple[Any, ...]) -> str:
+    digest = hashlib.sha1(json.dumps(source, default=str).encode("utf-8")).hexdigest()
+    return f"{prefix}-{digest[:20]}"
+
+
+def _ordinal(recorder: Recorder, cell: dict[str, Any]) -> int:
+    """0 for the first note of this cell execution, 1 for the next, …"""
+    key = (str(cell.get("session_id")), int(cell.get("cell_seq") or 0))
+    last_key, count = _cell_notes.get(recorder, (None, 0))
+    count = count if last_key == key else 0
+    _cell_notes[recorder] = (key, count + 1)
+    return count
+
+
+def _notebook(recorder: Recorder) -> str | None:
+    ns = getattr(recorder.shell, "user_ns", None) or {}
+    notebook = ns.get("__session__") or os.environ.get("JPY_SESSION_NAME")
+    return str(notebook) if notebook else None
+
+
+def _first_line(markdown: str) -> str:
+    return next((line.strip() for line in markdown.splitlines() if line.strip()), "")
+
+
+def _append_to_document(recorder: Recorder, folder: Path, title: str, note_id: str) -> None:
+    """Append the note to document *title* once, creating the document if needed."""
+    from .documents import Document, DocumentNotFoundError
+    from .experiment import Experiment
+
+    experiment = _experiments.get(folder)
+    if experiment is None:
+        experiment = _experiments[folder] = Experiment(folder)
+    try:
+        document = Document.open(experiment, title, write=recorder.write)
+    except DocumentNotFoundError:
+        document = Document.create(experiment, title, write=recorder.write)
+    if not document.references_note(note_id):
+        document.add_note(note_id)
+
+
+__all__ = ["MAX_TEXT_NOTE_BYTES", "PLOT_SUFFIXES", "plot_name", "record_note", "record_text_note", "sibling_plot"]
