@@ -102,35 +102,49 @@ class Experiment:
         return runs.reset_index(drop=True)
 
     def resolve_run(self, run: str) -> dict[str, Any]:
-        """The run whose id is *run*, or whose name is *run* and unique in the experiment."""
+        """The run whose id is *run*, or whose name is *run* and unique in the experiment.
+
+        Returns ``run_id, name, session_id, started_at, ended_at``.
+        """
         self._q.refresh()
-        rows = self._q.df(
-            "SELECT run_id, name, session_id, started_at FROM runs WHERE run_id = ? OR name = ? "
-            "ORDER BY run_id = ? DESC, started_at",
-            [run, run, run],
-        )
-        if rows.empty:
+        return self._run_row(run)
+
+    def _run_row(self, run: str) -> dict[str, Any]:
+        # Every version of the matching runs (few rows), the latest per run kept
+        # here: cheaper than the windowed view over all runs.
+        keys = ("run_id", "name", "session_id", "started_at", "ended_at")
+        latest: dict[str, tuple[Any, ...]] = {}
+        for row in self._q.rows(
+            "SELECT run_id, name, session_id, started_at, ended_at FROM _raw_runs "
+            "WHERE run_id = ? OR name = ? ORDER BY recorded_at",
+            [run, run],
+        ):
+            latest[row[0]] = row
+        if not latest:
             raise UnknownRunError(f"no run {run!r} in {self.path}")
-        if rows.iloc[0]["run_id"] == run or len(rows) == 1:
-            return rows.iloc[0].to_dict()
-        ids = ", ".join(f"{r.run_id} (session {r.session_id})" for r in rows.itertuples())
+        if run in latest or len(latest) == 1:
+            return dict(zip(keys, latest.get(run) or next(iter(latest.values()))))
+        rows = sorted(latest.values(), key=lambda r: r[3])
+        ids = ", ".join(f"{r[0]} (session {r[2]})" for r in rows)
         raise UnknownRunError(f"{len(rows)} runs are named {run!r}; pass one run_id: {ids}")
 
     def samples(self, run: str | None = None, session: str | None = None) -> pd.DataFrame:
-        """The watcher's timeline: ``t, rss_bytes, children_rss_bytes, cpu_percent, gpu_bytes, gpu_util``."""
+        """The watcher's timeline: ``t, rss_bytes, children_rss_bytes, cpu_percent, gpu_bytes, gpu_util``.
+
+        With *run*, the samples of that run's session between its start and end.
+        """
+        self._q.refresh()
+        columns = "* EXCLUDE (recorded_at)"
         if run is not None:
-            info = self.resolve_run(run)
-            row = self._q.rows(
-                "SELECT session_id, started_at, coalesce(ended_at, now()::TIMESTAMPTZ) FROM runs WHERE run_id = ?",
-                [info["run_id"]],
-            )[0]
+            info = self._run_row(run)
+            ended = info["ended_at"] or pd.Timestamp.now(tz="UTC")
             return self._q.df(
-                "SELECT * EXCLUDE (recorded_at) FROM samples WHERE session_id = ? AND t BETWEEN ? AND ? ORDER BY t",
-                list(row),
+                f"SELECT {columns} FROM samples WHERE session_id = ? AND t BETWEEN ? AND ? ORDER BY t",
+                [info["session_id"], info["started_at"], ended],
             )
         if session is not None:
-            return self._df("SELECT * EXCLUDE (recorded_at) FROM samples WHERE session_id = ? ORDER BY t", [session])
-        return self._df("SELECT * EXCLUDE (recorded_at) FROM samples ORDER BY t")
+            return self._q.df(f"SELECT {columns} FROM samples WHERE session_id = ? ORDER BY t", [session])
+        return self._q.df(f"SELECT {columns} FROM samples ORDER BY t")
 
     def metrics(self, run: str | None = None) -> pd.DataFrame:
         """Every logged or computed value: ``run_id, name, step, value, split``."""

@@ -100,6 +100,14 @@ def parse_journal_name(name: str) -> tuple[str, str, int] | None:
         return None
 
 
+def _parse(raw: bytes) -> dict[str, Any] | None:
+    try:
+        rec = json.loads(raw)
+    except ValueError:
+        return None
+    return rec if isinstance(rec, dict) and isinstance(rec.get("table"), str) else None
+
+
 def read_lines(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int, int]:
     """Records of *path* from byte *offset*: ``(records, new_offset, bad_lines)``.
 
@@ -114,18 +122,35 @@ def read_lines(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int, 
     records: list[dict[str, Any]] = []
     bad = 0
     for raw in data[:end].splitlines():
-        if not raw.strip():
-            continue
-        try:
-            rec = json.loads(raw)
-        except ValueError:
-            bad += 1
-            continue
-        if isinstance(rec, dict) and isinstance(rec.get("table"), str):
-            records.append(rec)
-        else:
-            bad += 1
+        if raw.strip():
+            rec = _parse(raw)
+            if rec is None:
+                bad += 1
+            else:
+                records.append(rec)
     return records, offset + end, bad
+
+
+def iter_chunks(path: Path, size: int = 100_000) -> Iterator[tuple[list[dict[str, Any]], int]]:
+    """``(records, bad_lines)`` of *path* in chunks of *size* lines, for journals too big to hold."""
+    chunk: list[dict[str, Any]] = []
+    bad = 0
+    with open(path, "rb") as f:
+        for raw in f:
+            if not raw.endswith(b"\n"):
+                break  # a torn last line
+            if not raw.strip():
+                continue
+            rec = _parse(raw)
+            if rec is None:
+                bad += 1
+            else:
+                chunk.append(rec)
+            if len(chunk) >= size:
+                yield chunk, bad
+                chunk, bad = [], 0
+    if chunk or bad:
+        yield chunk, bad
 
 
 def iter_records(path: Path) -> Iterator[dict[str, Any]]:
@@ -137,6 +162,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "JournalWriter",
     "encode",
+    "iter_chunks",
     "iter_records",
     "journal_name",
     "now_us",

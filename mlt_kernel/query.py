@@ -129,17 +129,20 @@ class Scan:
             del self._journals[gone]
         return seen
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, previous: tuple[Any, ...] | None = None) -> Snapshot | None:
+        """What is there now; None when nothing changed since *previous* (a signature)."""
         journals = self._read_journals()
+        files: dict[str, tuple[list[Path], set[str]]] = {name: self._table_files(name) for name in TABLES}
         parquet: dict[str, list[str]] = {}
-        journal_tables: dict[str, pa.Table] = {}
         signature: list[Any] = [tuple(sorted((str(p), o) for p, o in journals))]
-        for name in TABLES:
-            files, replaced = self._table_files(name)
-            names = {f.name for f in files}
-            kept = sorted(str(f) for f in files if f.name not in replaced)
-            parquet[name] = kept
-            signature.append(tuple(kept))
+        for name, (found, replaced) in files.items():
+            parquet[name] = sorted(str(f) for f in found if f.name not in replaced)
+            signature.append(tuple(parquet[name]))
+        if tuple(signature) == previous:
+            return None
+        journal_tables: dict[str, pa.Table] = {}
+        for name, (found, _) in files.items():
+            names = {f.name for f in found}
             records: list[dict[str, Any]] = []
             for state in self._journals.values():
                 # A journal whose Parquet twin exists is being removed: don't count it twice.
@@ -202,8 +205,8 @@ class Query:
     def refresh(self) -> bool:
         """Pick up new files and journal lines; True when anything changed."""
         with self._lock:
-            snap = self._scan.snapshot()
-            if snap.signature == self._signature:
+            snap = self._scan.snapshot(self._signature)
+            if snap is None:
                 return False
             for name, tbl in TABLES.items():
                 self._define(tbl, snap.parquet[name], snap.journal_tables[name])
@@ -214,13 +217,15 @@ class Query:
 
     def _define(self, tbl: Table, files: list[str], journal: pa.Table) -> None:
         con = self._con
-        jname = f"_j_{tbl.name}"
-        con.register(jname, journal)
-        sources = [f"SELECT * FROM {jname}"]
+        sources = []
         if files:
             pname = f"_p_{tbl.name}"
             con.read_parquet(files, union_by_name=True).create_view(pname, replace=True)
-            sources.insert(0, f"SELECT * FROM {pname}")
+            sources.append(f"SELECT * FROM {pname}")
+        if journal.num_rows or not files:  # the empty table keeps the view's columns
+            jname = f"_j_{tbl.name}"
+            con.register(jname, journal)
+            sources.append(f"SELECT * FROM {jname}")
         con.execute(f"CREATE OR REPLACE VIEW _raw_{tbl.name} AS {' UNION ALL BY NAME '.join(sources)}")
         latest = f"_latest_{tbl.name}" if tbl.name in _DERIVED else tbl.name
         con.execute(f"CREATE OR REPLACE VIEW {latest} AS {_latest_sql(tbl, '_raw_' + tbl.name)}")

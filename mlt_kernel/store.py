@@ -16,7 +16,7 @@ import logging
 import os
 import secrets
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import layout
-from .journal import parse_journal_name, read_lines
+from .journal import iter_chunks, parse_journal_name
 from .schema import SCHEMA_VERSION, TABLES, arrow_schema
 
 log = logging.getLogger("mlt_kernel.store")
@@ -82,6 +82,23 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+@contextlib.contextmanager
+def _atomic(path: Path) -> Iterator[Any]:
+    """A binary file that appears at *path* whole and durable, or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    _fsync_dir(path.parent)
+
+
 def write_parquet_atomic(
     table: pa.Table,
     path: Path,
@@ -90,20 +107,10 @@ def write_parquet_atomic(
     row_group_size: int | None = 256 * 1024,
 ) -> Path:
     """Write *table* to *path*: temporary name, fsync, rename, fsync the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     if metadata:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            pq.write_table(table, f, compression="zstd", row_group_size=row_group_size)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    _fsync_dir(path.parent)
+    with _atomic(path) as f:
+        pq.write_table(table, f, compression="zstd", row_group_size=row_group_size)
     return path
 
 
@@ -130,28 +137,38 @@ def writer_journals(exp: Path, writer_id: str) -> list[Path]:
 def compact_writer(exp: str | os.PathLike[str], writer_id: str) -> int:
     """Turn the journals of a finished writer into one Parquet file per table.
 
-    Returns the number of records moved. The journals are removed only after
-    every Parquet file is durable; running it twice is harmless.
+    Returns the number of records moved. Journals are streamed in chunks, so a
+    long session's millions of samples never sit in memory at once. The
+    journals are removed only after every Parquet file is durable; running it
+    twice is harmless. Journal lines are in time order already: no sort.
     """
     root = Path(exp)
     journals = writer_journals(root, writer_id)
     if not journals:
         return 0
-    by_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for path in journals:
-        records, _, bad = read_lines(path)
-        if bad:
-            log.warning("%s: skipped %d unreadable journal line(s)", path, bad)
-        for rec in records:
-            if rec["table"] in TABLES:
-                by_table[rec["table"]].append(rec)
-    for name, records in by_table.items():
-        tbl = sort_table(records_to_arrow(name, records), name)
-        write_parquet_atomic(tbl, root / layout.TABLES / name / session_file_name(writer_id))
+    moved = 0
+    with contextlib.ExitStack() as stack:
+        sinks: dict[str, pq.ParquetWriter] = {}
+        for path in journals:
+            for records, bad in iter_chunks(path):
+                if bad:
+                    log.warning("%s: skipped %d unreadable journal line(s)", path, bad)
+                by_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
+                for rec in records:
+                    if rec["table"] in TABLES:
+                        by_table[rec["table"]].append(rec)
+                for name, rows in by_table.items():
+                    if name not in sinks:
+                        f = stack.enter_context(_atomic(root / layout.TABLES / name / session_file_name(writer_id)))
+                        sinks[name] = stack.enter_context(
+                            pq.ParquetWriter(f, arrow_schema(TABLES[name]), compression="zstd")
+                        )
+                    sinks[name].write_table(records_to_arrow(name, rows), row_group_size=256 * 1024)
+                    moved += len(rows)
     for path in journals:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-    return sum(len(r) for r in by_table.values())
+    return moved
 
 
 def write_records(exp: str | os.PathLike[str], table_name: str, records: Sequence[Mapping[str, Any]]) -> Path:
@@ -181,6 +198,12 @@ def replaced_files(path: Path) -> list[str]:
     return list(json.loads(raw)) if raw else []
 
 
+#: Rows per row group of merged files: small enough that reading one run's
+#: timeline decompresses little more than that run (DuckDB skips row groups by
+#: their min/max of the sort column).
+MERGED_ROW_GROUP = 64 * 1024
+
+
 def write_table_file(
     exp: Path, table_name: str, tables: Iterable[pa.Table], replaces: Sequence[str]
 ) -> Path:
@@ -191,6 +214,7 @@ def write_table_file(
         merged,
         exp / layout.TABLES / table_name / name,
         metadata={REPLACES_KEY: json.dumps(list(replaces)).encode()},
+        row_group_size=MERGED_ROW_GROUP,
     )
 
 
