@@ -21,6 +21,7 @@ import socket
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,9 @@ from .schema import SCHEMA_VERSION, TABLES
 
 TARGET_ROWS = 4_000_000
 LOCK_STALE_S = 600.0
+#: When a session ends, merge only once this many small files piled up: merging
+#: at every session end would rewrite a growing file each time.
+SESSION_END_MIN_FILES = 16
 
 
 @dataclass
@@ -95,8 +99,13 @@ def _candidates(folder: Path, open_writers: set[str]) -> tuple[list[Path], list[
     return [p for p in files if p.name not in replaced], leftovers
 
 
-def merge_table(exp: Path, table: str, open_writers: set[str] | None = None) -> tuple[int, int]:
-    """Merge the closed files of *table*; returns ``(files merged, files written)``."""
+def merge_table(
+    exp: Path, table: str, open_writers: set[str] | None = None, min_files: int = 2
+) -> tuple[int, int]:
+    """Merge the closed files of *table* when at least *min_files* are small enough.
+
+    Returns ``(files merged, files written)``.
+    """
     folder = exp / layout.TABLES / table
     if not folder.is_dir():
         return 0, 0
@@ -108,7 +117,10 @@ def merge_table(exp: Path, table: str, open_writers: set[str] | None = None) -> 
             with contextlib.suppress(FileNotFoundError):
                 (folder / name).unlink()
         merged = written = 0
-        for group in _groups(files):
+        groups = list(_groups(files))
+        if sum(len(g) for g in groups) < min_files:
+            return 0, 0
+        for group in groups:
             if len(group) < 2:
                 continue
             store.write_table_file(exp, table, (store.read_table(p) for p in group), [p.name for p in group])
@@ -136,8 +148,13 @@ def _groups(files: list[Path]) -> Iterator[list[Path]]:
         yield group
 
 
-def compact_experiment(exp: Path, writer: str | None = None, report: Report | None = None) -> Report:
-    """Compact one experiment: *writer*'s journals (or every dead writer's), then merge."""
+def compact_experiment(
+    exp: Path, writer: str | None = None, report: Report | None = None, progress: Any = None
+) -> Report:
+    """Compact one experiment: *writer*'s journals (or every dead writer's), then merge.
+
+    *progress*, when given, is called once per table merged (a progress bar's ``update``).
+    """
     report = report or Report()
     report.folders += 1
     if writer is not None:
@@ -148,26 +165,33 @@ def compact_experiment(exp: Path, writer: str | None = None, report: Report | No
 
         report.journals += len(recover(exp, own=""))
     open_writers = _open_writers(exp)
+    min_files = SESSION_END_MIN_FILES if writer is not None else 2
     for table in TABLES:
-        merged, written = merge_table(exp, table, open_writers)
+        merged, written = merge_table(exp, table, open_writers, min_files)
         report.merged_files += merged
         report.written_files += written
+        if progress is not None:
+            progress(1)
     return report
 
 
 def compact_folder(path: str | os.PathLike[str], *, progress: bool = False) -> Report:
-    """``mlt-kernel compact PATH``: every experiment in *path*."""
+    """``mlt-kernel compact PATH``: every experiment in *path*, with a progress bar when asked."""
     experiments = layout.find_experiments(path)
     if not experiments:
         raise FileNotFoundError(f"no MLTrack experiment folder at {path}")
     report = Report()
-    items: object = experiments
-    if progress and len(experiments) > 1:
+    bar = None
+    if progress:
         from tqdm import tqdm
 
-        items = tqdm(experiments, desc="compacting", unit="experiment")
-    for exp in items:  # type: ignore[attr-defined]
-        compact_experiment(Path(exp), report=report)
+        bar = tqdm(total=len(experiments) * len(TABLES), desc="compacting", unit="table", leave=False)
+    try:
+        for exp in experiments:
+            compact_experiment(exp, report=report, progress=bar.update if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
     return report
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -26,6 +27,9 @@ from .journal import parse_journal_name, read_lines
 from .schema import SCHEMA_VERSION, TABLES, Table
 
 log = logging.getLogger("mlt_kernel.query")
+
+#: Attempts at a view or query whose files a compaction replaced meanwhile.
+RETRIES = 10
 
 
 @dataclass
@@ -82,17 +86,20 @@ class Scan:
             if parsed is None:
                 continue  # temporary files of a writer, foreign files
             path = Path(entry.path)
-            if parsed[2] > SCHEMA_VERSION:
-                self._warn(path, f"schema version {parsed[2]} is newer than this reader's ({SCHEMA_VERSION}); upgrade mlt-kernel")
+            if parsed[2] != SCHEMA_VERSION:
+                newer = parsed[2] > SCHEMA_VERSION
+                self._warn(path, f"schema version {parsed[2]} is {'newer than' if newer else 'older than'} "
+                           f"this reader's ({SCHEMA_VERSION}){'; upgrade mlt-kernel' if newer else ''}")  # fmt: skip
                 continue
-            if parsed[2] < SCHEMA_VERSION or not self._parquet_ok(path, entry.stat()):
-                if parsed[2] < SCHEMA_VERSION:
-                    self._warn(path, f"schema version {parsed[2]} is not readable by this version")
-                continue
-            if parsed[0] == "m":
-                if path not in self._replaces:
-                    self._replaces[path] = store.replaced_files(path)
-                replaced.update(self._replaces[path])
+            try:
+                if not self._parquet_ok(path, entry.stat()):
+                    continue
+                if parsed[0] == "m":
+                    if path not in self._replaces:
+                        self._replaces[path] = store.replaced_files(path)
+                    replaced.update(self._replaces[path])
+            except FileNotFoundError:
+                continue  # replaced by a compaction while we looked
             files.append(path)
         return files, replaced
 
@@ -205,15 +212,24 @@ class Query:
     def refresh(self) -> bool:
         """Pick up new files and journal lines; True when anything changed."""
         with self._lock:
-            snap = self._scan.snapshot(self._signature)
-            if snap is None:
-                return False
-            for name, tbl in TABLES.items():
-                self._define(tbl, snap.parquet[name], snap.journal_tables[name])
-            for name, sql in _DERIVED.items():
-                self._con.execute(f"CREATE OR REPLACE VIEW {_ident(name)} AS {sql}")
-            self._signature = snap.signature
-            return True
+            for attempt in range(RETRIES):
+                snap = self._scan.snapshot(self._signature)
+                if snap is None:
+                    return False
+                try:
+                    for name, tbl in TABLES.items():
+                        self._define(tbl, snap.parquet[name], snap.journal_tables[name])
+                    for name, sql in _DERIVED.items():
+                        self._con.execute(f"CREATE OR REPLACE VIEW {_ident(name)} AS {sql}")
+                except duckdb.IOException:
+                    # A compaction removed a file between our listing and DuckDB's: look again.
+                    if attempt == RETRIES - 1:
+                        raise
+                    time.sleep(0.01 * attempt)
+                    continue
+                self._signature = snap.signature
+                return True
+        return False
 
     def _define(self, tbl: Table, files: list[str], journal: pa.Table) -> None:
         con = self._con
@@ -232,13 +248,17 @@ class Query:
 
     def _execute(self, sql: str, params: list[Any] | dict[str, Any] | None) -> Any:
         with self._lock:
-            try:
-                return self._con.execute(sql, params or [])
-            except duckdb.IOException:
-                # A compaction replaced files between our scan and this query.
-                self._signature = None
-                self.refresh()
-                return self._con.execute(sql, params or [])
+            for attempt in range(RETRIES):
+                try:
+                    return self._con.execute(sql, params or [])
+                except duckdb.IOException:
+                    # A compaction replaced files between our scan and this query.
+                    if attempt == RETRIES - 1:
+                        raise
+                    time.sleep(0.01 * attempt)
+                    self._signature = None
+                    self.refresh()
+            raise AssertionError("unreachable")
 
     def df(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> Any:
         """Run parametrised *sql* and return a pandas DataFrame."""

@@ -183,10 +183,17 @@ def write_records(exp: str | os.PathLike[str], table_name: str, records: Sequenc
 
 
 def parquet_readable(path: Path) -> str | None:
-    """None when *path* is a readable Parquet file, else why not (one line)."""
+    """None when *path* is a readable Parquet file, else why not (one line).
+
+    ``FileNotFoundError`` passes through: a file that vanished is not damaged.
+    """
     try:
         pq.read_metadata(path)
+    except FileNotFoundError:
+        raise
     except (OSError, pa.ArrowException) as exc:
+        if not path.exists():
+            raise FileNotFoundError(path) from exc
         return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return None
 
