@@ -44,7 +44,8 @@ def main() -> int:
         print(runs[cols].to_string(index=False))
     print(f"\nrecorded into {exp} (executed notebook: {executed})")
     if args.report:
-        subprocess.run([sys.executable, "-m", "dashboard", str(exp), "--export", args.report], check=True)
+        dashboard = Path(sys.executable).with_name("mlt-dashboard")  # installed beside this Python
+        subprocess.run([str(dashboard), str(exp), "--export", args.report], check=True)
         print(f"report: {Path(args.report).absolute()}")
     print(f"open the dashboard: mlt-dashboard {exp}")
     return 0
