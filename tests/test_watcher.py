@@ -380,18 +380,21 @@ def test_samples_children_and_cell_usage(kernel: FakeKernel, start_watcher: Call
     assert usage["peak_gpu_bytes"] is None
 
 
-def test_watcher_does_not_count_itself_among_the_kernels_children(
-    start_watcher: Callable[..., WatcherHandle], tmp_path: Path
-) -> None:
-    # As in the kernel: the watched process is the watcher's parent.
-    if procfs.children_of(os.getpid()):
-        pytest.skip("this test process has other children")
-    handle = start_watcher(os.getpid(), "s-self", busy_interval=0.05)
-    handle.set_experiment(tmp_path)
-    handle.cell_started(1, None)
-    time.sleep(0.5)
-    handle.cell_finished(1)
-    handle.stop()
+SELF_WATCHED = """
+import os, sys, time
+from mlt_kernel.watcher import WatcherHandle
+handle = WatcherHandle.start(os.getpid(), "s-self", busy_interval=0.05)
+handle.set_experiment(sys.argv[1])
+handle.cell_started(1, None)
+time.sleep(0.5)
+handle.cell_finished(1)
+handle.stop()
+"""
+
+
+def test_watcher_does_not_count_itself_among_the_kernels_children(tmp_path: Path) -> None:
+    # As in the kernel: the watched process is the watcher's parent, with no other child.
+    subprocess.run([sys.executable, "-c", SELF_WATCHED, str(tmp_path)], check=True, timeout=60)
     samples = _watcher_records(tmp_path, "s-self", "samples")
     assert samples and all(s["children_rss_bytes"] == 0 for s in samples)
 
@@ -590,7 +593,7 @@ def test_killed_kernel_gets_killed_rows_and_a_compacted_session(
     assert usage["cell_seq"] == 2 and usage["samples"] >= 5
 
     # The public read path shows the same.
-    query_mod = pytest.importorskip("mlt_kernel.query")
+    from mlt_kernel import query as query_mod
     q = query_mod.Query(tmp_path)
     try:
         df = q.df("SELECT cell_seq, status FROM cells ORDER BY cell_seq")

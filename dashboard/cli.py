@@ -1,0 +1,114 @@
+"""``mlt-dashboard``: serve an experiment folder, or write its one-file report."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from mlt_kernel import layout
+
+DESCRIPTION = """\
+Open a local web dashboard over an MLTrack experiment folder: a summary
+comparing every run, a page per run, the cell ledger, and documents you can
+edit and download. PATH is one experiment, or a folder of experiments (then
+the dashboard has a picker). The dashboard runs in its own process, only reads
+the folder (except when you edit documents), and refreshes while kernels write.
+"""
+
+EPILOG = """\
+examples:
+  mlt-dashboard mlt-experiments/default
+  mlt-dashboard /shared/team-exps --port 8050 --no-browser
+  mlt-dashboard mlt-experiments/churn --export churn-report.html
+
+Nothing is fetched from the internet: scripts and styles come from the local
+server, and an exported report has every chart, plot and note inlined. Open
+the URL printed at start: it carries an access token (like Jupyter's), so other
+accounts on a shared machine cannot read your runs.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlt-dashboard",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("path", metavar="PATH", help="an experiment folder, or a folder of experiment folders")
+    parser.add_argument("--port", type=int, default=None, metavar="N",
+                        help="port to listen on (default: the first free one from 5006)")  # fmt: skip
+    parser.add_argument("--address", default="127.0.0.1", metavar="ADDR",
+                        help="address to listen on (default: 127.0.0.1, this machine only); another address "
+                             "lets anyone who can reach it read every run, note and document")  # fmt: skip
+    parser.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
+    parser.add_argument("--token", metavar="T", default=None,
+                        help="the access token in the URL (default: $MLT_DASHBOARD_TOKEN, else a new random one); "
+                             "only a browser that opened the printed URL gets pages")  # fmt: skip
+    parser.add_argument("--no-token", action="store_true",
+                        help="serve without an access token: every account on this machine can read the dashboard")  # fmt: skip
+    parser.add_argument("--export", metavar="FILE.html", type=Path, default=None,
+                        help="write one self-contained offline HTML report (summary, runs, notes, plots, "
+                             "documents) and exit, instead of serving")  # fmt: skip
+    return parser
+
+
+def _fail(message: str) -> int:
+    print(f"mlt-dashboard: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    root = Path(args.path).expanduser()
+    if not root.exists():
+        return _fail(f"no such folder: {root}")
+    if not root.is_dir():
+        return _fail(f"not a folder: {root} (give an experiment folder or a folder of experiments)")
+    found = layout.find_experiments(root)
+    if args.export is not None:
+        if not found:
+            return _fail(f"no MLTrack experiment in {root}; nothing to export")
+        from .export import write_report
+
+        try:
+            path = write_report(found, args.export)
+        except OSError as exc:
+            return _fail(f"cannot write {args.export}: {exc.strerror or exc}")
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+        return 0
+    if args.no_token and args.token:
+        return _fail("--token and --no-token contradict each other; give one")
+    if args.port is not None and not 0 <= args.port <= 65535:
+        return _fail(f"--port {args.port}: not a port number (0–65535)")
+    if args.address not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"mlt-dashboard: warning: listening on {args.address}; anyone who can reach this machine can read "
+            "every run, note and document of this folder",
+            file=sys.stderr,
+        )
+    if not found:
+        print(f"mlt-dashboard: no experiment in {root} yet; the dashboard shows it once one appears", file=sys.stderr)
+
+    from .access import TOKEN_ENV, new_token
+    from .app import AppConfig
+    from .server import ServerOptions, serve
+
+    token = None
+    if args.no_token:
+        print("mlt-dashboard: access token off (--no-token): every account on this machine can open it",
+              file=sys.stderr)  # fmt: skip
+    else:
+        token = args.token or os.environ.get(TOKEN_ENV) or new_token()
+    options = ServerOptions(address=args.address, port=args.port, show=not args.no_browser, token=token)
+    try:
+        serve(AppConfig(root.absolute()), options, on_ready=lambda url: print(f"MLTrack dashboard: {url}", flush=True))
+    except OSError as exc:
+        return _fail(f"cannot listen on {args.address}:{args.port or 'a free port'}: {exc.strerror or exc}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

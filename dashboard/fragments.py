@@ -1,0 +1,178 @@
+"""HTML fragments shared by the pages and the export (no Panel here).
+
+Every value from the folder is escaped (``style`` helpers) or rendered through
+the sanitiser (``notes``).
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+import pandas as pd
+
+from mlt_kernel.experiment import METRIC_ORDER
+from mlt_kernel.units import format_bytes, format_metric, format_seconds
+
+from . import style
+from .queries import LOWER_IS_BETTER, Source, best_run
+
+
+def default_metric(metrics: list[str]) -> str | None:
+    for name in ("f1", "roc_auc", "accuracy", "r2", "rmse"):
+        if name in metrics:
+            return name
+    return metrics[0] if metrics else None
+
+
+def summary_cards(runs: pd.DataFrame, metric: str | None) -> str:
+    counts = runs["status"].fillna("unknown").value_counts()
+    order = ["finished", "running", "error", "interrupted", "killed"]
+    parts = [f"{counts[s]} {s}" for s in order if s in counts] + [f"{n} {s}" for s, n in counts.items() if s not in order]
+    items = [style.card("runs", str(len(runs)), " · ".join(parts), testid="card-runs")]
+    best = best_run(runs, metric) if metric else None
+    if best is not None and metric is not None:
+        how = "lowest" if metric in LOWER_IS_BETTER else "highest"
+        items.append(style.card(f"best by {metric}", str(best["name"]), f"{how} {metric}: {format_metric(best[metric])}",
+                                best=True, testid="card-best"))  # fmt: skip
+    else:
+        items.append(style.card("best run", "—", "no metrics logged yet", testid="card-best"))
+    items.append(style.card("compute", format_seconds(runs["wall_s"].sum()), f"CPU {format_seconds(runs['cpu_s'].sum())}"))
+    for label, column in (("highest peak RAM", "peak_rss_bytes"), ("highest peak GPU", "peak_gpu_bytes")):
+        values = pd.to_numeric(runs[column], errors="coerce")
+        if values.notna().any():
+            row = runs.loc[values.idxmax()]
+            items.append(style.card(label, format_bytes(values.max()), str(row["name"])))
+        else:
+            items.append(style.card(label, "—", "no GPU used" if "GPU" in label else "not measured"))
+    return style.cards(items)
+
+
+def run_label(run: Any) -> str:
+    started = run["started_at"].strftime("%m-%d %H:%M") if not pd.isna(run["started_at"]) else ""
+    return f"{run['name']} · {run['status']} · {started}"
+
+
+class RunData:
+    """Everything the run page shows, read in one go (compared to redraw only on change)."""
+
+    def __init__(self, source: Source, run_id: str) -> None:
+        self.run = source.run(run_id)
+        if self.run is None:
+            return
+        rid = self.run["run_id"]
+        self.metrics, self.steps = source.run_metrics(rid)
+        self.cells = source.run_cells(self.run)
+        self.timeline = source.run_timeline(self.run)
+        self.confusion = source.confusion(rid)
+        self.curves = source.curves(rid)
+        self.plots = source.plots(rid)
+        self.notes = source.notes(rid, [str(f) for f in self.plots["file"]])
+        self.session = source.session(self.run["session_id"]) if self.run["status"] == "killed" else None
+
+    def same_as(self, other: RunData | None) -> bool:
+        if other is None or self.run is None or other.run is None:
+            return False
+        frames = ("metrics", "cells", "timeline", "steps", "curves", "plots", "notes")
+        return (
+            repr(self.run) == repr(other.run)
+            and self.confusion == other.confusion
+            and all(getattr(self, f).equals(getattr(other, f)) for f in frames)
+        )
+
+
+def header_html(data: RunData) -> str:
+    run = data.run
+    assert run is not None
+    cells = ", ".join(f"[{int(n)}]" for n in data.cells["execution_count"].dropna()) or "—"
+    metric_bits = []
+    test = data.metrics[data.metrics["split"].fillna("test") == "test"] if not data.metrics.empty else data.metrics
+    rank = {m: i for i, m in enumerate(METRIC_ORDER)}
+    test = test.sort_values("name", key=lambda names: names.map(lambda n: rank.get(n, len(rank))), kind="stable")
+    for row in test.itertuples():
+        metric_bits.append(f'<span class="mlt-chip">{escape(str(row.name))} {format_metric(row.value)}</span>')
+    items = [
+        style.card("wall time", format_seconds(run["wall_s"])),
+        style.card("CPU time", format_seconds(run["cpu_s"])),
+        style.card("peak RAM", format_bytes(run["peak_rss_bytes"])),
+        style.card("peak GPU", format_bytes(run["peak_gpu_bytes"]), "" if not pd.isna(run["peak_gpu_bytes"]) else "no GPU used"),
+        style.card("session", str(run["session_id"])[-8:], f"cells {cells}"),
+    ]
+    return (
+        f'<div class="mlt-runhead"><h2 data-testid="run-name">{escape(str(run["name"]))} {style.badge(run["status"])}</h2>'
+        f'<div>{style.chips(run["params"])}</div>'
+        f'<div style="margin:0.3rem 0 0.6rem">{"".join(metric_bits)}</div>{style.cards(items)}</div>'
+    )
+
+
+def killed_html(data: RunData) -> str:
+    s = data.session or {}
+    cause = style.death_cause(s.get("death_cause"), s.get("oom_kill"))
+    last = format_bytes(s.get("last_rss_bytes"))
+    limit = s.get("memory_limit_bytes")
+    limit_text = f" (memory limit {format_bytes(limit)})" if limit is not None and not pd.isna(limit) else ""
+    return style.banner(
+        "killed",
+        f"<b>This run was killed</b>: the kernel died of {escape(cause)}. "
+        f"Last memory reading {escape(last)}{escape(limit_text)}. Everything up to that moment is kept.",
+    )
+
+
+def post_mortem(session: dict[str, Any], ledger: pd.DataFrame) -> str:
+    """The banner of a session that died: when, why, last memory reading, the cell it was running."""
+    cause = style.death_cause(session.get("death_cause"), session.get("oom_kill"))
+    when = session["ended_at"].strftime("%Y-%m-%d %H:%M:%S") if not pd.isna(session.get("ended_at")) else "at an unknown time"
+    cells = ledger[(ledger["session_id"] == session["session_id"]) & (ledger["status"] == "killed")]
+    during = ""
+    if not cells.empty:
+        c = cells.iloc[-1]
+        n = int(c["execution_count"]) if not pd.isna(c["execution_count"]) else int(c["cell_seq"])
+        run = f" (run {escape(str(c['run_name']))})" if isinstance(c["run_name"], str) and c["run_name"] else ""
+        during = f" while cell <b>[{n}]</b>{run} was running"
+    limit = session.get("memory_limit_bytes")
+    limit_text = f", memory limit {format_bytes(limit)}" if limit is not None and not pd.isna(limit) else ""
+    return style.banner(
+        "killed",
+        f"<b>Session {escape(str(session['session_id'])[-8:])} died</b> at {escape(when)}{during}: "
+        f"{escape(cause)}. Last memory reading {escape(format_bytes(session.get('last_rss_bytes')))}"
+        f"{escape(limit_text)}.",
+    )
+
+
+def ledger_frame(ledger: pd.DataFrame) -> pd.DataFrame:
+    """The ledger as the table shows it: numbers to sort by, text to read."""
+    out = pd.DataFrame(
+        {
+            "n": [int(v) if not pd.isna(v) else int(s) for v, s in zip(ledger["execution_count"], ledger["cell_seq"], strict=True)],
+            "session_id": ledger["session_id"],
+            "session": [str(s)[-8:] for s in ledger["session_id"]],
+            "run_name": ledger["run_name"].fillna(""),
+            "code_line": [_first_line(c) for c in ledger["code"]],
+            "started": [t.strftime("%H:%M:%S") if not pd.isna(t) else "" for t in ledger["started_at"]],
+        }
+    )
+    for column, text, fmt in (
+        ("wall_s", "wall_text", format_seconds), ("cpu_s", "cpu_text", format_seconds),
+        ("peak_rss_bytes", "peak_text", format_bytes), ("delta_rss_bytes", "delta_text", _signed_bytes),
+        ("peak_gpu_bytes", "gpu_text", format_bytes),
+    ):  # fmt: skip
+        out[column] = pd.to_numeric(ledger[column], errors="coerce").astype(float)
+        out[text] = [fmt(None if pd.isna(v) else v) for v in ledger[column]]
+    out["status"] = ledger["status"].fillna("")
+    out["status_colour"] = [style.STATUS_COLOURS.get(s, "#1f2328") if s != "ok" else "#1f2328" for s in out["status"]]
+    out["error_name"] = ledger["error_name"].fillna("")
+    return out
+
+
+def _first_line(code: Any) -> str:
+    if not isinstance(code, str):
+        return ""
+    lines = [ln for ln in code.splitlines() if ln.strip()]
+    first = lines[0] if lines else ""
+    return first[:80] + ("…" if len(first) > 80 or len(lines) > 1 else "")
+
+
+def _signed_bytes(value: Any) -> str:
+    if value is None or pd.isna(value):
+        return "—"
+    return ("+" if value > 0 else "−" if value < 0 else "") + format_bytes(abs(value))

@@ -1,0 +1,449 @@
+"""Every SQL query of the dashboard, over one experiment folder.
+
+``Source`` wraps :class:`mlt_kernel.query.Query` (the DuckDB views named like
+the tables, latest version of every row) and returns pandas DataFrames shaped
+for the pages and the export. SQL is parametrised; table and column names come
+from :mod:`mlt_kernel.schema` through :func:`_cols`, which refuses any name the
+schema does not define. Nothing here writes into the folder.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pandas as pd
+
+from mlt_kernel.experiment import METRIC_ORDER
+from mlt_kernel.query import Query
+from mlt_kernel.schema import (
+    CELLS,
+    CONFUSION,
+    CURVES,
+    DOCUMENTS,
+    METRICS,
+    NOTES,
+    PLOTS,
+    RUNS,
+    SAMPLES,
+    SESSIONS,
+    Table,
+)
+
+#: Metrics where a smaller value is better (the "best run" card and the Pareto front use it).
+LOWER_IS_BETTER = frozenset({"log_loss", "mae", "rmse", "loss", "val_loss"})
+
+#: Most points of a memory timeline sent to the browser; longer ones are bucketed (max per bucket).
+MAX_TIMELINE_POINTS = 2000
+
+
+def _names(select: str) -> list[str]:
+    """The column names of a select list made by :func:`_cols`."""
+    return [part.strip().strip('"') for part in select.split(",")]
+
+
+def _cols(table: Table, *names: str, prefix: str = "") -> str:
+    """A select list of *names*, each checked against *table*'s schema."""
+    unknown = [n for n in names if n not in table.names]
+    if unknown:
+        raise ValueError(f"{table.name}: not in the schema: {unknown}")
+    return ", ".join(f'{prefix}"{n}"' for n in names)
+
+
+# -- the SQL ------------------------------------------------------------------------
+
+_RUNS_SQL = f"""
+    SELECT {_cols(RUNS, "run_id", "name", "session_id", "status", "started_at", "ended_at",
+                  "wall_s", "cpu_s", "peak_rss_bytes", "peak_gpu_bytes", "params", "first_cell_seq", "last_cell_seq")}
+    FROM {RUNS.name} ORDER BY started_at, run_id
+"""  # fmt: skip
+
+_FINAL_METRICS_SQL = f"""
+    SELECT {_cols(METRICS, "run_id", "name", "value")} FROM {METRICS.name}
+    WHERE step IS NULL AND coalesce(split, 'test') = 'test'
+    QUALIFY row_number() OVER (PARTITION BY run_id, name ORDER BY recorded_at DESC) = 1
+"""
+
+_COUNTS_SQL = f"""
+    SELECT (SELECT count(*) FROM {SESSIONS.name}) AS sessions,
+           (SELECT count(*) FROM {SESSIONS.name} WHERE status = 'running') AS running_sessions,
+           (SELECT count(*) FROM {RUNS.name}) AS runs
+"""
+
+_RUN_SQL = f"""
+    SELECT {_cols(RUNS, "run_id", "name", "session_id", "status", "started_at", "ended_at", "wall_s",
+                  "cpu_s", "peak_rss_bytes", "peak_gpu_bytes", "params", "first_cell_seq", "last_cell_seq")}
+    FROM {RUNS.name} WHERE run_id = ? OR name = ? ORDER BY run_id = ? DESC, started_at DESC LIMIT 1
+"""  # fmt: skip
+
+# Final values (no step) and training curves (steps) of one run, in one pass.
+_RUN_METRICS_COLS = _cols(METRICS, "name", "step", "value", "split")
+_RUN_METRICS_SQL = f"""
+    SELECT {_RUN_METRICS_COLS} FROM {METRICS.name}
+    WHERE run_id = ?
+    QUALIFY row_number() OVER (PARTITION BY name, split, step ORDER BY recorded_at DESC) = 1
+    ORDER BY name, step
+"""
+
+_RUN_CELLS_COLS = _cols(CELLS, "cell_seq", "execution_count", "started_at", "ended_at", "wall_s", "cpu_s",
+                        "peak_rss_bytes", "status", "error_name")  # fmt: skip
+_RUN_CELLS_SQL = f"""
+    SELECT {_RUN_CELLS_COLS}
+    FROM {CELLS.name} WHERE session_id = ? AND {{which}}
+    ORDER BY cell_seq
+"""  # fmt: skip
+
+# Samples of one session between two instants, bucketed so that at most
+# MAX_TIMELINE_POINTS come back; a bucket keeps its highest readings (a peak
+# must never be averaged away).
+_TIMELINE_SQL = f"""
+    SELECT min(t) AS t, max(rss_bytes) AS rss_bytes, max(children_rss_bytes) AS children_rss_bytes,
+           max(gpu_bytes) AS gpu_bytes, avg(cpu_percent) AS cpu_percent, count(*) AS samples
+    FROM (SELECT {_cols(SAMPLES, "t", "rss_bytes", "children_rss_bytes", "gpu_bytes", "cpu_percent")}
+          FROM {SAMPLES.name} WHERE session_id = ? AND t BETWEEN ? AND ?)
+    GROUP BY (epoch_us(t) - epoch_us(?::TIMESTAMPTZ)) // ?
+    ORDER BY t
+"""  # fmt: skip
+
+_CONFUSION_SQL = f"""
+    SELECT {_cols(CONFUSION, "split", "labels", "matrix")} FROM {CONFUSION.name}
+    WHERE run_id = ? ORDER BY split = 'test' DESC, split
+"""
+
+_CURVES_COLS = _cols(CURVES, "split", "kind", "label", "x", "y", "auc")
+_CURVES_SQL = f"""
+    SELECT {_CURVES_COLS} FROM {CURVES.name}
+    WHERE run_id = ? ORDER BY split, kind, label
+"""
+
+_PLOTS_COLS = _cols(PLOTS, "plot_id", "file", "path", "size_bytes", "run_id", "cell_seq", "session_id", "created_at")
+_PLOTS_SQL = f"""
+    SELECT {_PLOTS_COLS}
+    FROM {PLOTS.name} {{where}}
+    QUALIFY row_number() OVER (PARTITION BY coalesce(path, file) ORDER BY created_at DESC) = 1
+    ORDER BY created_at
+"""  # fmt: skip
+
+_NOTES_COLS = _cols(NOTES, "note_id", "run_id", "plot", "doc", "markdown", "execution_count", "created_at")
+_NOTES_SQL = f"""
+    SELECT {_NOTES_COLS}
+    FROM {NOTES.name} WHERE NOT coalesce(deleted, false) {{where}} ORDER BY created_at
+"""  # fmt: skip
+
+_SESSIONS_SQL = f"""
+    SELECT {_cols(SESSIONS, "session_id", "started_at", "ended_at", "status", "hostname", "user", "notebook",
+                  "death_cause", "memory_limit_bytes", "oom_kill", "last_rss_bytes")}
+    FROM {SESSIONS.name} ORDER BY started_at DESC
+"""  # fmt: skip
+
+_LEDGER_SQL = f"""
+    SELECT {_cols(CELLS, "session_id", "cell_seq", "execution_count", "run_id", "run_name", "code",
+                  "started_at", "ended_at", "wall_s", "cpu_s", "rss_before_bytes", "rss_after_bytes",
+                  "peak_rss_bytes", "children_peak_rss_bytes", "peak_gpu_bytes", "status", "error_name")},
+           rss_after_bytes - rss_before_bytes AS delta_rss_bytes
+    FROM {CELLS.name} {{where}} ORDER BY started_at, session_id, cell_seq
+"""  # fmt: skip
+
+_DOCUMENT_TITLES_SQL = f"""
+    SELECT {_cols(DOCUMENTS, "doc_id", "title", "created_at")} FROM {DOCUMENTS.name}
+    WHERE NOT coalesce(deleted, false) ORDER BY created_at
+"""
+
+
+# -- the source ---------------------------------------------------------------------
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _per_version(method: _F) -> _F:
+    """Keep the result until the folder changes: pages and the live tick ask again often.
+
+    Results are shared: callers must not modify them.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: Source, *args: Any) -> Any:
+        key = (method.__name__, *args)
+        if key not in self._memo:
+            self._memo[key] = method(self, *args)
+        return self._memo[key]
+
+    return wrapper  # type: ignore[return-value]
+
+
+
+class Source:
+    """The read side of one experiment folder for one browser session (or the export).
+
+    ``refresh()`` picks up what writers added; the page code calls it from its
+    periodic callback and redraws only when it returns True.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path).absolute()
+        self.name = self.path.name
+        self._q = Query(self.path)
+        # Parquet files are never rewritten (only added and removed), so their
+        # footers can be kept between queries: a run page makes several.
+        self._q.rows("SET parquet_metadata_cache = true")
+        self.version = 0
+        self.changed_at = time.time()
+        self._memo: dict[tuple[Any, ...], Any] = {}
+
+    # -- plumbing ---------------------------------------------------------------
+    def refresh(self) -> bool:
+        """True when the folder changed since the last call."""
+        changed = self._q.refresh()
+        if changed:
+            self.version += 1
+            self.changed_at = time.time()
+            self._memo.clear()
+        return changed
+
+    def invalidate(self) -> None:
+        """Forget cached results (they are also dropped whenever the folder changes)."""
+        self._memo.clear()
+
+    def _small(self, sql: str, params: list[Any], select: str) -> pd.DataFrame:
+        """A small result as a DataFrame, through plain rows: several times cheaper than
+        DuckDB's pandas conversion for the handful of rows a run page asks for."""
+        return pd.DataFrame.from_records(self._q.rows(sql, params), columns=_names(select))
+
+    def _df(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
+        return _plain_numbers(self._q.df(sql, params))
+
+    def close(self) -> None:
+        self._q.close()
+
+    # -- summary ----------------------------------------------------------------
+    @_per_version
+    def counts(self) -> dict[str, int]:
+        """``sessions``, ``running_sessions``, ``runs``."""
+        row = self._q.rows(_COUNTS_SQL)[0]
+        return {"sessions": int(row[0]), "running_sessions": int(row[1]), "runs": int(row[2])}
+
+    @_per_version
+    def runs(self) -> pd.DataFrame:
+        """One row per run, final ``test`` metrics as columns (``METRIC_ORDER`` first)."""
+        runs = self._df(_RUNS_SQL)
+        runs["params"] = [_json(v, {}) for v in runs["params"]]
+        # What run() answers, kept with UTC times: the run page lists the runs first anyway.
+        self._memo[("_run_rows",)] = runs.to_dict("records")
+        runs = runs.drop(columns=["first_cell_seq", "last_cell_seq"])
+        finals = self._df(_FINAL_METRICS_SQL)
+        if not finals.empty:
+            wide = finals.pivot(index="run_id", columns="name", values="value")
+            ordered = [m for m in METRIC_ORDER if m in wide] + sorted(set(wide) - set(METRIC_ORDER))
+            runs = runs.merge(wide[ordered], how="left", left_on="run_id", right_index=True)
+        for col in ("started_at", "ended_at"):
+            runs[col] = _local(runs[col])
+        return runs.reset_index(drop=True)
+
+    # -- one run ----------------------------------------------------------------
+    @_per_version
+    def run(self, run: str) -> dict[str, Any] | None:
+        """The run whose id (or, failing that, name: the latest such run) is *run*; None when there is none."""
+        rows = self._memo.get(("_run_rows",))
+        if rows is not None:
+            by_id = [r for r in rows if r["run_id"] == run]
+            by_name = [r for r in rows if r["name"] == run]
+            return dict(by_id[0]) if by_id else dict(by_name[-1]) if by_name else None
+        df = self._df(_RUN_SQL, [run, run, run])
+        if df.empty:
+            return None
+        row = df.iloc[0].to_dict()
+        row["params"] = _json(row["params"], {})
+        return row
+
+    def run_metrics(self, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """A run's final metric values (``name, value, split``) and training curves (``name, step, value``)."""
+        df = self._small(_RUN_METRICS_SQL, [run_id], _RUN_METRICS_COLS)
+        stepped = df["step"].notna()
+        finals = df.loc[~stepped, ["name", "value", "split"]].reset_index(drop=True)
+        return finals, df.loc[stepped, ["name", "step", "value"]].reset_index(drop=True)
+
+    def run_cells(self, run: dict[str, Any]) -> pd.DataFrame:
+        """The cells of *run* (by its first and last cell when known, else by run id), in order."""
+        first, last = run.get("first_cell_seq"), run.get("last_cell_seq")
+        if _missing(first) or _missing(last):  # still running
+            sql, params = _RUN_CELLS_SQL.format(which="run_id = ?"), [run["session_id"], run["run_id"]]
+        else:
+            sql, params = _RUN_CELLS_SQL.format(which="cell_seq BETWEEN ? AND ?"), [run["session_id"], int(first), int(last)]
+        return self._small(sql, params, _RUN_CELLS_COLS)
+
+    def run_timeline(self, run: dict[str, Any], max_points: int = MAX_TIMELINE_POINTS) -> pd.DataFrame:
+        """Memory and CPU samples during *run*, at most *max_points* rows.
+
+        Columns ``t`` (seconds since the run started), ``rss_bytes``,
+        ``children_rss_bytes``, ``gpu_bytes``, ``cpu_percent``.
+        """
+        start = run["started_at"]
+        if _missing(start):
+            return pd.DataFrame(columns=["t", "rss_bytes", "children_rss_bytes", "gpu_bytes", "cpu_percent"])
+        start = pd.Timestamp(start)
+        end = run.get("ended_at")
+        end = pd.Timestamp.now(tz="UTC") if _missing(end) else pd.Timestamp(end)
+        span_us = max(int((end - start).total_seconds() * 1e6), 1)
+        bucket_us = max(math.ceil(span_us / max_points), 1)
+        df = self._df(_TIMELINE_SQL, [run["session_id"], start, end, start, bucket_us])
+        df["t"] = (pd.to_datetime(df["t"], utc=True) - start).dt.total_seconds()
+        return df
+
+    def confusion(self, run_id: str) -> dict[str, tuple[list[str], list[list[int]]]]:
+        """``{split: (labels, matrix)}``, the ``test`` split first."""
+        out: dict[str, tuple[list[str], list[list[int]]]] = {}
+        for split, labels, matrix in self._q.rows(_CONFUSION_SQL, [run_id]):
+            out[str(split)] = ([str(x) for x in _json(labels, [])], _json(matrix, []))
+        return out
+
+    def curves(self, run_id: str) -> pd.DataFrame:
+        """ROC and PR curves of every split: ``split, kind, label, x, y, auc``."""
+        df = self._small(_CURVES_SQL, [run_id], _CURVES_COLS)
+        df["x"] = [_json(v, []) for v in df["x"]]
+        df["y"] = [_json(v, []) for v in df["y"]]
+        return df
+
+    def session(self, session_id: str) -> dict[str, Any] | None:
+        df = self.sessions()
+        rows = df[df["session_id"] == session_id]
+        return None if rows.empty else rows.iloc[0].to_dict()
+
+    # -- plots and notes --------------------------------------------------------
+    def plots(self, run_id: str | None = None) -> pd.DataFrame:
+        """The latest version of every plot file (of one run when *run_id* is given)."""
+        if run_id is None:
+            return self._df(_PLOTS_SQL.format(where=""))
+        return self._small(_PLOTS_SQL.format(where="WHERE run_id = ?"), [run_id], _PLOTS_COLS)
+
+    def notes(self, run_id: str | None = None, plots: list[str] | None = None) -> pd.DataFrame:
+        """Notes, verbatim; of one run (or tied to one of *plots*) when asked."""
+        if run_id is None:
+            return self._df(_NOTES_SQL.format(where=""))
+        files = list(plots or [])
+        return self._small(
+            _NOTES_SQL.format(where="AND (run_id = ? OR list_contains(?::VARCHAR[], plot))"), [run_id, files], _NOTES_COLS
+        )
+
+    def plot_path(self, row: dict[str, Any]) -> Path | None:
+        """The file of a plot row, when it is inside the experiment folder and exists."""
+        rel = row.get("path") if not _missing(row.get("path")) else None
+        candidates = [self.path / rel] if rel else []
+        file = row.get("file")
+        if isinstance(file, str) and file:
+            candidates.append(self.path / "plots" / Path(file).name)
+        root = self.path.resolve()
+        for cand in candidates:
+            try:
+                resolved = cand.resolve()
+            except OSError:
+                continue
+            if resolved.is_relative_to(root) and resolved.is_file():
+                return resolved
+        return None
+
+    # -- cells ------------------------------------------------------------------
+    @_per_version
+    def sessions(self) -> pd.DataFrame:
+        """Kernel sessions, newest first."""
+        df = self._df(_SESSIONS_SQL)
+        for col in ("started_at", "ended_at"):
+            df[col] = _local(df[col])
+        return df
+
+    def ledger(self, session_ids: list[str] | None = None) -> pd.DataFrame:
+        """Every recorded cell (of the given sessions), in the order they ran."""
+        return self._ledger(tuple(session_ids or ()))
+
+    @_per_version
+    def _ledger(self, session_ids: tuple[str, ...]) -> pd.DataFrame:
+        if session_ids:
+            df = self._df(_LEDGER_SQL.format(where="WHERE list_contains(?::VARCHAR[], session_id)"), [list(session_ids)])
+        else:
+            df = self._df(_LEDGER_SQL.format(where=""))
+        df["started_at"] = _local(df["started_at"])
+        return df
+
+    # -- documents --------------------------------------------------------------
+    def document_titles(self) -> pd.DataFrame:
+        return self._df(_DOCUMENT_TITLES_SQL)
+
+
+# -- helpers ------------------------------------------------------------------------
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value))
+
+
+def _plain_numbers(df: pd.DataFrame) -> pd.DataFrame:
+    """Nullable integer columns (``Int64`` with ``pd.NA``) as floats with NaN.
+
+    Byte counts fit a float exactly far beyond any machine's memory, and NaN is
+    what the formatters and charts expect for "no value".
+    """
+    for col, dtype in df.dtypes.items():
+        if isinstance(dtype, pd.api.extensions.ExtensionDtype) and dtype.kind in "iuf":
+            df[col] = df[col].astype("float64")
+        elif isinstance(dtype, pd.BooleanDtype):
+            df[col] = df[col].astype(object).where(df[col].notna(), None)
+    return df
+
+
+def _json(value: Any, default: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return default
+    return default if _missing(value) else value
+
+
+def _local(column: pd.Series) -> pd.Series:
+    """UTC timestamps as naive local times (what a person reads on their clock)."""
+    return pd.to_datetime(column, utc=True).dt.tz_convert(_local_zone()).dt.tz_localize(None)
+
+
+def _local_zone() -> Any:
+    from datetime import datetime
+
+    return datetime.now().astimezone().tzinfo
+
+
+def best_run(runs: pd.DataFrame, metric: str) -> pd.Series | None:
+    """The row of the best run by *metric* (highest, or lowest for losses)."""
+    if metric not in runs or runs[metric].isna().all():
+        return None
+    values = runs[metric]
+    idx = values.idxmin() if metric in LOWER_IS_BETTER else values.idxmax()
+    return runs.loc[idx]
+
+
+def metric_columns(runs: pd.DataFrame) -> list[str]:
+    """The final-metric columns of a ``runs()`` frame, in display order."""
+    fixed = {"run_id", "name", "session_id", "status", "started_at", "ended_at", "wall_s", "cpu_s",
+             "peak_rss_bytes", "peak_gpu_bytes", "params"}  # fmt: skip
+    return [c for c in runs.columns if c not in fixed]
+
+
+def pareto_front(cost: list[float], value: list[float], lower_is_better: bool = False) -> list[int]:
+    """Indices of the points no other point beats on both cost (lower) and value.
+
+    Returned in order of increasing cost: the front as a person reads it,
+    "each step right buys a better model".
+    """
+    points = [(c, v, i) for i, (c, v) in enumerate(zip(cost, value, strict=True)) if not (_missing(c) or _missing(v))]
+    sign = -1.0 if lower_is_better else 1.0
+    points.sort(key=lambda p: (p[0], -sign * p[1]))
+    front: list[int] = []
+    best = -math.inf
+    for c, v, i in points:
+        if sign * v > best:
+            front.append(i)
+            best = sign * v
+    return front

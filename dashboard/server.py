@@ -1,0 +1,135 @@
+"""Serving the app: one local Bokeh/Tornado server, nothing fetched from elsewhere.
+
+- Binds 127.0.0.1 unless told otherwise (the CLI warns about any other address).
+- Websocket connections are accepted only from the served origin.
+- Bokeh's and Panel's JavaScript and CSS come from this server's ``/static``
+  (``BOKEH_RESOURCES=server``; Panel serves its bundled extensions itself),
+  never from a CDN: the browser makes no request to another host.
+
+- With a token (the default of ``mlt-dashboard``), pages and websockets are
+  served only to a browser that came with it (see ``dashboard.access``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import urllib.parse
+import webbrowser
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .app import AppConfig
+
+#: Ports tried in turn when none is given.
+DEFAULT_PORTS = range(5006, 5016)
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass
+class ServerOptions:
+    """How to serve: where, and who is let in."""
+
+    address: str = "127.0.0.1"
+    port: int | None = None
+    show: bool = True
+    #: The access token; None serves everyone who can reach the address.
+    token: str | None = None
+    #: Extra tornado routes, ``(pattern, handler, kwargs)``.
+    extra_patterns: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def origins(self, port: int) -> list[str]:
+        """The websocket origins accepted: the served address (and its loopback aliases)."""
+        hosts = {"127.0.0.1", "localhost"} if self.address in ("127.0.0.1", "localhost") else {self.address}
+        return sorted(f"{h}:{port}" for h in hosts)
+
+    def url(self, port: int, path: str = "summary") -> str:
+        """The URL to open (with the token, when there is one)."""
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        query = f"?{urllib.parse.urlencode({'token': self.token})}" if self.token else ""
+        return f"http://{host}:{port}/{path}{query}"
+
+
+def free_port(address: str, wanted: int | None) -> int:
+    """*wanted* if given (the server reports if it is taken), else the first free default port."""
+    if wanted is not None:
+        return wanted
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    for port in (*DEFAULT_PORTS, 0):
+        with contextlib.closing(socket.socket(family, socket.SOCK_STREAM)) as s:
+            try:
+                s.bind((address, port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise OSError(f"no free port on {address}")
+
+
+def _root_redirect() -> tuple[Any, ...]:
+    from tornado.web import RequestHandler
+
+    class RootRedirect(RequestHandler):
+        """``/`` opens the summary (keeping ``?exp=…``)."""
+
+        def get(self) -> None:
+            query = self.request.query
+            self.redirect("summary" + (f"?{query}" if query else ""))
+
+    return (r"/", RootRedirect)
+
+
+def build_server(config: AppConfig, options: ServerOptions) -> tuple[Any, int]:
+    """A started-but-not-running Bokeh server for the app, and its port."""
+    os.environ["BOKEH_RESOURCES"] = "server"  # never a CDN, whatever the user's environment says
+    import panel as pn
+
+    from .app import NAV, page_classes, page_factories
+    from .style import CSS
+
+    page_classes()  # import the pages now, not during the first request
+
+    pn.extension("tabulator", raw_css=[CSS], design="native", notifications=False)
+    port = free_port(options.address, options.port)
+    kwargs: dict[str, Any] = {}
+    if options.token:
+        from .access import TokenAuth, redact_logs
+
+        redact_logs()
+        kwargs["auth_provider"] = TokenAuth(options.token, port)
+    server = pn.io.server.get_server(
+        page_factories(config),
+        port=port,
+        address=options.address,
+        websocket_origin=options.origins(port),
+        show=False,
+        start=False,
+        verbose=False,
+        title={slug: f"MLTrack · {label}" for slug, label in NAV},
+        extra_patterns=[_root_redirect(), *options.extra_patterns],
+        **kwargs,
+    )
+    return server, port
+
+
+def serve(config: AppConfig, options: ServerOptions, on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve until interrupted; *on_ready* gets the URL once the server listens."""
+    server, port = build_server(config, options)
+    url = options.url(port)
+
+    def ready() -> None:
+        if on_ready is not None:
+            on_ready(url)
+        if options.show:
+            with contextlib.suppress(webbrowser.Error):
+                webbrowser.open(url)
+
+    server.start()
+    server.io_loop.add_callback(ready)
+    try:
+        server.io_loop.start()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()

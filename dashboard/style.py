@@ -1,0 +1,117 @@
+"""Looks and small HTML pieces shared by the pages and the export.
+
+Every helper escapes what it is given: run names, params and session ids come
+from a teammate's shared folder and are as untrusted as notes are. Rendered
+Markdown comes only from ``mlt_kernel.render.markdown_to_html`` (sanitised).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from html import escape
+from typing import Any
+
+from .charts import STATUS_COLOURS
+
+CSS = """
+:host, body { --mlt-ink: #1f2328; --mlt-muted: #59636e; --mlt-line: #d0d7de; --mlt-soft: #f6f8fa;
+  --mlt-accent: #4e79a7; font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
+.mlt-header { display: flex; align-items: baseline; gap: 0.8rem; flex-wrap: wrap; color: var(--mlt-ink); }
+.mlt-header h1 { font-size: 1.35rem; margin: 0; font-weight: 650; }
+.mlt-header .exp { color: var(--mlt-accent); }
+.mlt-header .meta { color: var(--mlt-muted); font-size: 0.9rem; }
+.mlt-live { display: inline-block; width: 0.55rem; height: 0.55rem; border-radius: 50%; background: #59a14f;
+  margin-right: 0.3rem; vertical-align: middle; }
+.mlt-live.idle { background: #bab0ac; }
+.mlt-nav { display: flex; gap: 0.2rem; border-bottom: 1px solid var(--mlt-line); margin: 0.2rem 0 0.4rem; }
+.mlt-nav a { padding: 0.45rem 0.9rem; color: var(--mlt-muted); text-decoration: none; font-weight: 550;
+  border-bottom: 3px solid transparent; font-size: 0.95rem; }
+.mlt-nav a:hover { color: var(--mlt-ink); }
+.mlt-nav a.active { color: var(--mlt-ink); border-bottom-color: var(--mlt-accent); }
+.mlt-cards { display: flex; gap: 0.75rem; flex-wrap: wrap; }
+.mlt-card { border: 1px solid var(--mlt-line); border-radius: 8px; padding: 0.6rem 0.9rem; min-width: 10rem;
+  background: #fff; flex: 1 1 10rem; }
+.mlt-card .label { color: var(--mlt-muted); font-size: 0.78rem; text-transform: uppercase; letter-spacing: 0.04em; }
+.mlt-card .value { font-size: 1.45rem; font-weight: 650; color: var(--mlt-ink); line-height: 1.3;
+  overflow-wrap: anywhere; }
+.mlt-card .sub { color: var(--mlt-muted); font-size: 0.85rem; }
+.mlt-card.best { border-color: #59a14f; background: #f3faf2; }
+.mlt-badge { display: inline-block; padding: 0.05rem 0.5rem; border-radius: 999px; color: #fff; font-size: 0.78rem;
+  font-weight: 600; }
+.mlt-chip { display: inline-block; padding: 0.1rem 0.55rem; margin: 0.15rem 0.25rem 0.15rem 0; border-radius: 6px;
+  background: var(--mlt-soft); border: 1px solid var(--mlt-line); font-size: 0.85rem;
+  font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
+.mlt-banner { border-radius: 8px; padding: 0.7rem 1rem; margin: 0.3rem 0; border: 1px solid; }
+.mlt-banner.killed { background: #fdecec; border-color: #e15759; color: #7a1020; }
+.mlt-banner.info { background: #eef4fb; border-color: #a8c4e3; color: #1d3f66; }
+.mlt-empty { border: 1px dashed var(--mlt-line); border-radius: 8px; padding: 1.2rem 1.4rem; color: var(--mlt-muted);
+  background: #fbfbfc; }
+.mlt-empty b { color: var(--mlt-ink); }
+.mlt-empty code, .mlt-banner code { background: var(--mlt-soft); padding: 0.05em 0.3em; border-radius: 4px; }
+.mlt-section { font-size: 1.05rem; font-weight: 650; margin: 0.6rem 0 0.1rem; color: var(--mlt-ink); }
+.mlt-runhead h2 { margin: 0 0 0.2rem; font-size: 1.4rem; }
+.mlt-note { border-left: 3px solid var(--mlt-line); padding: 0 0.9rem; margin: 0.4rem 0; }
+.mlt-note img, .mlt-doc img { max-width: 100%; }
+.mlt-note table, .mlt-doc table { border-collapse: collapse; margin: 0.6em 0; }
+.mlt-note th, .mlt-note td, .mlt-doc th, .mlt-doc td { border: 1px solid var(--mlt-line); padding: 0.25em 0.7em; }
+.mlt-note th, .mlt-doc th { background: var(--mlt-soft); }
+.mlt-note pre, .mlt-doc pre { background: var(--mlt-soft); padding: 0.6em 0.8em; border-radius: 6px; overflow-x: auto; }
+.mlt-doc { line-height: 1.55; }
+.mlt-muted { color: var(--mlt-muted); font-size: 0.88rem; }
+figure.mlt-plot { margin: 0.4rem 0; }
+figure.mlt-plot img { max-width: 100%; border: 1px solid var(--mlt-line); border-radius: 6px; }
+figure.mlt-plot figcaption { color: var(--mlt-muted); font-size: 0.85rem; }
+"""
+
+
+def badge(status: Any) -> str:
+    text = str(status) if status is not None else "—"
+    colour = STATUS_COLOURS.get(text, "#8b949e")
+    return f'<span class="mlt-badge" style="background:{colour}">{escape(text)}</span>'
+
+
+def chips(params: Mapping[str, Any]) -> str:
+    if not params:
+        return '<span class="mlt-muted">no params</span>'
+    return "".join(f'<span class="mlt-chip">{escape(str(k))}={escape(_param(v))}</span>' for k, v in params.items())
+
+
+def params_text(params: Mapping[str, Any] | None) -> str:
+    """``n_estimators=300 max_depth=8``: params on one line, for tables."""
+    return " ".join(f"{k}={_param(v)}" for k, v in (params or {}).items())
+
+
+def _param(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "None" if value is None else str(value)
+
+
+def card(label: str, value: str, sub: str = "", *, best: bool = False, testid: str = "") -> str:
+    tid = f' data-testid="{escape(testid)}"' if testid else ""
+    sub_html = f'<div class="sub">{escape(sub)}</div>' if sub else ""
+    return (
+        f'<div class="mlt-card{" best" if best else ""}"{tid}><div class="label">{escape(label)}</div>'
+        f'<div class="value">{escape(value)}</div>{sub_html}</div>'
+    )
+
+
+def cards(items: Iterable[str]) -> str:
+    return f'<div class="mlt-cards">{"".join(items)}</div>'
+
+
+def empty(title: str, what_to_do_html: str) -> str:
+    """An empty state: what is missing (escaped) and what to do (trusted HTML of ours)."""
+    return f'<div class="mlt-empty"><b>{escape(title)}</b><br>{what_to_do_html}</div>'
+
+
+def banner(kind: str, html: str) -> str:
+    return f'<div class="mlt-banner {escape(kind)}">{html}</div>'
+
+
+def death_cause(cause: Any, oom_kill: Any = None) -> str:
+    """A person's words for a session's ``death_cause``."""
+    text = str(cause) if isinstance(cause, str) and cause else "unknown cause"
+    if text == "oom" or oom_kill is True:
+        return "out of memory (the OOM killer ended it)"
+    return text

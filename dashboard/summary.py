@@ -1,0 +1,216 @@
+"""Summary: which model is best, and what did it cost?"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import panel as pn
+from bokeh.models.widgets.tables import HTMLTemplateFormatter, NumberFormatter
+
+from mlt_kernel.units import format_bytes, format_seconds
+
+from . import charts, style
+from .fragments import default_metric, summary_cards
+from .page import Page, bokeh, html, set_options
+from .queries import LOWER_IS_BETTER, metric_columns
+
+#: Charts that draw one row per run show this many when nothing is selected.
+TOP_RUNS = 12
+#: Parallel coordinates draw at most this many runs (the best ones).
+PARALLEL_RUNS = 200
+
+_TITLES = {
+    "name": "run", "status": "status", "accuracy": "accuracy", "precision": "precision", "recall": "recall",
+    "f1": "F1", "roc_auc": "ROC AUC", "average_precision": "avg precision", "log_loss": "log loss",
+    "wall_s": "wall", "cpu_s": "CPU", "peak_rss_bytes": "peak RAM", "peak_gpu_bytes": "peak GPU",
+    "params_text": "params", "session": "session", "started": "started",
+}  # fmt: skip
+_HIDDEN = ["run_id", "href", "status_colour", "wall_text", "cpu_text", "rss_text", "gpu_text"]
+_BADGE = (
+    '<span style="background:<%- status_colour %>;color:#fff;border-radius:999px;padding:1px 8px;'
+    'font-size:12px;font-weight:600"><%- value %></span>'
+)
+
+
+def table_frame(runs: pd.DataFrame, links: Any) -> pd.DataFrame:
+    """The runs table as the browser gets it: numbers to sort by, text to read."""
+    metrics = metric_columns(runs)
+    colours = [style.STATUS_COLOURS.get(s, "#8b949e") for s in runs["status"]]
+    out = pd.DataFrame(
+        {
+            "run_id": runs["run_id"],
+            "href": [links.href("run", run=r) for r in runs["run_id"]],
+            "name": runs["name"].fillna("(unnamed)"),
+            "status": runs["status"].fillna("—"),
+            "status_colour": colours,
+        }
+    )
+    for m in metrics:
+        out[m] = pd.to_numeric(runs[m], errors="coerce")
+    for column, text, fmt in (
+        ("wall_s", "wall_text", format_seconds), ("cpu_s", "cpu_text", format_seconds),
+        ("peak_rss_bytes", "rss_text", format_bytes), ("peak_gpu_bytes", "gpu_text", format_bytes),
+    ):  # fmt: skip
+        out[column] = pd.to_numeric(runs[column], errors="coerce").astype(float)
+        out[text] = [fmt(None if pd.isna(v) else v) for v in runs[column]]
+    out["params_text"] = [style.params_text(p) for p in runs["params"]]
+    out["session"] = [str(s)[-8:] if isinstance(s, str) else "" for s in runs["session_id"]]
+    out["started"] = [t.strftime("%Y-%m-%d %H:%M") if not pd.isna(t) else "" for t in runs["started_at"]]
+    return out
+
+
+class SummaryPage(Page):
+    """Cards, the runs table, and charts comparing the runs."""
+
+    slug = "summary"
+    title = "Summary"
+
+    def __init__(self, source: Any, links: Any, **params: Any) -> None:
+        super().__init__(source, links, **params)
+        self.runs = source.runs()
+        metrics = [m for m in metric_columns(self.runs) if self.runs[m].notna().any()]
+        self.metric = pn.widgets.Select(name="metric", options=metrics, value=default_metric(metrics), width=180)
+        costs = [c for c, spec in charts.COSTS.items() if spec[0] in self.runs and self.runs[spec[0]].notna().any()]
+        self.cost = pn.widgets.Select(name="against", options=costs or list(charts.COSTS), value=(costs or ["wall time"])[0], width=160)
+        self.cards = html()
+        self.hint = html()
+        self.table = pn.widgets.Tabulator(
+            pd.DataFrame(), show_index=False, disabled=True, selectable="checkbox", pagination="remote",
+            page_size=25, layout="fit_data_table", sizing_mode="stretch_width", hidden_columns=_HIDDEN,
+            header_filters={"name": {"type": "input", "func": "like", "placeholder": "filter"},
+                            "status": {"type": "input", "func": "like", "placeholder": "filter"}},
+            stylesheets=[":host .tabulator { font-size: 13px; }"],
+        )  # fmt: skip
+        # Chart panes live as long as the page: a refresh swaps their figures in place,
+        # so the page keeps its height and the reader's scroll position.
+        self.pareto = bokeh(None, min_height=340)
+        self.metrics_per_run = bokeh(None, min_height=220)
+        self.no_metrics = html(visible=False)
+        self.time = bokeh(None, min_height=180)
+        self.memory = bokeh(None, min_height=180)
+        self.parallel = bokeh(None, min_height=320, visible=False)
+        self.charts = pn.Column(
+            pn.Row(self.pareto, self.metrics_per_run, sizing_mode="stretch_width"), self.no_metrics,
+            pn.Row(self.time, self.memory, sizing_mode="stretch_width"), self.parallel,
+            sizing_mode="stretch_width",
+        )  # fmt: skip
+        self.table.param.watch(lambda _e: self._draw_charts(), "selection")
+        self.metric.param.watch(lambda _e: self._draw(), "value")
+        self.cost.param.watch(lambda _e: self._draw_charts(), "value")
+        self._fill_table()
+        self._draw()
+
+    # -- data ---------------------------------------------------------------------
+    def refresh(self) -> None:
+        runs = self.source.runs()
+        if runs.equals(self.runs):
+            return
+        selected = self._selected_ids()
+        self.runs = runs
+        metrics = [m for m in metric_columns(runs) if runs[m].notna().any()]
+        if self.metric.value not in metrics:
+            set_options(self.metric, metrics, fallback=default_metric(metrics))
+        else:
+            set_options(self.metric, metrics)
+        self._fill_table(selected)
+        self._draw()
+
+    def _fill_table(self, selected: list[str] | None = None) -> None:
+        frame = table_frame(self.runs, self.links)
+        metrics = metric_columns(self.runs)
+        formatters: dict[str, Any] = {
+            "name": HTMLTemplateFormatter(template='<a href="<%- href %>" target="_self"><%- value %></a>'),
+            "status": HTMLTemplateFormatter(template=_BADGE),
+            "wall_s": HTMLTemplateFormatter(template="<%- wall_text %>"),
+            "cpu_s": HTMLTemplateFormatter(template="<%- cpu_text %>"),
+            "peak_rss_bytes": HTMLTemplateFormatter(template="<%- rss_text %>"),
+            "peak_gpu_bytes": HTMLTemplateFormatter(template="<%- gpu_text %>"),
+        }
+        for m in metrics:
+            formatters[m] = NumberFormatter(format="0.000", nan_format="—", null_format="—", text_align="right")
+        self.table.formatters = formatters
+        self.table.titles = {c: _TITLES.get(c, c.replace("_", " ")) for c in frame.columns}
+        self.table.value = frame
+        if selected:
+            self.table.selection = [i for i, r in enumerate(frame["run_id"]) if r in set(selected)]
+
+    def _selected_ids(self) -> list[str]:
+        frame = self.table.value
+        if frame is None or frame.empty:
+            return []
+        return [frame["run_id"].iloc[i] for i in self.table.selection if i < len(frame)]
+
+    # -- drawing ------------------------------------------------------------------
+    def _draw(self) -> None:
+        metric = self.metric.value
+        if self.runs.empty:
+            self.cards.object = style.empty(
+                "No runs yet",
+                "Tag a cell with <code># mlt: record name=random_forest n_estimators=300</code> and run it in the "
+                "<b>Python (MLTrack)</b> kernel; each tagged cell becomes a run and appears here within seconds.",
+            )
+            self.hint.object = ""
+            self.charts.visible = False
+            return
+        self.charts.visible = True
+        self.cards.object = summary_cards(self.runs, metric)
+        self._draw_charts()
+
+    def _draw_charts(self) -> None:
+        runs = self.runs
+        if runs.empty:
+            return
+        colours = charts.run_colours(list(runs["run_id"]))
+        selected = set(self._selected_ids())
+        metric = self.metric.value
+        metrics = [m for m in ("accuracy", "precision", "recall", "f1", "roc_auc") if m in runs and runs[m].notna().any()]
+        if not metrics:
+            metrics = [m for m in metric_columns(runs) if runs[m].notna().any()][:5]
+        if selected:
+            shown = runs[runs["run_id"].isin(selected)]
+            note = f"{len(shown)} selected run(s); clear the selection to see all."
+        elif len(runs) > TOP_RUNS and metric:
+            shown = _top(runs, metric, TOP_RUNS)
+            note = f"The {TOP_RUNS} best of {len(runs)} runs by {metric}; tick rows in the table to compare others."
+        else:
+            shown = runs
+            note = "Tick rows in the table to narrow the charts."
+        self.hint.object = f'<div class="mlt-muted">{note}</div>'
+        has_metrics = bool(metric and metrics)
+        self.pareto.visible = self.metrics_per_run.visible = has_metrics
+        self.no_metrics.visible = not has_metrics
+        if has_metrics:
+            self.pareto.object = charts.pareto_chart(shown if selected else runs, metric, self.cost.value, colours)
+            self.metrics_per_run.object = charts.metrics_chart(shown, metrics, colours)
+        else:
+            self.no_metrics.object = style.empty(
+                "No metrics yet",
+                "Log predictions in a run with <code>mlt.log_predictions(y_test, y_pred, y_proba=proba)</code> "
+                "to compare accuracy, F1, ROC AUC… across runs.",
+            )
+        self.time.object = charts.time_chart(shown, colours)
+        self.memory.object = charts.memory_chart(shown, colours)
+        parallel = None
+        if metric:
+            parallel = charts.parallel_chart(shown if selected else _top(runs, metric, PARALLEL_RUNS), metric)
+        self.parallel.visible = parallel is not None
+        if parallel is not None:
+            self.parallel.object = parallel
+
+    def __panel__(self) -> Any:
+        return pn.Column(
+            self.cards,
+            pn.pane.Markdown("### Runs", margin=(10, 10, 0, 10)),
+            self.table,
+            pn.Row(self.metric, self.cost, self.hint, sizing_mode="stretch_width"),
+            self.charts,
+            sizing_mode="stretch_width",
+        )
+
+
+def _top(runs: pd.DataFrame, metric: str, n: int) -> pd.DataFrame:
+    if metric not in runs or len(runs) <= n:
+        return runs
+    ascending = metric in LOWER_IS_BETTER
+    return runs.sort_values(metric, ascending=ascending, na_position="last").head(n).sort_index()
