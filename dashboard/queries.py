@@ -136,11 +136,10 @@ _NOTES_SQL = f"""
     FROM {NOTES.name} WHERE NOT coalesce(deleted, false) {{where}} ORDER BY created_at
 """  # fmt: skip
 
-_SESSIONS_SQL = f"""
-    SELECT {_cols(SESSIONS, "session_id", "started_at", "ended_at", "status", "hostname", "user", "notebook",
-                  "death_cause", "memory_limit_bytes", "oom_kill", "last_rss_bytes")}
-    FROM {SESSIONS.name} ORDER BY started_at DESC
-"""  # fmt: skip
+_SESSION_COLS = _cols(SESSIONS, "session_id", "started_at", "ended_at", "status", "hostname", "user", "notebook",
+                      "death_cause", "memory_limit_bytes", "oom_kill", "last_rss_bytes")  # fmt: skip
+_SESSIONS_SQL = f"SELECT {_SESSION_COLS} FROM {SESSIONS.name} ORDER BY started_at DESC"
+_SESSION_SQL = f"SELECT {_SESSION_COLS} FROM {SESSIONS.name} WHERE session_id = ?"
 
 _LEDGER_SQL = f"""
     SELECT {_cols(CELLS, "session_id", "cell_seq", "execution_count", "run_id", "run_name", "code",
@@ -310,9 +309,13 @@ class Source:
         return df
 
     def session(self, session_id: str) -> dict[str, Any] | None:
-        df = self.sessions()
-        rows = df[df["session_id"] == session_id]
-        return None if rows.empty else rows.iloc[0].to_dict()
+        """One kernel session, or None."""
+        rows = self._small(_SESSION_SQL, [session_id], _SESSION_COLS)
+        if rows.empty:
+            return None
+        for col in ("started_at", "ended_at"):
+            rows[col] = _local(rows[col])
+        return rows.iloc[0].to_dict()
 
     # -- plots and notes --------------------------------------------------------
     def plots(self, run_id: str | None = None) -> pd.DataFrame:

@@ -110,49 +110,47 @@ class Experiment:
         return self._run_row(run)
 
     def _run_row(self, run: str) -> dict[str, Any]:
-        # Every version of the matching runs (few rows), the latest per run kept
-        # here: cheaper than the windowed view over all runs.
         keys = ("run_id", "name", "session_id", "started_at", "ended_at")
-        latest: dict[str, tuple[Any, ...]] = {}
-        for row in self._q.rows(
-            "SELECT run_id, name, session_id, started_at, ended_at FROM _raw_runs "
-            "WHERE run_id = ? OR name = ? ORDER BY recorded_at",
-            [run, run],
-        ):
-            latest[row[0]] = row
-        if not latest:
+        rows = self._q.rows(
+            f"SELECT {', '.join(keys)} FROM _latest_runs WHERE run_id = ? OR name = ? "
+            "ORDER BY run_id = ? DESC, started_at",
+            [run, run, run],
+        )
+        if not rows:
             raise UnknownRunError(f"no run {run!r} in {self.path}")
-        if run in latest or len(latest) == 1:
-            return dict(zip(keys, latest.get(run) or next(iter(latest.values()))))
-        rows = sorted(latest.values(), key=lambda r: r[3])
+        if rows[0][0] == run or len(rows) == 1:
+            return dict(zip(keys, rows[0]))
         ids = ", ".join(f"{r[0]} (session {r[2]})" for r in rows)
         raise UnknownRunError(f"{len(rows)} runs are named {run!r}; pass one run_id: {ids}")
 
     def samples(self, run: str | None = None, session: str | None = None) -> pd.DataFrame:
-        """The watcher's timeline: ``t, rss_bytes, children_rss_bytes, cpu_percent, gpu_bytes, gpu_util``.
+        """The watcher's timeline: ``t, rss_bytes, children_rss_bytes, cpu_percent, gpu_bytes, gpu_util, cell_seq``.
 
-        With *run*, the samples of that run's session between its start and end.
+        With *run*, the samples of that run's session between its start and its
+        end; with *session*, that session's; else every sample (with
+        ``session_id`` and ``run_id``).
         """
         self._q.refresh()
-        columns = "* EXCLUDE (recorded_at)"
+        timeline = "t, rss_bytes, children_rss_bytes, cpu_percent, gpu_bytes, gpu_util, cell_seq"
         if run is not None:
             info = self._run_row(run)
             ended = info["ended_at"] or pd.Timestamp.now(tz="UTC")
             return self._q.df(
-                f"SELECT {columns} FROM samples WHERE session_id = ? AND t BETWEEN ? AND ? ORDER BY t",
+                f"SELECT {timeline} FROM samples WHERE session_id = ? AND t BETWEEN ? AND ? ORDER BY t",
                 [info["session_id"], info["started_at"], ended],
             )
         if session is not None:
-            return self._q.df(f"SELECT {columns} FROM samples WHERE session_id = ? ORDER BY t", [session])
-        return self._q.df(f"SELECT {columns} FROM samples ORDER BY t")
+            return self._q.df(f"SELECT {timeline} FROM samples WHERE session_id = ? ORDER BY t", [session])
+        return self._q.df("SELECT * EXCLUDE (recorded_at) FROM samples ORDER BY t")
 
     def metrics(self, run: str | None = None) -> pd.DataFrame:
         """Every logged or computed value: ``run_id, name, step, value, split``."""
         if run is None:
-            return self._df("SELECT * EXCLUDE (session_id) FROM metrics ORDER BY recorded_at")
+            return self._df("SELECT * EXCLUDE (session_id, recorded_at) FROM metrics ORDER BY recorded_at")
         run_id = self.resolve_run(run)["run_id"]
         return self._q.df(
-            "SELECT * EXCLUDE (session_id) FROM metrics WHERE run_id = ? ORDER BY recorded_at", [run_id]
+            "SELECT * EXCLUDE (session_id, recorded_at) FROM metrics WHERE run_id = ? ORDER BY recorded_at",
+            [run_id],
         )
 
     def confusion_matrix(self, run: str, split: str = "test", normalize: str | None = None) -> pd.DataFrame:

@@ -1,9 +1,11 @@
 """DuckDB over an experiment folder: the one module that imports ``duckdb``.
 
 ``Scan`` lists what is in the folder (Parquet parts, live journals) and reads
-journals incrementally; ``Query`` keeps one in-memory DuckDB connection whose
-views — one per table, named like the table — always show the latest version
-of every row. Readers never write into the folder.
+journals incrementally; ``Query`` keeps one in-memory DuckDB connection with
+one relation per table, named like the table, that always shows the latest
+version of every row: small keyed tables are materialised when their files
+change, big ones (samples, metrics) are views. Readers never write into the
+folder.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import threading
 import time
 import warnings
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,11 +44,11 @@ class _Journal:
 
 @dataclass
 class Snapshot:
-    """What a scan found: Parquet files and journal records per table."""
+    """What changed since the last scan: per table, its Parquet files and journal records."""
 
     parquet: dict[str, list[str]]
     journal_tables: dict[str, pa.Table]
-    signature: tuple[Any, ...]
+    signatures: dict[str, tuple[Any, ...]]
 
 
 class Scan:
@@ -136,28 +139,29 @@ class Scan:
             del self._journals[gone]
         return seen
 
-    def snapshot(self, previous: tuple[Any, ...] | None = None) -> Snapshot | None:
-        """What is there now; None when nothing changed since *previous* (a signature)."""
-        journals = self._read_journals()
-        files: dict[str, tuple[list[Path], set[str]]] = {name: self._table_files(name) for name in TABLES}
-        parquet: dict[str, list[str]] = {}
-        signature: list[Any] = [tuple(sorted((str(p), o) for p, o in journals))]
-        for name, (found, replaced) in files.items():
-            parquet[name] = sorted(str(f) for f in found if f.name not in replaced)
-            signature.append(tuple(parquet[name]))
-        if tuple(signature) == previous:
-            return None
-        journal_tables: dict[str, pa.Table] = {}
-        for name, (found, _) in files.items():
+    def snapshot(self, previous: Mapping[str, tuple[Any, ...]]) -> Snapshot:
+        """The tables whose files or journal records differ from *previous* signatures."""
+        self._read_journals()
+        snap = Snapshot({}, {}, {})
+        for name in TABLES:
+            found, replaced = self._table_files(name)
             names = {f.name for f in found}
+            # A journal whose Parquet twin exists is being removed: don't count it twice.
+            journals = [
+                state for state in self._journals.values()
+                if store.session_file_name(state.writer_id) not in names
+            ]  # fmt: skip
+            files = sorted(str(f) for f in found if f.name not in replaced)
+            signature = (tuple(files), tuple((j.writer_id, len(j.records.get(name, ()))) for j in journals))
+            if previous.get(name) == signature:
+                continue
             records: list[dict[str, Any]] = []
-            for state in self._journals.values():
-                # A journal whose Parquet twin exists is being removed: don't count it twice.
-                if store.session_file_name(state.writer_id) in names:
-                    continue
+            for state in journals:
                 records.extend(state.records.get(name, ()))
-            journal_tables[name] = store.records_to_arrow(name, records)
-        return Snapshot(parquet, journal_tables, tuple(signature))
+            snap.parquet[name] = files
+            snap.journal_tables[name] = store.records_to_arrow(name, records)
+            snap.signatures[name] = signature
+        return snap
 
 
 def _ident(name: str) -> str:
@@ -178,58 +182,72 @@ def _latest_sql(tbl: Table, source: str) -> str:
     )
 
 
-# Views built on the per-table ones: cells with what the watcher saw, runs with
-# peaks taken from their cells.
+# Tables built on the per-table ones: cells with what the watcher saw, runs with
+# peaks taken from their cells; rebuilt when one of their sources changes.
 _DERIVED = {
-    "cells": """
+    "cells": (("cells", "cell_usage"), """
         SELECT c.* REPLACE (
             coalesce(u.children_peak_rss_bytes, c.children_peak_rss_bytes) AS children_peak_rss_bytes,
             greatest(c.peak_gpu_bytes, u.peak_gpu_bytes) AS peak_gpu_bytes)
         FROM _latest_cells c LEFT JOIN cell_usage u USING (session_id, cell_seq)
-    """,
-    "runs": """
+    """),
+    "runs": (("runs", "cells", "cell_usage"), """
         SELECT r.* REPLACE (
             greatest(r.peak_rss_bytes, agg.peak_rss_bytes) AS peak_rss_bytes,
             greatest(r.peak_gpu_bytes, agg.peak_gpu_bytes) AS peak_gpu_bytes)
         FROM _latest_runs r LEFT JOIN (
             SELECT run_id, max(peak_rss_bytes) AS peak_rss_bytes, max(peak_gpu_bytes) AS peak_gpu_bytes
             FROM cells WHERE run_id IS NOT NULL GROUP BY run_id) agg USING (run_id)
-    """,
-}
+    """),
+}  # fmt: skip
 
 
 class Query:
-    """A DuckDB connection with one view per table of an experiment folder."""
+    """A DuckDB connection with one relation per table of an experiment folder.
+
+    Tables with a key (runs, cells, notes, …) are small: the latest version of
+    each row is materialised when their files change, so lookups stay cheap.
+    Tables without one (samples, metrics) are views over the Parquet files and
+    journals, so DuckDB reads only the row groups a query needs.
+    """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self._scan = Scan(self.root)
         self._con = duckdb.connect(":memory:")
+        # Our Parquet files are never rewritten, so their footers can be cached:
+        # a run's timeline then reads one row group and no metadata.
+        self._con.execute("SET parquet_metadata_cache = true")
         self._lock = threading.RLock()
-        self._signature: tuple[Any, ...] | None = None
+        self._signatures: dict[str, tuple[Any, ...]] = {}
         self.refresh()
 
     def refresh(self) -> bool:
         """Pick up new files and journal lines; True when anything changed."""
         with self._lock:
             for attempt in range(RETRIES):
-                snap = self._scan.snapshot(self._signature)
-                if snap is None:
+                snap = self._scan.snapshot(self._signatures)
+                if not snap.signatures:
                     return False
                 try:
-                    for name, tbl in TABLES.items():
-                        self._define(tbl, snap.parquet[name], snap.journal_tables[name])
-                    for name, sql in _DERIVED.items():
-                        self._con.execute(f"CREATE OR REPLACE VIEW {_ident(name)} AS {sql}")
+                    self._apply(snap)
                 except duckdb.IOException:
                     # A compaction removed a file between our listing and DuckDB's: look again.
                     if attempt == RETRIES - 1:
                         raise
+                    self._signatures.clear()
                     time.sleep(0.01 * attempt)
                     continue
-                self._signature = snap.signature
+                self._signatures.update(snap.signatures)
                 return True
         return False
+
+    def _apply(self, snap: Snapshot) -> None:
+        for name in snap.signatures:
+            self._define(TABLES[name], snap.parquet[name], snap.journal_tables[name])
+        for name, (sources, sql) in _DERIVED.items():
+            if any(s in snap.signatures for s in sources) or name not in self._signatures:
+                self._con.execute(f"CREATE OR REPLACE TABLE {_ident(name)} AS {sql}")
 
     def _define(self, tbl: Table, files: list[str], journal: pa.Table) -> None:
         con = self._con
@@ -238,13 +256,14 @@ class Query:
             pname = f"_p_{tbl.name}"
             con.read_parquet(files, union_by_name=True).create_view(pname, replace=True)
             sources.append(f"SELECT * FROM {pname}")
-        if journal.num_rows or not files:  # the empty table keeps the view's columns
+        if journal.num_rows or not files:  # the empty table keeps the columns
             jname = f"_j_{tbl.name}"
             con.register(jname, journal)
             sources.append(f"SELECT * FROM {jname}")
         con.execute(f"CREATE OR REPLACE VIEW _raw_{tbl.name} AS {' UNION ALL BY NAME '.join(sources)}")
         latest = f"_latest_{tbl.name}" if tbl.name in _DERIVED else tbl.name
-        con.execute(f"CREATE OR REPLACE VIEW {latest} AS {_latest_sql(tbl, '_raw_' + tbl.name)}")
+        kind = "TABLE" if tbl.key else "VIEW"
+        con.execute(f"CREATE OR REPLACE {kind} {latest} AS {_latest_sql(tbl, '_raw_' + tbl.name)}")
 
     def _execute(self, sql: str, params: list[Any] | dict[str, Any] | None) -> Any:
         with self._lock:
@@ -256,7 +275,7 @@ class Query:
                     if attempt == RETRIES - 1:
                         raise
                     time.sleep(0.01 * attempt)
-                    self._signature = None
+                    self._signatures.clear()
                     self.refresh()
             raise AssertionError("unreachable")
 

@@ -195,6 +195,8 @@ METRICS = Table(
         _c("split", "string", "for metrics computed from predictions: `test`, `val`, `train`…"),
         _RECORDED,
     ),
+    # Merged files sorted by run: a run page's metrics come from one row group.
+    sort_by="run_id",
     doc="Logged and computed metric values.",
 )
 
