@@ -9,6 +9,9 @@ from pathlib import Path
 
 from mlt_kernel import layout
 
+#: Addresses that only this machine can reach.
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
 DESCRIPTION = """\
 Open a local web dashboard over an MLTrack experiment folder: a summary
 comparing every run, a page per run, the cell ledger, and documents you can
@@ -83,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail("--token and --no-token contradict each other; give one")
     if args.port is not None and not 0 <= args.port <= 65535:
         return _fail(f"--port {args.port}: not a port number (0–65535)")
-    if args.address not in ("127.0.0.1", "localhost", "::1"):
+    if args.address not in LOOPBACK:
         print(
             f"mlt-dashboard: warning: listening on {args.address}; anyone who can reach this machine can read "
             "every run, note and document of this folder",

@@ -188,10 +188,6 @@ class Source:
         self.path = Path(path).absolute()
         self.name = self.path.name
         self._q = Query(self.path)
-        # Parquet files are never rewritten (only added and removed), so their
-        # footers can be kept between queries: a run page makes several.
-        self._q.rows("SET parquet_metadata_cache = true")
-        self.version = 0
         self.changed_at = time.time()
         self._memo: dict[tuple[Any, ...], Any] = {}
 
@@ -200,7 +196,6 @@ class Source:
         """True when the folder changed since the last call."""
         changed = self._q.refresh()
         if changed:
-            self.version += 1
             self.changed_at = time.time()
             self._memo.clear()
         return changed

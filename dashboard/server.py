@@ -25,7 +25,6 @@ from .app import AppConfig
 
 #: Ports tried in turn when none is given.
 DEFAULT_PORTS = range(5006, 5016)
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass
@@ -43,7 +42,7 @@ class ServerOptions:
     def origins(self, port: int) -> list[str]:
         """The websocket origins accepted: the served address (and its loopback aliases)."""
         hosts = {"127.0.0.1", "localhost"} if self.address in ("127.0.0.1", "localhost") else {self.address}
-        return sorted(f"{h}:{port}" for h in hosts)
+        return sorted(f"[{h}]:{port}" if ":" in h else f"{h}:{port}" for h in hosts)
 
     def url(self, port: int, path: str = "summary") -> str:
         """The URL to open (with the token, when there is one)."""

@@ -33,7 +33,6 @@ from .api import (  # noqa: E402
 from .errors import (  # noqa: E402
     DamagedFileWarning,
     DirectiveError,
-    ExperimentFolderWarning,
     MLTrackError,
     MLTrackWarning,
     NotRecordingError,
@@ -49,7 +48,6 @@ __all__ = [
     "DamagedFileWarning",
     "DirectiveError",
     "Experiment",
-    "ExperimentFolderWarning",
     "MLTrackError",
     "MLTrackWarning",
     "NotRecordingError",
@@ -90,6 +88,3 @@ def unload_ipython_extension(ipython: Any) -> None:
 
     detach(ipython)
 
-
-# Keep the private helper importable for the code that note cells become.
-_note_cell = _note_cell

@@ -47,10 +47,7 @@ def stop() -> str:
 
 
 def log_params(**params: Any) -> None:
-    """Add parameters to the open run."""
-    for key, value in params.items():
-        if not isinstance(value, (str, int, float, bool, type(None))):
-            raise ValueError(f"param {key!r}: {value!r} is not a string, number or boolean")
+    """Add parameters (strings, numbers, booleans) to the open run."""
     _active().log_params(params)
 
 
@@ -61,9 +58,7 @@ def _resolve_run(rec: Recorder, run: str | None) -> tuple[str, str]:
         return open_run.run_id, open_run.name
     if rec.run is not None and run in (rec.run.run_id, rec.run.name):
         return rec.run.run_id, rec.run.name
-    from .experiment import Experiment
-
-    row = Experiment(rec.exp_path).resolve_run(run)
+    row = rec.reader().resolve_run(run)
     return row["run_id"], row["name"]
 
 

@@ -30,7 +30,7 @@ from .journal import parse_journal_name
 from .schema import SCHEMA_VERSION, TABLES
 
 TARGET_ROWS = 4_000_000
-LOCK_STALE_S = 600.0
+LOCK_STALE_S = 3600.0
 #: When a session ends, merge only once this many small files piled up: merging
 #: at every session end would rewrite a growing file each time.
 SESSION_END_MIN_FILES = 16
@@ -54,13 +54,20 @@ class Report:
 
 @contextlib.contextmanager
 def _lock(folder: Path) -> Iterator[bool]:
-    """An exclusive lock file in *folder*; yields False when another merger holds it."""
+    """An exclusive lock file in *folder*; yields False when another merger holds it.
+
+    A lock older than ``LOCK_STALE_S`` (its merger died) is taken over by
+    renaming it first: of two processes that both find it stale, only one
+    rename succeeds.
+    """
     path = folder / ".merge.lock"
     try:
         if time.time() - path.stat().st_mtime > LOCK_STALE_S:
-            path.unlink()
+            aside = path.with_name(f".merge.lock.stale-{os.getpid()}")
+            os.rename(path, aside)
+            aside.unlink()
     except FileNotFoundError:
-        pass
+        pass  # no lock, or another process took the stale one over first
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:

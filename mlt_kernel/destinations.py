@@ -25,6 +25,9 @@ from .journal import JournalWriter, journal_name
 
 SessionRecord = Callable[..., dict[str, Any]]
 
+#: Seconds a shutting-down kernel waits for its compaction before leaving it running.
+COMPACTION_WAIT_S = 3.0
+
 
 def fallback_root() -> Path:
     """``$XDG_DATA_HOME/mlt-kernel/fallback`` (``~/.local/share/…``)."""
@@ -54,9 +57,13 @@ class Destinations:
         """Make *wanted* (or its fallback) the current folder; returns the folder used."""
         if wanted == self._wanted and self.current is not None:
             return self.current
+        known = set(self.writers)
         folder = self._redirect.get(wanted) or self._open(wanted)
         self._wanted = wanted
         self.current = folder
+        # Told only now that `current` is set: the watcher's start-up thread reads it.
+        if folder not in known and self.on_new_folder is not None:
+            self.on_new_folder(folder)
         return folder
 
     def _open(self, wanted: Path) -> Path:
@@ -79,18 +86,14 @@ class Destinations:
                     f"recording to {root} instead.",
                     file=sys.stderr,
                 )
-            if self.on_new_folder is not None:
-                self.on_new_folder(root)
             return root
         raise OSError(f"MLTrack: no writable experiment folder for {wanted}")
 
-    def write(
-        self, table: str, record: dict[str, Any], *, also: Iterable[Path] = (), everywhere: bool = False
-    ) -> set[Path]:
-        """Write *record* to the current folder (and to *also*, or every folder)."""
+    def write(self, table: str, record: dict[str, Any], *, also: Iterable[Path] = ()) -> set[Path]:
+        """Write *record* to the current folder (and to the folders in *also*); returns them."""
         if self.current is None:
             raise RuntimeError("no experiment folder selected")
-        targets = set(self.writers) if everywhere else {self.current, *also}
+        targets = {self.current, *also}
         for folder in targets:
             self.writers[folder].write(table, record)
         return targets
@@ -105,13 +108,19 @@ class Destinations:
             return
         folders = [str(root) for root in self.writers]
         try:
-            proc = subprocess.run(
+            proc = subprocess.Popen(
                 python_command("mlt_kernel.compaction", "--writer", self.session_id, *folders),
                 # Its own session: the interrupt or kill of the kernel's group must not stop it.
-                capture_output=True, text=True, timeout=120, check=False, start_new_session=True,
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
             )  # fmt: skip
-        except (OSError, subprocess.SubprocessError) as exc:
+        except OSError as exc:
             self.log.error("MLTrack: could not compact %s (%s); readers use the journals", folders, exc)
             return
+        try:
+            # Shutdown waits a moment, not for a long session's compaction: that
+            # goes on in the background (Jupyter kills a kernel slow to exit).
+            _, err = proc.communicate(timeout=COMPACTION_WAIT_S)
+        except subprocess.TimeoutExpired:
+            return
         if proc.returncode != 0:
-            self.log.error("MLTrack: compaction failed; readers use the journals: %s", proc.stderr.strip())
+            self.log.error("MLTrack: compaction failed; readers use the journals: %s", err.strip())

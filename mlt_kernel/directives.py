@@ -98,7 +98,10 @@ def _key_values(tokens: list[str], line: int) -> dict[str, tuple[Any, str]]:
             raise DirectiveError(f"line {line}: {key!r} is not a valid name")
         if key in out:
             raise DirectiveError(f"line {line}: {key!r} given twice")
-        text = "".join(shlex.split(raw)) if raw else ""
+        try:
+            text = "".join(shlex.split(raw)) if raw else ""
+        except ValueError as exc:  # a trailing backslash
+            raise DirectiveError(f"line {line}: {exc} in {tok!r}") from None
         quoted = any(q in raw for q in "\"'")
         out[key] = (text if quoted else typed(text), text)
     return out

@@ -44,7 +44,3 @@ class MLTrackWarning(UserWarning):
 
 class DamagedFileWarning(MLTrackWarning):
     """A file of the experiment folder could not be read and was skipped."""
-
-
-class ExperimentFolderWarning(MLTrackWarning):
-    """The experiment folder could not be written; records went to a fallback folder."""

@@ -79,10 +79,6 @@ class JournalWriter:
                 os.close(self._fd)
                 self._fd = None
 
-    @property
-    def opened(self) -> bool:
-        return self._fd is not None
-
 
 def journal_name(writer_id: str, role: str = "kernel") -> str:
     """File name of a journal: ``{writer_id}.{role}.v{SCHEMA_VERSION}.jsonl``."""
@@ -153,17 +149,12 @@ def iter_chunks(path: Path, size: int = 100_000) -> Iterator[tuple[list[dict[str
         yield chunk, bad
 
 
-def iter_records(path: Path) -> Iterator[dict[str, Any]]:
-    records, _, _ = read_lines(path)
-    yield from records
-
 
 __all__ = [
     "SCHEMA_VERSION",
     "JournalWriter",
     "encode",
     "iter_chunks",
-    "iter_records",
     "journal_name",
     "now_us",
     "parse_journal_name",

@@ -17,7 +17,6 @@ from typing import Any
 
 KERNEL_NAME = "mltrack"
 DISPLAY_NAME = "Python (MLTrack)"
-RESOURCES = Path(__file__).parent / "resources"
 
 
 def make_kernel_cmd(executable: str | None = None, extra_arguments: list[str] | None = None) -> list[str]:
@@ -40,15 +39,12 @@ def write_kernel_spec(
     overrides: dict[str, Any] | None = None,
     extra_arguments: list[str] | None = None,
 ) -> Path:
-    """Write a kernelspec folder (``kernel.json`` and logos) and return its path."""
+    """Write a kernelspec folder (``kernel.json``) and return its path."""
     folder = Path(path) if path is not None else Path(tempfile.mkdtemp(suffix="_kernels")) / KERNEL_NAME
     folder.mkdir(parents=True, exist_ok=True)
     spec = get_kernel_dict(extra_arguments)
     spec.update(overrides or {})
     (folder / "kernel.json").write_text(json.dumps(spec, indent=1) + "\n")
-    if RESOURCES.is_dir():
-        for logo in RESOURCES.iterdir():
-            shutil.copyfile(logo, folder / logo.name)
     return folder
 
 

@@ -40,7 +40,6 @@ from .errors import PlotPathError
 from .journal import now_us
 
 if TYPE_CHECKING:
-    from .experiment import Experiment
     from .recorder import Recorder
 
 #: Largest ``plots/NAME.txt`` read as a note; a bigger file is not a note.
@@ -57,8 +56,6 @@ _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
 _cell_notes: weakref.WeakKeyDictionary[Recorder, tuple[tuple[str, int], int]] = weakref.WeakKeyDictionary()
 # note_id -> created_at of notes written by this process, kept when a note is updated.
 _created: dict[str, int] = {}
-# One reader per experiment folder: DuckDB stays warm between note cells.
-_experiments: dict[Path, Experiment] = {}
 
 
 def plot_name(name: str, exp_path: str | os.PathLike[str] | None = None) -> str:
@@ -112,13 +109,13 @@ def record_note(
     title = None if doc is None else clean_title(doc)
     cell = recorder.pending_cell or {}
     note_id = _note_id(recorder, cell, markdown, plot_file, title)
-    folder = _write_note(recorder, note_id, cell, markdown, plot_file, title)
+    _write_note(recorder, note_id, cell, markdown, plot_file, title)
     if display:
         from IPython.display import display as show
 
         show({"text/markdown": markdown, "text/plain": markdown}, raw=True)
     if title is not None:
-        _append_to_document(recorder, folder, title, note_id)
+        _append_to_document(recorder, title, note_id)
     return note_id
 
 
@@ -208,14 +205,11 @@ def _first_line(markdown: str) -> str:
     return next((line.strip() for line in markdown.splitlines() if line.strip()), "")
 
 
-def _append_to_document(recorder: Recorder, folder: Path, title: str, note_id: str) -> None:
+def _append_to_document(recorder: Recorder, title: str, note_id: str) -> None:
     """Append the note to document *title* once, creating the document if needed."""
     from .documents import Document, DocumentNotFoundError
-    from .experiment import Experiment
 
-    experiment = _experiments.get(folder)
-    if experiment is None:
-        experiment = _experiments[folder] = Experiment(folder)
+    experiment = recorder.reader()
     try:
         document = Document.open(experiment, title, write=recorder.write)
     except DocumentNotFoundError:

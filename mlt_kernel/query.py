@@ -284,10 +284,6 @@ class Query:
         with self._lock:
             return self._execute(sql, params).df()
 
-    def arrow(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pa.Table:
-        with self._lock:
-            return self._execute(sql, params).to_arrow_table()
-
     def rows(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         with self._lock:
             return self._execute(sql, params).fetchall()

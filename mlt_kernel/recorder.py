@@ -55,7 +55,7 @@ class Run:
     peak_rss_bytes: int | None = None
     peak_gpu_bytes: int | None = None
     stop_status: str | None = None  #: set when asked to stop while a cell runs
-    error: bool = False
+    folders: set[Path] = field(default_factory=set)  #: where its rows were written
 
     def add_cell(self, rec: Mapping[str, Any]) -> None:
         seq = rec["cell_seq"]
@@ -151,6 +151,7 @@ class Recorder:
         self._watcher: Any = None
         self._closed = False
         self._wanted: tuple[tuple[Any, ...], Path] | None = None
+        self._readers: dict[Path, Any] = {}
         self.dest.on_new_folder = self._on_new_folder
         if watcher:
             threading.Thread(target=self._start_watcher, name="mlt-watcher-start", daemon=True).start()
@@ -291,6 +292,13 @@ class Recorder:
 
     def transform(self, lines: list[str]) -> list[str]:
         """IPython cleanup transformer: note cells become a call, bad directives an error."""
+        try:
+            return self._transform(lines)
+        except Exception:  # the cell runs as written rather than fail on our account
+            self.log.exception("MLTrack: could not read the cell's directives")
+            return lines
+
+    def _transform(self, lines: list[str]) -> list[str]:
         code = "".join(lines)
         if _MARK not in code:
             return lines
@@ -377,19 +385,14 @@ class Recorder:
         rec["status"], rec["error_name"] = _status(result)
         run = self.run or pending.run
         self._tag_run(rec, run)
-        rec.pop("recorded_at", None)
         self.dest.select(self.wanted_path())
         self.dest.write("cells", rec, also=pending.folders)
         if run is not None:
             run.add_cell(rec)
-            if rec["status"] != "ok":
-                run.error = True
             if run.stop_status is not None:
                 self._close_run(run, run.stop_status)
-            elif not run.span:
+            elif not run.span:  # a spanning run survives a failed or interrupted cell
                 self._close_run(run, rec["status"] if rec["status"] != "ok" else "finished")
-            elif rec["status"] == "interrupted":
-                pass  # a spanning run survives an interrupted cell
 
     def _guard(self, fn: Callable[[CellContext], None], ctx: CellContext, hook: Hook) -> None:
         try:
@@ -406,17 +409,19 @@ class Recorder:
     def _open_run(self, name: str, params: Mapping[str, Any], *, span: bool) -> Run:
         if self.run is not None:
             raise RunError(f"run {self.run.name!r} is still open; stop it before starting {name!r}")
+        check_params(params)
         run = Run(layout.new_writer_id(), name, dict(params), now_us(), span)
-        self.run = run
         if self.dest.current is not None:
-            self.dest.write("runs", run.record(self.session_id, "running"))
+            run.folders |= self.dest.write("runs", run.record(self.session_id, "running"))
+        self.run = run  # only once it is recorded: a failed start leaves no open run
         return run
 
     def _close_run(self, run: Run, status: str) -> None:
         if self.run is run:
             self.run = None
         self.dest.select(self.wanted_path())
-        self.dest.write("runs", run.record(self.session_id, status, now_us()), everywhere=True)
+        # Every folder that holds the run's "running" row gets its end too.
+        self.dest.write("runs", run.record(self.session_id, status, now_us()), also=run.folders)
 
     def start_run(self, name: str, params: Mapping[str, Any]) -> Run:
         """``mlt.start``: a run spanning cells, starting now."""
@@ -440,9 +445,10 @@ class Recorder:
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         run = self.require_run()
+        check_params(params)
         run.params.update(params)
         self.dest.select(self.wanted_path())
-        self.dest.write("runs", run.record(self.session_id, "running"))
+        run.folders |= self.dest.write("runs", run.record(self.session_id, "running"))
 
     def require_run(self) -> Run:
         if self.run is None:
@@ -459,6 +465,16 @@ class Recorder:
         self.dest.write(table, dict(record))
         assert self.dest.current is not None
         return self.dest.current
+
+    def reader(self) -> Any:
+        """An ``Experiment`` on the current folder, kept for the session (DuckDB loads
+        into the kernel only when a call needs to read: ``run=`` names, documents)."""
+        from .experiment import Experiment
+
+        folder = self.dest.select(self.wanted_path())
+        if folder not in self._readers:
+            self._readers[folder] = Experiment(folder)
+        return self._readers[folder]
 
     @property
     def pending_cell(self) -> dict[str, Any] | None:
@@ -479,7 +495,20 @@ class Recorder:
         for hook in self.hooks:
             with contextlib.suppress(Exception):
                 hook.close()
+        for reader in self._readers.values():
+            with contextlib.suppress(Exception):
+                reader.close()
         self.dest.close(ended_at=now_us())
+
+
+_PARAM_TYPES = (str, int, float, bool, type(None))
+
+
+def check_params(params: Mapping[str, Any]) -> None:
+    """Params are strings, numbers, booleans or None; anything else is a ``ValueError``."""
+    for key, value in params.items():
+        if not isinstance(value, _PARAM_TYPES):
+            raise ValueError(f"param {key!r}: {value!r} is not a string, number, boolean or None")
 
 
 def _user() -> str | None:

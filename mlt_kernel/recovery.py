@@ -9,6 +9,7 @@ kernel is gone; it marks what was open as ``killed`` and compacts them.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import time
@@ -46,13 +47,23 @@ def dead_writers(exp: Path, own: str) -> list[str]:
                 continue
             if time.time() - path.stat().st_mtime < GRACE_S:
                 continue
-            records, _, _ = read_lines(path)
-            first = next((r for r in records if r["table"] == "sessions"), None)
+            first = _first_record(path)
             if first is None or first.get("hostname") != host:
                 continue  # another machine's session: its own watcher or next session decides
             if not _pid_alive(int(first.get("kernel_pid") or 0), int(first.get("started_at") or 0)):
                 dead.append(parsed[0])
     return dead
+
+
+def _first_record(path: Path) -> dict[str, Any] | None:
+    """The journal's first record: a kernel journal starts with its session's row."""
+    with open(path, "rb") as f:
+        line = f.readline()
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        return None
+    return rec if isinstance(rec, dict) and rec.get("table") == "sessions" else None
 
 
 def _latest(records: list[dict[str, Any]], table: str, key: str) -> dict[Any, dict[str, Any]]:

@@ -21,14 +21,14 @@ from typing import Any
 #: version with one warning instead of misreading them.
 SCHEMA_VERSION = 1
 
-# The type vocabulary: name -> (pyarrow factory name, DuckDB type).
-_TYPES: dict[str, tuple[str, str]] = {
-    "string": ("string", "VARCHAR"),
-    "int64": ("int64", "BIGINT"),
-    "float64": ("float64", "DOUBLE"),
-    "bool": ("bool_", "BOOLEAN"),
-    "timestamp": ("timestamp", "TIMESTAMP_US"),
-    "json": ("string", "VARCHAR"),  # a JSON document kept as text
+# The type vocabulary: name -> pyarrow factory.
+_TYPES: dict[str, str] = {
+    "string": "string",
+    "int64": "int64",
+    "float64": "float64",
+    "bool": "bool_",
+    "timestamp": "timestamp",
+    "json": "string",  # a JSON document kept as text
 }
 
 
@@ -60,11 +60,6 @@ class Table:
         object.__setattr__(self, "name_set", frozenset(self.names))
         object.__setattr__(self, "json_columns", tuple(c.name for c in self.columns if c.type == "json"))
 
-    def column(self, name: str) -> Column:
-        for col in self.columns:
-            if col.name == name:
-                return col
-        raise KeyError(name)
 
 
 def _c(name: str, type_: str, doc: str = "") -> Column:
@@ -339,17 +334,13 @@ def table(name: str) -> Table:
         raise KeyError(f"unknown table {name!r}; known: {', '.join(TABLES)}") from None
 
 
-def duckdb_type(column: Column) -> str:
-    return _TYPES[column.type][1]
-
-
 def arrow_schema(tbl: Table) -> Any:
     """The pyarrow schema of *tbl* (imports pyarrow: not for the cell path)."""
     import pyarrow as pa
 
     fields = []
     for col in tbl.columns:
-        factory, _ = _TYPES[col.type]
+        factory = _TYPES[col.type]
         typ = pa.timestamp("us", tz="UTC") if factory == "timestamp" else getattr(pa, factory)()
         fields.append(pa.field(col.name, typ, metadata={"doc": col.doc} if col.doc else None))
     return pa.schema(fields, metadata={"mlt.table": tbl.name, "mlt.schema_version": str(SCHEMA_VERSION)})

@@ -8,7 +8,7 @@ import sys
 import mlt_kernel
 
 PUBLIC = {
-    "DamagedFileWarning", "DirectiveError", "Experiment", "ExperimentFolderWarning", "MLTrackError",
+    "DamagedFileWarning", "DirectiveError", "Experiment", "MLTrackError",
     "MLTrackWarning", "NotRecordingError", "PlotPathError", "RunError", "UnknownRunError", "__version__",
     "current_run", "load_ipython_extension", "log_metric", "log_metrics", "log_params", "log_predictions",
     "note", "start", "stop", "unload_ipython_extension",

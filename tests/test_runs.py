@@ -100,3 +100,28 @@ def test_names_may_repeat_across_sessions(start_kernel, exp):
     with pytest.raises(mlt.UnknownRunError, match="2 runs are named 'rf'; pass one run_id"):
         e.resolve_run("rf")
     assert e.resolve_run(runs["run_id"][1])["session_id"] == runs["session_id"][1]
+
+
+def test_a_run_lands_only_in_the_folder_it_ran_in(start_kernel, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    k = start_kernel()
+    k.run(f"EXP_PATH = {str(first)!r}")
+    k.run("# mlt: record name=in_first\nx = 1")
+    k.run(f"EXP_PATH = {str(second)!r}")
+    k.run("# mlt: record name=in_second\ny = 2")
+    assert mlt.Experiment(first).runs()["name"].tolist() == ["in_first"]
+    assert mlt.Experiment(second).runs()["name"].tolist() == ["in_second"]
+
+
+def test_a_failed_start_leaves_no_open_run(kernel, exp):
+    bad = kernel.run("import numpy as np\nmlt.start('x', weights=np.arange(3))")
+    assert bad.content["ename"] == "ValueError" and "'weights'" in bad.content["evalue"]
+    assert kernel.run("print(mlt.current_run())").stdout.strip() == "None"
+    assert kernel.run("# mlt: record name=after\nz = 1").status == "ok"
+    assert mlt.Experiment(exp).runs()["name"].tolist() == ["after"]
+
+
+def test_a_trailing_backslash_is_a_directive_error(kernel):
+    reply = kernel.run("# mlt: record name=x a=foo\\\nran = True")
+    assert reply.content["ename"] == "DirectiveError"
+    assert len(reply.of_type("error")[0]["traceback"]) == 1

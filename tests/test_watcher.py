@@ -177,7 +177,9 @@ def test_read_stat_and_rss_of_this_process() -> None:
     assert stat is not None and stat.pid == os.getpid() and stat.ppid == os.getppid()
     rss = procfs.rss_bytes(os.getpid())
     assert rss is not None and abs(stat.rss_bytes - rss) < 16 * MiB
-    assert (procfs.cpu_ticks(os.getpid()) or 0) >= 0
+    ticks = procfs.cpu_ticks(os.getpid())
+    sum(i * i for i in range(2_000_000))  # burn CPU: the counter must move
+    assert ticks is not None and procfs.cpu_ticks(os.getpid()) > ticks
     assert procfs.read_stat(2**22 + 12345) is None  # above pid_max: never a process
 
 
@@ -225,9 +227,13 @@ def test_cgroup_v1_files(tmp_path: Path) -> None:
     assert procfs.read_cgroup_memory(tmp_path) == procfs.CgroupMemory(512 * MiB, 0)
 
 
-def test_cgroup_memory_of_this_process_does_not_fail() -> None:
+def test_cgroup_memory_of_this_process_matches_its_cgroup_files() -> None:
+    folder = procfs.cgroup_memory_dir(os.getpid())
     found = procfs.cgroup_memory()
-    assert found is None or isinstance(found, procfs.CgroupMemory)
+    if folder is None:  # no memory controller visible here
+        assert found is None
+    else:
+        assert found == procfs.read_cgroup_memory(folder)
 
 
 # ---------------------------------------------------------------------------

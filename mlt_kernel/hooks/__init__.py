@@ -3,7 +3,9 @@
 A hook fills fields of the cell's record in ``pre_cell``/``post_cell``. The
 recorder calls each hook inside one guarded boundary: a failing hook is logged
 to the kernel log and never reaches the user's cell. Hooks run on the reply
-path of every cell, so they do no I/O beyond a few ``/proc`` reads.
+path of every cell, so a cell that did nothing special costs a few ``/proc``
+reads; only what the cell itself produced (a figure it saved or displayed)
+costs more (hashing and saving that figure).
 """
 
 from __future__ import annotations

@@ -32,7 +32,6 @@ class GpuHook(Hook):
         cuda = _cuda()
         if cuda is not None:
             cuda.reset_peak_memory_stats()
-            cell.scratch["cuda"] = True
 
     def post_cell(self, cell: CellContext) -> None:
         # A cell may initialise CUDA itself: its peak is then counted from zero.
