@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 from .api import (  # noqa: E402
-    _note_cell,
+    _note_cell,  # what a note cell runs: __import__('mlt_kernel')._note_cell(…)
     current_run,
     log_metric,
     log_metrics,

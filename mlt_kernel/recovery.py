@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 from . import layout, store
 from .journal import JournalWriter, journal_name, now_us, parse_journal_name, read_lines
+from .postmortem import killed_rows, session_ended
 from .units import format_bytes
 
 #: A dead kernel's journals younger than this are left to its own watcher.
@@ -66,38 +66,24 @@ def _first_record(path: Path) -> dict[str, Any] | None:
     return rec if isinstance(rec, dict) and rec.get("table") == "sessions" else None
 
 
-def _latest(records: list[dict[str, Any]], table: str, key: str) -> dict[Any, dict[str, Any]]:
-    out: dict[Any, dict[str, Any]] = {}
-    for rec in records:
-        if rec["table"] == table:
-            out[rec.get(key)] = rec
-    return out
-
-
 def mark_killed(exp: Path, writer_id: str) -> None:
-    """Write ``killed`` versions of the open cell, run and session of a dead writer."""
+    """Write ``killed`` versions of the open cell, run and session of a dead writer.
+
+    Its watcher died too, so nothing is known of the death beyond the journals:
+    it happened after their last record, of an unknown cause.
+    """
     path = exp / layout.JOURNALS / journal_name(writer_id, "kernel")
     records, _, _ = read_lines(path)
     watcher = exp / layout.JOURNALS / journal_name(writer_id, "watcher")
     if watcher.exists():
         records += read_lines(watcher)[0]
-    records.sort(key=lambda r: r.get("recorded_at") or 0)
+    if session_ended(records, writer_id):
+        return
     died = max((r.get("recorded_at") or 0 for r in records), default=now_us())
     out = JournalWriter(path)
     try:
-        for table, key in (("cells", "cell_seq"), ("runs", "run_id")):
-            for rec in _latest(records, table, key).values():
-                if rec.get("status") == "running":
-                    rec = {k: v for k, v in rec.items() if k not in ("table", "recorded_at")}
-                    rec.update(status="killed", ended_at=died)
-                    if rec.get("started_at"):
-                        rec["wall_s"] = max(0.0, (died - rec["started_at"]) / 1e6)
-                    out.write(table, rec)
-        for rec in _latest(records, "sessions", "session_id").values():
-            if rec.get("status") == "running":
-                rec = {k: v for k, v in rec.items() if k not in ("table", "recorded_at")}
-                rec.update(status="killed", ended_at=died, death_cause=rec.get("death_cause") or "unknown")
-                out.write("sessions", rec)
+        for table, row in killed_rows(records, writer_id, {"ended_at": died, "death_cause": "unknown"}):
+            out.write(table, row)
     finally:
         out.close()
 

@@ -60,7 +60,6 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,7 +67,8 @@ from typing import Any
 from . import layout, procfs
 from .children import python_command
 from .journal import JournalWriter, journal_name, now_us, read_lines
-from .schema import CELL_USAGE, CELLS, RUNS, SAMPLES, SESSIONS
+from .postmortem import killed_rows, session_ended
+from .schema import CELL_USAGE, SAMPLES, SESSIONS
 
 log = logging.getLogger("mlt_kernel.watcher")
 
@@ -484,14 +484,16 @@ class Watcher:
             "last_rss_bytes": self._last.rss_bytes if self._last else None,
         }
         journals = {folder: self._kernel_records(folder) for folder in self.folders}
-        if not any(_session_ended(records, self.session_id) for records in journals.values()):
+        if not any(session_ended(records, self.session_id) for records in journals.values()):
             # It died with the session open (or the session ended and said so:
             # then there is nothing to mark, only to compact).
             marked_session = False
             for folder, records in journals.items():
                 writer = JournalWriter(self._journal_path(folder))
                 try:
-                    marked_session |= self._mark_killed(records, writer, death, cell)
+                    for table, row in killed_rows(records, self.session_id, death, self._cell_changes(cell)):
+                        writer.write(table, row)
+                        marked_session |= table == SESSIONS.name
                     if folder == self.folders[-1] and not marked_session:
                         # No sessions row anywhere (the kernel died before
                         # writing one): still say how the session ended.
@@ -514,37 +516,20 @@ class Watcher:
             return []
         return records
 
-    def _mark_killed(
-        self, records: list[dict[str, Any]], writer: JournalWriter, death: Mapping[str, Any], cell: CellWindow | None
-    ) -> bool:
-        """Write killed versions of the open rows in *records*; whether a sessions row was written."""
-        ended_at = death["ended_at"]
-        for row in _latest(records, CELLS.name, CELLS.key).values():
-            if row.get("status") != "running" or row.get("session_id") != self.session_id:
-                continue
-            killed = _copy(row, CELLS.names, status="killed", ended_at=ended_at)
-            killed["wall_s"] = _seconds_between(row.get("started_at"), ended_at)
-            watched = cell if cell is not None and cell.cell_seq == row.get("cell_seq") else None
-            peaks = [row.get("rss_before_bytes"), row.get("peak_rss_bytes")]
-            if watched is not None:
-                peaks.append(watched.kernel_peak_rss_bytes)
-                killed["children_peak_rss_bytes"] = _max(
-                    row.get("children_peak_rss_bytes"), watched.children_peak_rss_bytes
-                )
-                killed["peak_gpu_bytes"] = _max(row.get("peak_gpu_bytes"), watched.peak_gpu_bytes)
-            killed["peak_rss_bytes"] = max((p for p in peaks if isinstance(p, int)), default=None)
-            writer.write(CELLS.name, killed)
-        for row in _latest(records, RUNS.name, RUNS.key).values():
-            if row.get("status") != "running" or row.get("session_id") not in (None, self.session_id):
-                continue
-            killed = _copy(row, RUNS.names, status="killed", ended_at=ended_at)
-            killed["wall_s"] = _seconds_between(row.get("started_at"), ended_at)
-            writer.write(RUNS.name, killed)
-        session = _latest(records, SESSIONS.name, SESSIONS.key).get((self.session_id,))
-        if session is None:
-            return False
-        writer.write(SESSIONS.name, _copy(session, SESSIONS.names, status="killed", **death))
-        return True
+    @staticmethod
+    def _cell_changes(cell: CellWindow | None) -> Any:
+        """What the watcher saw during the open cell, for its ``killed`` row."""
+
+        def changes(row: dict[str, Any]) -> dict[str, Any]:
+            if cell is None or cell.cell_seq != row.get("cell_seq"):
+                return {}
+            return {
+                "kernel_peak_rss_bytes": cell.kernel_peak_rss_bytes,
+                "children_peak_rss_bytes": _max(row.get("children_peak_rss_bytes"), cell.children_peak_rss_bytes),
+                "peak_gpu_bytes": _max(row.get("peak_gpu_bytes"), cell.peak_gpu_bytes),
+            }
+
+        return changes
 
     def _compact(self) -> None:
         try:
@@ -557,37 +542,6 @@ class Watcher:
                 store.compact_writer(folder, self.session_id)
             except Exception as exc:  # noqa: BLE001 - one folder's failure must not cost the others
                 log.warning("cannot compact session %s in %s: %s", self.session_id, folder, exc)
-
-
-def _session_ended(records: list[dict[str, Any]], session_id: str) -> bool:
-    """Whether the latest sessions row of *session_id* in *records* says it is over."""
-    row = _latest(records, SESSIONS.name, SESSIONS.key).get((session_id,))
-    return row is not None and row.get("status") in ("ended", "killed")
-
-
-def _latest(
-    records: list[dict[str, Any]], table_name: str, key: tuple[str, ...]
-) -> dict[tuple[Any, ...], dict[str, Any]]:
-    """The latest record per key of one table (later lines win ties)."""
-    out: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for rec in records:
-        if rec.get("table") != table_name:
-            continue
-        k = tuple(rec.get(c) for c in key)
-        prev = out.get(k)
-        if prev is None or (rec.get("recorded_at") or 0) >= (prev.get("recorded_at") or 0):
-            out[k] = rec
-    return out
-
-
-def _copy(row: Mapping[str, Any], names: tuple[str, ...], **changes: Any) -> dict[str, Any]:
-    out = {k: v for k, v in row.items() if k in names and k != "recorded_at"}
-    out.update(changes)
-    return out
-
-
-def _seconds_between(start_us: Any, end_us: int) -> float | None:
-    return (end_us - start_us) / 1e6 if isinstance(start_us, int) else None
 
 
 # ---------------------------------------------------------------------------

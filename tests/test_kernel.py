@@ -6,9 +6,6 @@ import os
 import signal
 import stat
 import time
-from pathlib import Path
-
-import pytest
 
 import mlt_kernel as mlt
 from mlt_kernel import layout
