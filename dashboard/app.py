@@ -121,6 +121,8 @@ class Shell(pn.viewable.Viewer):
         self._draw_header()
 
     def _close(self, _ctx: Any) -> None:
+        if self.page is not None:
+            self.page.close()
         if self.source is not None:
             self.source.close()
 

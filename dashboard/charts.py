@@ -32,7 +32,7 @@ from bokeh.transform import dodge
 
 from mlt_kernel.units import format_bytes, format_metric, format_seconds
 
-from .queries import LOWER_IS_BETTER, pareto_front
+from .queries import LOWER_IS_BETTER, is_missing, pareto_front
 
 #: Run colours (Tableau 10): the n-th run of the experiment always gets the n-th colour.
 PALETTE = (
@@ -227,7 +227,7 @@ def parallel_chart(runs: pd.DataFrame, metric: str) -> Any | None:
     axes: list[tuple[str, list[float], list[tuple[float, str]]]] = []
     for name in params.columns:
         col = params[name]
-        present = [v for v in col if not _missing(v)]
+        present = [v for v in col if not is_missing(v)]
         # A param that only one run has, or that never varies, explains nothing.
         if len(present) < 2 or len({_hashable(v) for v in present}) < 2:
             continue
@@ -273,27 +273,23 @@ def _hashable(value: Any) -> Any:
     return value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
 
 
-def _missing(value: Any) -> bool:
-    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
-
-
 def _axis(col: pd.Series, fmt: Any = None) -> tuple[list[float], list[tuple[float, str]]]:
     """Positions in [0, 1] for the values of *col* (missing ones just below 0), and the ticks to label."""
     values = list(col)
-    present = [v for v in values if not _missing(v)]
+    present = [v for v in values if not is_missing(v)]
     missing = len(present) < len(values)
     if present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
         lo, hi = float(min(present)), float(max(present))
         span = hi - lo or 1.0
         show = fmt or _short_number
         ticks = [(0.0, show(lo)), (1.0, show(hi))] if hi != lo else [(0.0, show(lo))]
-        pos = [-0.08 if _missing(v) else (float(v) - lo) / span for v in values]
+        pos = [-0.08 if is_missing(v) else (float(v) - lo) / span for v in values]
     else:
         names = sorted({str(v) for v in present})
         step = 1.0 / max(len(names) - 1, 1)
         where = {n: i * step for i, n in enumerate(names)}
         ticks = [(where[n], n) for n in names]
-        pos = [-0.08 if _missing(v) else where[str(v)] for v in values]
+        pos = [-0.08 if is_missing(v) else where[str(v)] for v in values]
     if missing:
         ticks.append((-0.08, "—"))
     return pos, ticks

@@ -8,7 +8,7 @@ editor shows Markdown on the left and the sanitised preview on the right.
 from __future__ import annotations
 
 import io
-import tempfile
+from functools import partial
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -16,13 +16,12 @@ from typing import Any
 import pandas as pd
 import panel as pn
 
-from mlt_kernel.documents import Block, Document, create_document
+from mlt_kernel.documents import Block, Document, create_document, plot_image, render_block
 from mlt_kernel.errors import MLTrackError
 from mlt_kernel.experiment import Experiment
 from mlt_kernel.render import markdown_to_html
 
 from . import style
-from .notes import block_html, image_resolver
 from .page import Page, html, session_arg, set_options
 from .queries import Source
 
@@ -43,7 +42,7 @@ class DocumentsPage(Page):
 
     def __init__(self, source: Source, links: Any, **params: Any) -> None:
         super().__init__(source, links, **params)
-        self.experiment = Experiment(source.path)
+        self.experiment = Experiment(source.path)  #: the documents API's reader; closed with the session
         self.doc: Document | None = None
         self.editing: str | None = None  #: block id being edited; "" for a new Markdown block
         # -- the list
@@ -138,6 +137,9 @@ class DocumentsPage(Page):
         else:
             self._draw_blocks(force=False)
 
+    def close(self) -> None:
+        self.experiment.close()
+
     def _draw_blocks(self, force: bool) -> None:
         if self.doc is None:
             self._signature = None
@@ -156,12 +158,16 @@ class DocumentsPage(Page):
             self.blocks[:] = [html(style.empty("This document is empty",
                                                "Add a Markdown block, a note or a plot with the buttons below."))]  # fmt: skip
             return
-        self.blocks[:] = [self._block_row(b, i, len(blocks)) for i, b in enumerate(blocks)]
+        notes = {k: (n.get("plot"), n.get("markdown")) for k, n in self.notes.items()}
+        self.blocks[:] = [self._block_row(b, i, len(blocks), notes) for i, b in enumerate(blocks)]
 
-    def _block_row(self, block: Block, index: int, count: int) -> Any:
+    def _block_row(self, block: Block, index: int, count: int, notes: dict[str, tuple[Any, Any]]) -> Any:
+        inner = render_block(self.source.path, block, notes)
+        if inner is None:
+            inner = f'<p class="mlt-muted">A {escape(block.kind)} block (made by a newer version).</p>'
         body = html(
             f'<div class="mlt-muted">{_KIND_LABEL.get(block.kind, escape(block.kind))} block</div>'
-            f'<div class="mlt-doc">{block_html(self.source, block.kind, block.content, self.notes)}</div>',
+            f'<div class="mlt-doc">{inner}</div>',
             sizing_mode="stretch_width",
         )
         buttons = []
@@ -266,14 +272,12 @@ class DocumentsPage(Page):
         self.preview.object = self._render(event.new or "")
 
     def _render(self, text: str) -> str:
-        return f'<div class="mlt-doc">{markdown_to_html(text, images=image_resolver(self.source))}</div>'
+        return f'<div class="mlt-doc">{markdown_to_html(text, images=partial(plot_image, self.source.path))}</div>'
 
     def _download_html(self) -> io.BytesIO:
         if self.doc is None:
             return io.BytesIO(b"")
-        with tempfile.TemporaryDirectory() as tmp:
-            path = self.doc.export_html(Path(tmp) / "document.html")
-            return io.BytesIO(path.read_bytes())
+        return io.BytesIO(self.doc.html_page().encode("utf-8"))
 
     def __panel__(self) -> Any:
         left = pn.Column(

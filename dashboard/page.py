@@ -58,6 +58,9 @@ class Page(pn.viewable.Viewer):
     def refresh(self) -> None:
         """Called by the shell when the experiment folder changed; keep the user's place."""
 
+    def close(self) -> None:
+        """Called by the shell when the browser session ends: release what the page opened."""
+
     def __panel__(self) -> Any:
         raise NotImplementedError
 

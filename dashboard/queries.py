@@ -76,12 +76,6 @@ _COUNTS_SQL = f"""
            (SELECT count(*) FROM {RUNS.name}) AS runs
 """
 
-_RUN_SQL = f"""
-    SELECT {_cols(RUNS, "run_id", "name", "session_id", "status", "started_at", "ended_at", "wall_s",
-                  "cpu_s", "peak_rss_bytes", "peak_gpu_bytes", "params", "first_cell_seq", "last_cell_seq")}
-    FROM {RUNS.name} WHERE run_id = ? OR name = ? ORDER BY run_id = ? DESC, started_at DESC LIMIT 1
-"""  # fmt: skip
-
 # Final values (no step) and training curves (steps) of one run, in one pass.
 _RUN_METRICS_COLS = _cols(METRICS, "name", "step", "value", "split")
 _RUN_METRICS_SQL = f"""
@@ -223,13 +217,16 @@ class Source:
         return {"sessions": int(row[0]), "running_sessions": int(row[1]), "runs": int(row[2])}
 
     @_per_version
-    def runs(self) -> pd.DataFrame:
-        """One row per run, final ``test`` metrics as columns (``METRIC_ORDER`` first)."""
+    def _run_rows(self) -> pd.DataFrame:
+        """Every run with its params parsed and UTC times: what ``runs()`` and ``run()`` start from."""
         runs = self._df(_RUNS_SQL)
         runs["params"] = [_json(v, {}) for v in runs["params"]]
-        # What run() answers, kept with UTC times: the run page lists the runs first anyway.
-        self._memo[("_run_rows",)] = runs.to_dict("records")
-        runs = runs.drop(columns=["first_cell_seq", "last_cell_seq"])
+        return runs
+
+    @_per_version
+    def runs(self) -> pd.DataFrame:
+        """One row per run, final ``test`` metrics as columns (``METRIC_ORDER`` first)."""
+        runs = self._run_rows().drop(columns=["first_cell_seq", "last_cell_seq"])
         finals = self._df(_FINAL_METRICS_SQL)
         if not finals.empty:
             wide = finals.pivot(index="run_id", columns="name", values="value")
@@ -243,17 +240,10 @@ class Source:
     @_per_version
     def run(self, run: str) -> dict[str, Any] | None:
         """The run whose id (or, failing that, name: the latest such run) is *run*; None when there is none."""
-        rows = self._memo.get(("_run_rows",))
-        if rows is not None:
-            by_id = [r for r in rows if r["run_id"] == run]
-            by_name = [r for r in rows if r["name"] == run]
-            return dict(by_id[0]) if by_id else dict(by_name[-1]) if by_name else None
-        df = self._df(_RUN_SQL, [run, run, run])
-        if df.empty:
-            return None
-        row = df.iloc[0].to_dict()
-        row["params"] = _json(row["params"], {})
-        return row
+        rows = self._run_rows()
+        by_id = rows[rows["run_id"] == run]
+        found = by_id if not by_id.empty else rows[rows["name"] == run].tail(1)  # runs are in start order
+        return found.to_dict("records")[0] if not found.empty else None
 
     def run_metrics(self, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         """A run's final metric values (``name, value, split``) and training curves (``name, step, value``)."""
@@ -265,7 +255,7 @@ class Source:
     def run_cells(self, run: dict[str, Any]) -> pd.DataFrame:
         """The cells of *run* (by its first and last cell when known, else by run id), in order."""
         first, last = run.get("first_cell_seq"), run.get("last_cell_seq")
-        if _missing(first) or _missing(last):  # still running
+        if is_missing(first) or is_missing(last):  # still running
             sql, params = _RUN_CELLS_SQL.format(which="run_id = ?"), [run["session_id"], run["run_id"]]
         else:
             sql, params = _RUN_CELLS_SQL.format(which="cell_seq BETWEEN ? AND ?"), [run["session_id"], int(first), int(last)]
@@ -278,11 +268,11 @@ class Source:
         ``children_rss_bytes``, ``gpu_bytes``, ``cpu_percent``.
         """
         start = run["started_at"]
-        if _missing(start):
+        if is_missing(start):
             return pd.DataFrame(columns=["t", "rss_bytes", "children_rss_bytes", "gpu_bytes", "cpu_percent"])
         start = pd.Timestamp(start)
         end = run.get("ended_at")
-        end = pd.Timestamp.now(tz="UTC") if _missing(end) else pd.Timestamp(end)
+        end = pd.Timestamp.now(tz="UTC") if is_missing(end) else pd.Timestamp(end)
         span_us = max(int((end - start).total_seconds() * 1e6), 1)
         bucket_us = max(math.ceil(span_us / max_points), 1)
         df = self._df(_TIMELINE_SQL, [run["session_id"], start, end, start, bucket_us])
@@ -330,7 +320,7 @@ class Source:
 
     def plot_path(self, row: dict[str, Any]) -> Path | None:
         """The file of a plot row, when it is inside the experiment folder and exists."""
-        rel = row.get("path") if not _missing(row.get("path")) else None
+        rel = row.get("path") if not is_missing(row.get("path")) else None
         candidates = [self.path / rel] if rel else []
         file = row.get("file")
         if isinstance(file, str) and file:
@@ -375,8 +365,9 @@ class Source:
 # -- helpers ------------------------------------------------------------------------
 
 
-def _missing(value: Any) -> bool:
-    return value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value))
+def is_missing(value: Any) -> bool:
+    """None, NaN, ``pd.NaT`` or ``pd.NA``: a cell with no value."""
+    return value is None or value is pd.NaT or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
 def _plain_numbers(df: pd.DataFrame) -> pd.DataFrame:
@@ -399,7 +390,7 @@ def _json(value: Any, default: Any) -> Any:
             return json.loads(value)
         except ValueError:
             return default
-    return default if _missing(value) else value
+    return default if is_missing(value) else value
 
 
 def _local(column: pd.Series) -> pd.Series:
@@ -435,7 +426,7 @@ def pareto_front(cost: list[float], value: list[float], lower_is_better: bool = 
     Returned in order of increasing cost: the front as a person reads it,
     "each step right buys a better model".
     """
-    points = [(c, v, i) for i, (c, v) in enumerate(zip(cost, value, strict=True)) if not (_missing(c) or _missing(v))]
+    points = [(c, v, i) for i, (c, v) in enumerate(zip(cost, value, strict=True)) if not (is_missing(c) or is_missing(v))]
     sign = -1.0 if lower_is_better else 1.0
     points.sort(key=lambda p: (p[0], -sign * p[1]))
     front: list[int] = []

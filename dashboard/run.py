@@ -82,7 +82,6 @@ class RunPage(Page):
             _section("Plots and notes"), self.plots, sizing_mode="stretch_width",
         )  # fmt: skip
         self.data: RunData | None = None
-        self._quiet = False
         self._fill_select()
         wanted = session_arg("run")
         if wanted:
@@ -92,7 +91,7 @@ class RunPage(Page):
         if pn.state.location is not None:
             pn.state.location.sync(self.select, {"value": "run"})
         self.select.param.watch(lambda _e: self._draw(force=True), "value")
-        self.split.param.watch(lambda _e: self._draw_predictions(), "value")
+        self.split.param.watch(lambda _e: self._draw_split(), "value")
         self.mode.param.watch(lambda _e: self._draw_confusion(), "value")
         self._draw(force=True)
 
@@ -147,7 +146,7 @@ class RunPage(Page):
 
     def _draw_predictions(self) -> None:
         data = self.data
-        if data is None or self._quiet:
+        if data is None:
             return
         splits = list(data.confusion)
         if not splits and not data.curves.empty:
@@ -156,12 +155,16 @@ class RunPage(Page):
         self.predictions.visible = bool(splits)
         if not splits:
             return
-        if self.split.options != splits:
-            self._quiet = True  # setting the options fires the split watcher: draw once, below
-            try:
-                set_options(self.split, splits)
-            finally:
-                self._quiet = False
+        split = self.split.value
+        set_options(self.split, splits)
+        if self.split.value == split:  # otherwise the split watcher has drawn the new split
+            self._draw_split()
+
+    def _draw_split(self) -> None:
+        """The parts that show one split: the confusion matrix, ROC and precision-recall."""
+        data = self.data
+        if data is None:
+            return
         self._draw_confusion()
         split = self.split.value or "test"
         curves = data.curves[data.curves["split"] == split] if not data.curves.empty else data.curves

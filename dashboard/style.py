@@ -57,7 +57,7 @@ CSS = """
 .mlt-note th, .mlt-doc th { background: var(--mlt-soft); }
 .mlt-note pre, .mlt-doc pre { background: var(--mlt-soft); padding: 0.6em 0.8em; border-radius: 6px; overflow-x: auto; }
 .mlt-doc { line-height: 1.55; }
-.mlt-muted { color: var(--mlt-muted); font-size: 0.88rem; }
+.mlt-muted, .mlt-missing { color: var(--mlt-muted); font-size: 0.88rem; }
 figure.mlt-plot { margin: 0.4rem 0; }
 figure.mlt-plot img { max-width: 100%; border: 1px solid var(--mlt-line); border-radius: 6px; }
 figure.mlt-plot figcaption { color: var(--mlt-muted); font-size: 0.85rem; }

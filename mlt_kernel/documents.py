@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -244,36 +245,26 @@ class Document:
     # -- HTML ------------------------------------------------------------------
     def to_html(self) -> str:
         """The blocks as sanitised HTML, plots embedded as ``data:`` URIs (a page body)."""
-        from .render import markdown_to_html
-
         blocks = self.blocks()
         notes = self._notes([b.content for b in blocks if b.kind == "note"])
         parts = []
         for block in blocks:
-            if block.kind == "markdown":
-                inner = markdown_to_html(block.content, images=self._image)
-            elif block.kind == "plot":
-                inner = self._figure(block.content)
-            elif block.kind == "note":
-                note = notes.get(block.content)
-                if note is None:
-                    inner = '<p class="mlt-missing">This note was deleted.</p>'
-                else:
-                    plot, markdown = note
-                    figure = self._figure(plot) if plot else ""
-                    inner = figure + markdown_to_html(markdown, images=self._image)
-            else:
-                continue  # a kind from a newer version
-            parts.append(f'<section class="mlt-block mlt-{block.kind}">\n{inner}\n</section>')
+            inner = render_block(self.experiment.path, block, notes)
+            if inner is not None:  # None: a kind from a newer version
+                parts.append(f'<section class="mlt-block mlt-{block.kind}">\n{inner}\n</section>')
         return "\n".join(parts)
+
+    def html_page(self) -> str:
+        """The document as one self-contained, offline, printable HTML page (what :meth:`export_html` writes)."""
+        from . import render
+
+        body = f"<h1>{escape(self.title)}</h1>\n{self.to_html()}"
+        return render.html_page(self.title, body, extra_css=_EXPORT_CSS)
 
     def export_html(self, path: str | os.PathLike[str]) -> Path:
         """Write the document as one self-contained, offline, printable HTML file."""
-        from .render import html_page
-
-        body = f"<h1>{escape(self.title)}</h1>\n{self.to_html()}"
         target = Path(path)
-        target.write_text(html_page(self.title, body, extra_css=_EXPORT_CSS), encoding="utf-8")
+        target.write_text(self.html_page(), encoding="utf-8")
         return target
 
     # -- internals -------------------------------------------------------------
@@ -343,39 +334,63 @@ class Document:
             for r in df.itertuples(index=False)
         }
 
-    def _plot_file(self, src: str) -> Path | None:
-        """``plots/{name}`` for an image reference, when it is a file inside ``plots/``."""
-        try:
-            name = plot_name(src, self.experiment.path)
-        except PlotPathError:
-            return None
-        folder = (self.experiment.path / layout.PLOTS).resolve()
-        path = (folder / name).resolve()
-        # A symlink out of a shared folder must not smuggle a local file into a page.
-        if path.parent != folder or not path.is_file():
-            return None
-        return path
 
-    def _image(self, src: str) -> str | None:
-        from .render import data_uri
+def render_block(
+    experiment_path: str | os.PathLike[str], block: Block, notes: Mapping[str, tuple[str | None, str | None]]
+) -> str | None:
+    """One block as sanitised HTML, plots embedded as ``data:`` URIs; ``None`` for a kind from a newer version.
 
-        path = self._plot_file(src)
-        if path is None:
-            return None
-        try:
-            return data_uri(path)
-        except (OSError, ValueError):  # unreadable, or not a raster image (SVG, PDF)
-            return None
+    *notes* maps the id of each live note to its ``(plot, markdown)``; a note
+    block whose note is not there shows that the note was deleted.
+    """
+    from .render import markdown_to_html
 
-    def _figure(self, name: str) -> str:
-        uri = self._image(name)
-        if uri is None:
-            return f'<p class="mlt-missing">Plot {escape(name)} is not available.</p>'
-        label = escape(name)
-        return (
-            f'<figure class="mlt-plot"><img src="{uri}" alt="{label}">'
-            f"<figcaption>{label}</figcaption></figure>\n"
-        )
+    images = partial(plot_image, experiment_path)
+    if block.kind == "markdown":
+        return markdown_to_html(block.content, images=images)
+    if block.kind == "plot":
+        return _figure(experiment_path, block.content)
+    if block.kind == "note":
+        note = notes.get(block.content)
+        if note is None:
+            return '<p class="mlt-missing">This note was deleted.</p>'
+        plot, markdown = note
+        figure = _figure(experiment_path, plot) if isinstance(plot, str) and plot else ""
+        return figure + markdown_to_html(markdown if isinstance(markdown, str) else "", images=images)
+    return None
+
+
+def plot_image(experiment_path: str | os.PathLike[str], src: str) -> str | None:
+    """A ``data:`` URI for an image reference (``roc.png``, ``plots/roc.png``), or ``None``.
+
+    Only raster files directly in the experiment's ``plots/`` folder count: a
+    symlink out of a shared folder must not smuggle a local file into a page.
+    """
+    from .render import data_uri
+
+    exp_path = Path(experiment_path)
+    folder = (exp_path / layout.PLOTS).resolve()
+    try:
+        path = (folder / plot_name(src, exp_path)).resolve()
+    except (PlotPathError, OSError):
+        return None
+    if path.parent != folder or not path.is_file():
+        return None
+    try:
+        return data_uri(path)
+    except (OSError, ValueError):  # unreadable, or not a raster image (SVG, PDF)
+        return None
+
+
+def _figure(experiment_path: str | os.PathLike[str], name: str) -> str:
+    uri = plot_image(experiment_path, name)
+    if uri is None:
+        return f'<p class="mlt-missing">Plot {escape(name)} is not available.</p>'
+    label = escape(name)
+    return (
+        f'<figure class="mlt-plot"><img src="{uri}" alt="{label}">'
+        f"<figcaption>{label}</figcaption></figure>\n"
+    )
 
 
 def _experiment(experiment: Experiment | str | os.PathLike[str]) -> Experiment:
@@ -431,4 +446,6 @@ __all__ = [
     "clean_title",
     "create_document",
     "list_documents",
+    "plot_image",
+    "render_block",
 ]
