@@ -12,7 +12,7 @@ $(PY):
 	$(PIP) install -q --upgrade pip
 
 venv: $(PY)
-	$(PIP) install -q -e .
+	$(PIP) install -q -e ".[examples]"
 
 demo: venv
 	$(PY) examples/run_quickstart.py --exp $(EXP) --report $(EXP)-report.html
