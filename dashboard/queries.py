@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
-from mlt_kernel.experiment import METRIC_ORDER
+from mlt_kernel.experiment import with_final_metrics
 from mlt_kernel.query import Query
 from mlt_kernel.schema import (
     CELLS,
@@ -63,12 +63,6 @@ _RUNS_SQL = f"""
                   "wall_s", "cpu_s", "peak_rss_bytes", "peak_gpu_bytes", "params", "first_cell_seq", "last_cell_seq")}
     FROM {RUNS.name} ORDER BY started_at, run_id
 """  # fmt: skip
-
-_FINAL_METRICS_SQL = f"""
-    SELECT {_cols(METRICS, "run_id", "name", "value")} FROM {METRICS.name}
-    WHERE step IS NULL AND coalesce(split, 'test') = 'test'
-    QUALIFY row_number() OVER (PARTITION BY run_id, name ORDER BY recorded_at DESC) = 1
-"""
 
 _COUNTS_SQL = f"""
     SELECT (SELECT count(*) FROM {SESSIONS.name}) AS sessions,
@@ -226,12 +220,7 @@ class Source:
     @_per_version
     def runs(self) -> pd.DataFrame:
         """One row per run, final ``test`` metrics as columns (``METRIC_ORDER`` first)."""
-        runs = self._run_rows().drop(columns=["first_cell_seq", "last_cell_seq"])
-        finals = self._df(_FINAL_METRICS_SQL)
-        if not finals.empty:
-            wide = finals.pivot(index="run_id", columns="name", values="value")
-            ordered = [m for m in METRIC_ORDER if m in wide] + sorted(set(wide) - set(METRIC_ORDER))
-            runs = runs.merge(wide[ordered], how="left", left_on="run_id", right_index=True)
+        runs = with_final_metrics(self._run_rows().drop(columns=["first_cell_seq", "last_cell_seq"]), self._q)
         for col in ("started_at", "ended_at"):
             runs[col] = _local(runs[col])
         return runs.reset_index(drop=True)

@@ -37,6 +37,16 @@ def _json_column(df: pd.DataFrame, column: str) -> None:
         df[column] = [json.loads(v) if isinstance(v, str) else v for v in df[column]]
 
 
+def with_final_metrics(runs: pd.DataFrame, query: Query) -> pd.DataFrame:
+    """*runs* with one column per final ``test`` metric, ``METRIC_ORDER`` first."""
+    finals = query.df(_FINAL_METRICS)
+    if finals.empty:
+        return runs
+    wide = finals.pivot(index="run_id", columns="name", values="value")
+    ordered = [m for m in METRIC_ORDER if m in wide] + sorted(set(wide) - set(METRIC_ORDER))
+    return runs.merge(wide[ordered], how="left", left_on="run_id", right_index=True)
+
+
 class Experiment:
     """One experiment folder, read through DuckDB views named like the methods."""
 
@@ -94,12 +104,7 @@ class Experiment:
         """One row per run, with its final ``test`` metrics as columns."""
         runs = self._df("SELECT * EXCLUDE (recorded_at) FROM runs ORDER BY started_at")
         _json_column(runs, "params")
-        finals = self._q.df(_FINAL_METRICS)
-        if not finals.empty:
-            wide = finals.pivot(index="run_id", columns="name", values="value")
-            ordered = [m for m in METRIC_ORDER if m in wide] + sorted(set(wide) - set(METRIC_ORDER))
-            runs = runs.merge(wide[ordered], how="left", left_on="run_id", right_index=True)
-        return runs.reset_index(drop=True)
+        return with_final_metrics(runs, self._q).reset_index(drop=True)
 
     def resolve_run(self, run: str) -> dict[str, Any]:
         """The run whose id is *run*, or whose name is *run* and unique in the experiment.
