@@ -355,6 +355,7 @@ class Recorder:
             "status": "running",
         }
         ctx = CellContext(rec)
+        ctx.scratch["exp_path"] = self.wanted_path()  # hooks read it instead of asking again
         pending = _Pending(ctx, self.run)
         if plan.kind == "record" and plan.record is not None and plan.record.action == "stop":
             assert self.run is not None
@@ -375,6 +376,7 @@ class Recorder:
             return  # blank, silent or skipped cell
         ctx = pending.ctx
         ctx.result = result
+        wanted = ctx.scratch["exp_path"] = self.wanted_path()  # the cell may have set EXP_PATH
         for hook in reversed(self.hooks):
             self._guard(hook.post_cell, ctx, hook)
         rec = ctx.record
@@ -385,7 +387,7 @@ class Recorder:
         rec["status"], rec["error_name"] = _status(result)
         run = self.run or pending.run
         self._tag_run(rec, run)
-        self.dest.select(self.wanted_path())
+        self.dest.select(wanted)
         self.dest.write("cells", rec, also=pending.folders)
         if run is not None:
             run.add_cell(rec)

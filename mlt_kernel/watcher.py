@@ -53,6 +53,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import select
 import signal
 import subprocess
@@ -82,6 +83,8 @@ PENDING_LIMIT = 20_000
 EXIT_GRACE_S = 2.0
 #: Without a pidfd, how often the kernel's liveness is polled.
 LIVENESS_POLL_S = 0.05
+#: How often the kernel's messages (cell start and end) are read.
+MESSAGE_TICK_S = 0.05
 
 _PIPE_BUF = 4096  # POSIX minimum: writes up to this size are atomic on a pipe
 
@@ -276,19 +279,24 @@ class Watcher:
         return True
 
     def run(self) -> int:
-        """Watch until the kernel stops us, goes away or dies; the exit status."""
+        """Watch until the kernel stops us, goes away or dies; the exit status.
+
+        The kernel's messages are read every ``MESSAGE_TICK_S``, not the moment
+        they arrive: waking up twice per cell would compete for the CPU with
+        the kernel just when it is answering its frontend.
+        """
+        os.set_blocking(self.control_fd, False)
         poller = select.poll()
-        poller.register(self.control_fd, select.POLLIN)
         if self._pidfd is not None:
             poller.register(self._pidfd, select.POLLIN)
-        self._next_sample = time.monotonic()
+        self._next_sample = next_read = time.monotonic()
         while True:
-            timeout = max(0.0, self._next_sample - time.monotonic())
-            if self._pidfd is None:
-                timeout = min(timeout, LIVENESS_POLL_S)
+            timeout = max(0.0, min(self._next_sample, next_read) - time.monotonic())
             ready = {fd for fd, _ in poller.poll(timeout * 1000.0)}
+            now = time.monotonic()
             # Messages first: a "start" written just before the kernel died must count.
-            if self.control_fd in ready:
+            if now >= next_read or ready:
+                next_read = now + MESSAGE_TICK_S
                 outcome = self._read_control()
                 if outcome == "stop":
                     self._finish()
@@ -544,6 +552,10 @@ class Watcher:
                 log.warning("cannot compact session %s in %s: %s", self.session_id, folder, exc)
 
 
+#: Ids that are their own JSON once quoted (run ids are): no json.dumps per cell.
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_.:-]*\Z")
+
+
 # ---------------------------------------------------------------------------
 # Command line
 
@@ -698,7 +710,11 @@ class WatcherHandle:
     def cell_started(self, cell_seq: int, run_id: str | None) -> None:
         """A cell began (its record is already written ahead)."""
         try:
-            self._send(f"start {int(cell_seq)} {json.dumps(run_id if isinstance(run_id, str) else None)}")
+            if not isinstance(run_id, str):
+                run = "null"
+            else:
+                run = f'"{run_id}"' if _PLAIN_ID.match(run_id) else json.dumps(run_id)
+            self._send(f"start {int(cell_seq)} {run}")
         except (TypeError, ValueError) as exc:
             self._complain(f"bad cell {cell_seq!r} ({exc})")
 

@@ -111,12 +111,16 @@ def _saved_path(path: str, fmt: str | None) -> Path | None:
 
 
 class _InlineImages:
-    """Display-publisher hook: keeps the ``image/png`` of each output, passes every message on."""
+    """Display-publisher hook: keeps the ``image/png`` of each output while a recorded
+    cell runs (``active``), passes every message on unchanged."""
 
     def __init__(self) -> None:
         self.images: list[str] = []
+        self.active = False
 
     def __call__(self, msg: dict[str, Any]) -> dict[str, Any]:
+        if not self.active:
+            return msg
         with contextlib.suppress(Exception):
             if msg["header"]["msg_type"] in ("display_data", "execute_result"):
                 png = msg["content"]["data"].get("image/png")
@@ -202,7 +206,7 @@ class PlotsHook(Hook):
         cell.scratch["plots_started_ns"] = time.time_ns()
         wrap_savefig()
         _saved.clear()  # saved between cells, e.g. by a skipped cell: not this cell's
-        folder = recorder.wanted_path()
+        folder = cell.scratch.get("exp_path") or recorder.wanted_path()
         if folder not in self._folders:
             state = self._folders[folder] = _PlotsFolder(folder / layout.PLOTS)
             state.changes(since_ns=sys.maxsize)  # what is there already is not this cell's
@@ -215,7 +219,7 @@ class PlotsHook(Hook):
         if recorder is None or started is None:
             return
         wrap_savefig()  # for the next cell, when this one imported matplotlib
-        folder = recorder.wanted_path()
+        folder = cell.scratch.get("exp_path") or recorder.wanted_path()
         state = self._folders.get(folder)
         if state is None:  # EXP_PATH was set by this cell: keep only what it wrote
             state = self._folders[folder] = _PlotsFolder(folder / layout.PLOTS)
@@ -225,30 +229,41 @@ class PlotsHook(Hook):
             self._record_inline(recorder, cell, folder, state, capture.images)
 
     def close(self) -> None:
-        self._stop_capture()
+        self._unregister()
         unwrap_savefig()
 
     # -- inline capture ----------------------------------------------------------
     def _start_capture(self, shell: Any) -> None:
-        self._stop_capture()  # a cell whose post_cell never came
-        images = _InlineImages()
-        targets = []
-        for target in (getattr(shell, "display_pub", None), getattr(shell, "displayhook", None)):
-            hook = getattr(target, "register_hook", None)
-            if callable(hook) and callable(getattr(target, "unregister_hook", None)):
-                hook(images)
-                targets.append(target)
-        self._capture = (images, targets)
+        # Registered once per shell, switched on per cell: registering costs
+        # more than the cell's whole record.
+        if self._capture is None:
+            images = _InlineImages()
+            targets = []
+            for target in (getattr(shell, "display_pub", None), getattr(shell, "displayhook", None)):
+                hook = getattr(target, "register_hook", None)
+                if callable(hook) and callable(getattr(target, "unregister_hook", None)):
+                    hook(images)
+                    targets.append(target)
+            self._capture = (images, targets)
+        images = self._capture[0]
+        images.images = []
+        images.active = True
 
     def _stop_capture(self) -> _InlineImages | None:
         if self._capture is None:
             return None
+        images = self._capture[0]
+        images.active = False
+        return images
+
+    def _unregister(self) -> None:
+        if self._capture is None:
+            return
         images, targets = self._capture
         self._capture = None
         for target in targets:
             with contextlib.suppress(Exception):
                 target.unregister_hook(images)
-        return images
 
     # -- recording ---------------------------------------------------------------
     def _record_saved(self, recorder: Recorder, cell: CellContext, folder: Path, state: _PlotsFolder) -> None:
