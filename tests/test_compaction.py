@@ -69,6 +69,8 @@ def test_readers_and_a_live_writer_during_merges(tmp_path):
     stop.set()
     thread.join()
     assert not errors
-    assert seen == sorted(seen) and seen[-1] == 13 * 20  # never a row counted twice or lost
+    # Never a row counted twice or lost: counts only grow (a journal may be read mid-session).
+    assert seen and seen == sorted(seen) and seen[-1] <= 13 * 20
+    assert len(reader.cells()) == 13 * 20
     assert (exp / "journals" / journal_name("live")).exists()
     assert len(mlt.Experiment(exp).cells()) == 13 * 20
