@@ -31,7 +31,6 @@ from mlt_kernel.nvml import Gpu
 from mlt_kernel.schema import TABLES
 from mlt_kernel.watcher import Sampler, Watcher, WatcherHandle
 
-pytestmark = pytest.mark.skipif(not procfs.AVAILABLE, reason="needs Linux /proc")
 
 MiB = 1 << 20
 CHILD_MIB = 64
