@@ -33,7 +33,9 @@ What the watcher does:
 - Nothing is done on the kernel's reply path: a cell's first sample comes
   ``busy_interval`` after it starts (the kernel's own peak is exact anyway),
   and a cell too short to be sampled takes the children's and GPU memory of
-  the latest reading, refreshed by a sample ``AFTER_CELL_S`` after it ends.
+  the latest reading (no ``cell_usage`` record when there is none: its
+  kernel peak is in its own record), refreshed by a sample ``AFTER_CELL_S``
+  after it ends.
 - Nothing is written before the kernel names the experiment folder: records
   made before that are held in memory and written to the first folder named
   (so the first cell, which often sets ``EXP_PATH``, keeps its timeline).
@@ -390,8 +392,17 @@ class Watcher:
             return
         if self._cell.cell_seq != cell_seq:
             log.warning("cell %d ended while the watcher had cell %d open", cell_seq, self._cell.cell_seq)
-        if self._cell.samples == 0 and self._last is not None:
-            self._cell.add(self._last)
+        cell = self._cell
+        if cell.samples == 0:
+            last = self._last
+            if last is not None and not (last.children_rss_bytes or last.gpu_bytes):
+                # Too short to be sampled, and nothing beside the kernel to report:
+                # no record (a notebook of quick cells would double the journal).
+                self._cell = None
+                self._next_sample = time.monotonic() + min(AFTER_CELL_S, self.idle_interval)
+                return
+            if last is not None:
+                cell.add(last)
         self._close_cell()
 
     def _close_cell(self) -> None:

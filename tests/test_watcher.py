@@ -451,6 +451,24 @@ def test_a_cell_too_short_to_sample_takes_the_latest_reading(
     assert usage["samples"] == 1 and usage["children_peak_rss_bytes"] > 0
 
 
+def test_a_short_cell_with_nothing_beside_the_kernel_gets_no_usage_record(
+    start_watcher: Callable[..., WatcherHandle], tmp_path: Path
+) -> None:
+    lone = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        handle = start_watcher(lone.pid, "s-lone", busy_interval=10.0, idle_interval=10.0)
+        handle.set_experiment(tmp_path)
+        _wait_for(lambda: _watcher_records(tmp_path, "s-lone", "samples"), what="the first sample")
+        handle.cell_started(1, None)
+        handle.cell_finished(1)
+        _wait_for(lambda: len(_watcher_records(tmp_path, "s-lone", "samples")) >= 2, what="the after-cell sample")
+        handle.stop()
+        assert _watcher_records(tmp_path, "s-lone", "cell_usage") == []
+    finally:
+        lone.kill()
+        lone.wait()
+
+
 def test_nothing_written_before_the_experiment_folder_and_folder_switch(
     kernel: FakeKernel, start_watcher: Callable[..., WatcherHandle], tmp_path: Path
 ) -> None:
