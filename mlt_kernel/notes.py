@@ -175,7 +175,7 @@ def _note_id(
     """A stable id: the same note cell re-run gets the same id (see the module docs)."""
     cell_id = cell.get("cell_id")
     if cell_id:
-        source: tuple[Any, ...] = ("cell", _notebook(recorder) or "", cell_id, _ordinal(recorder, cell))
+        source: tuple[Any, ...] = ("cell", recorder.notebook or "", cell_id, _ordinal(recorder, cell))
     else:
         source = ("session", recorder.session_id, plot or "", doc or "", _first_line(markdown))
     return _hash_id("n", source)
@@ -193,12 +193,6 @@ def _ordinal(recorder: Recorder, cell: dict[str, Any]) -> int:
     count = count if last_key == key else 0
     _cell_notes[recorder] = (key, count + 1)
     return count
-
-
-def _notebook(recorder: Recorder) -> str | None:
-    ns = getattr(recorder.shell, "user_ns", None) or {}
-    notebook = ns.get("__session__") or os.environ.get("JPY_SESSION_NAME")
-    return str(notebook) if notebook else None
 
 
 def _first_line(markdown: str) -> str:

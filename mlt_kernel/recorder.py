@@ -175,9 +175,14 @@ class Recorder:
     def exp_path(self) -> Path:
         return self.dest.current or self.wanted_path()
 
-    def _session_record(self, exp: Path, status: str = "running", **extra: Any) -> dict[str, Any]:
-        ns = getattr(self.shell, "user_ns", {}) or {}
+    @property
+    def notebook(self) -> str | None:
+        """The notebook's path, when the frontend tells it (``__session__`` or ``JPY_SESSION_NAME``)."""
+        ns = getattr(self.shell, "user_ns", None) or {}
         notebook = ns.get("__session__") or os.environ.get("JPY_SESSION_NAME")
+        return str(notebook) if notebook else None
+
+    def _session_record(self, exp: Path, status: str = "running", **extra: Any) -> dict[str, Any]:
         proc_exact = any(getattr(h, "exact", False) for h in self.hooks)
         rec = {
             "session_id": self.session_id,
@@ -189,7 +194,7 @@ class Recorder:
             "python": platform.python_version(),
             "mlt_version": __version__,
             "exp_path": str(exp),
-            "notebook": str(notebook) if notebook else None,
+            "notebook": self.notebook,
             "peak_exact": proc_exact,
         }
         rec.update(extra)

@@ -14,9 +14,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ..procfs import PAGE_SIZE
 from . import CellContext, Hook, register
 
-PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 class ProcSelf:
@@ -32,7 +32,7 @@ class ProcSelf:
             self.clear_refs = None
 
     def rss(self) -> int:
-        return int(os.pread(self.statm, 128, 0).split()[1]) * PAGE
+        return int(os.pread(self.statm, 128, 0).split()[1]) * PAGE_SIZE
 
     def reset_peak(self) -> bool:
         if self.clear_refs is None:
