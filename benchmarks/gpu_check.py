@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -32,19 +33,27 @@ def gib(n: int | None) -> str:
     return "-" if n is None else f"{n / GiB:8.3f} GiB"
 
 
+def cuda_torch(tool: str) -> Any:
+    """torch when it sees a CUDA GPU; else None, after one line saying why."""
+    try:
+        import torch
+    except ImportError:
+        print(f"{tool}: torch is not installed; nothing to check")
+        return None
+    if not torch.cuda.is_available():
+        print(f"{tool}: no CUDA GPU visible to torch; nothing to check")
+        return None
+    return torch
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gib", type=float, default=2.0, help="GiB to allocate (default 2)")
     parser.add_argument("--hold", type=float, default=0.5, help="seconds to hold the allocation (default 0.5)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")  # the watcher's log lines
-    try:
-        import torch
-    except ImportError:
-        print("gpu_check: torch is not installed; nothing to check")
-        return 0
-    if not torch.cuda.is_available():
-        print("gpu_check: no CUDA GPU visible to torch; nothing to check")
+    torch = cuda_torch("gpu_check")
+    if torch is None:
         return 0
 
     from mlt_kernel.hooks import CellContext
