@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from . import gilio
 from .schema import SCHEMA_VERSION, table
 
 
@@ -34,6 +35,11 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
+# Made once: json.dumps with options builds a new encoder on every call.
+_LINE = json.JSONEncoder(separators=(",", ":"), default=_default, allow_nan=False)
+_VALUE = json.JSONEncoder(separators=(",", ":"), default=_default)
+
+
 def encode(table_name: str, record: Mapping[str, Any]) -> bytes:
     """One journal line for *record* of *table_name*; unknown columns are an error."""
     tbl = table(table_name)
@@ -43,9 +49,9 @@ def encode(table_name: str, record: Mapping[str, Any]) -> bytes:
     for name in tbl.json_columns:
         value = line.get(name)
         if value is not None and not isinstance(value, str):
-            line[name] = json.dumps(value, separators=(",", ":"), default=_default)
+            line[name] = _VALUE.encode(value)
     line.setdefault("recorded_at", now_us())
-    return (json.dumps(line, separators=(",", ":"), default=_default, allow_nan=False) + "\n").encode()
+    return (_LINE.encode(line) + "\n").encode()
 
 
 class JournalWriter:
@@ -71,7 +77,7 @@ class JournalWriter:
         with self._lock:
             if self._fd is None:
                 self._fd = self._open()
-            os.write(self._fd, data)
+            gilio.write(self._fd, data)
 
     def close(self) -> None:
         with self._lock:

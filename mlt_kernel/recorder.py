@@ -6,10 +6,17 @@ the cell's directives, runs the hooks inside one guarded boundary, keeps the
 current run, and appends every record to the session's journal in the chosen
 experiment folder. It is used by ``MLTrackKernel`` and by ``%load_ext mlt_kernel``
 alike; nothing here knows about the kernel.
+
+Only measuring happens on a cell's reply path: the ``cells`` record written
+ahead (so that a killed kernel leaves a trace) and the readings around the
+cell. The final record, the figures the cell made and the run's bookkeeping
+are written a millisecond after the reply has gone, from the event loop, and
+always before the next cell starts or the session ends.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import getpass
 import hashlib
@@ -36,6 +43,8 @@ from .journal import now_us
 log = logging.getLogger("mlt_kernel")
 
 CODE_CHARS = 2000
+#: How long after a cell its record is written (off the reply path; see Recorder._post).
+FINISH_DELAY_S = 0.001
 _MARK = "mlt"
 
 
@@ -144,6 +153,7 @@ class Recorder:
         self.cell_seq = 0
         self.run: Run | None = None
         self._pending: _Pending | None = None
+        self._unfinished: _Pending | None = None  #: a cell measured, its record not yet written
         self._plan_cache: tuple[str, Plan] | None = None
         self._messages: list[str] = []
         self._messages_lock = threading.Lock()
@@ -170,6 +180,14 @@ class Recorder:
         if self._wanted is None or self._wanted[0] != key:
             self._wanted = (key, _as_folder(key[0]) or self._default_path())
         return self._wanted[1]
+
+    def _exp_path_set(self) -> bool:
+        """Whether ``EXP_PATH`` or ``MLT_EXP_PATH`` changed since the folder was last chosen."""
+        if self._wanted is None:
+            return True
+        ns = getattr(self.shell, "user_ns", {}) or {}
+        key = self._wanted[0]
+        return ns.get("EXP_PATH") is not key[0] or os.environ.get("MLT_EXP_PATH") != key[1]
 
     @property
     def exp_path(self) -> Path:
@@ -297,6 +315,7 @@ class Recorder:
 
     def transform(self, lines: list[str]) -> list[str]:
         """IPython cleanup transformer: note cells become a call, bad directives an error."""
+        self.finish_cell()  # the last cell's run may still be open until then
         try:
             return self._transform(lines)
         except Exception:  # the cell runs as written rather than fail on our account
@@ -339,6 +358,7 @@ class Recorder:
             self._flush_messages()
 
     def _pre(self, info: Any) -> None:
+        self.finish_cell()  # the last cell's record comes first
         self._pending = None
         if getattr(info, "silent", False):
             return
@@ -360,7 +380,9 @@ class Recorder:
             "status": "running",
         }
         ctx = CellContext(rec)
-        ctx.scratch["exp_path"] = self.wanted_path()  # hooks read it instead of asking again
+        # Hooks read it instead of asking again. As the last cell left it: only a
+        # cell changes EXP_PATH or the working directory, and _post looks again.
+        ctx.scratch["exp_path"] = self._wanted[1] if self._wanted is not None else self.wanted_path()
         pending = _Pending(ctx, self.run)
         if plan.kind == "record" and plan.record is not None and plan.record.action == "stop":
             assert self.run is not None
@@ -381,15 +403,49 @@ class Recorder:
             return  # blank, silent or skipped cell
         ctx = pending.ctx
         ctx.result = result
-        wanted = ctx.scratch["exp_path"] = self.wanted_path()  # the cell may have set EXP_PATH
         for hook in reversed(self.hooks):
             self._guard(hook.post_cell, ctx, hook)
         rec = ctx.record
         if getattr(result, "execution_count", None) is not None:
             rec["execution_count"] = result.execution_count
+        rec["status"], rec["error_name"] = _status(result)
+        self._unfinished = pending
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None or self.dest.current is None or self._exp_path_set():
+            # A new folder is opened now: what it says belongs in this cell's output.
+            self.finish_cell()
+        else:
+            # Written once the reply and the idle status have gone: the kernel's
+            # threads that send them need the GIL, which this work would hold.
+            # The next cell, and the end of the session, write it first if the
+            # timer has not yet fired.
+            loop.call_later(FINISH_DELAY_S, self.finish_cell)
+
+    def finish_cell(self) -> None:
+        """Write the record of a cell that was measured; nothing when there is none.
+
+        Runs just after the cell's reply (or at once outside an event loop),
+        and at the latest when the next cell starts or the session closes.
+        """
+        pending, self._unfinished = self._unfinished, None
+        if pending is None:
+            return
+        try:
+            self._finish(pending)
+        except Exception:
+            self.log.exception("MLTrack: recording failed after the cell")
+
+    def _finish(self, pending: _Pending) -> None:
+        ctx = pending.ctx
+        rec = ctx.record
+        wanted = ctx.scratch["exp_path"] = self.wanted_path()  # the cell may have set EXP_PATH
+        for hook in reversed(self.hooks):
+            self._guard(hook.finish_cell, ctx, hook)
         if self._watcher is not None:
             self._watcher.cell_finished(rec["cell_seq"])
-        rec["status"], rec["error_name"] = _status(result)
         run = self.run or pending.run
         self._tag_run(rec, run)
         self.dest.select(wanted)
@@ -492,6 +548,7 @@ class Recorder:
         """End the session: close the open run, stop the watcher, compact the journals."""
         if self._closed:
             return
+        self.finish_cell()
         self._closed = True
         with contextlib.suppress(Exception):
             if self.run is not None:

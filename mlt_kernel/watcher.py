@@ -67,7 +67,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import layout, procfs
+from . import gilio, layout, procfs
 from .children import python_command
 from .journal import JournalWriter, journal_name, now_us, read_lines
 from .postmortem import killed_rows, session_ended
@@ -700,7 +700,7 @@ class WatcherHandle:
             self._complain(f"message of {len(data)} bytes not sent (more than {_PIPE_BUF})")
             return
         try:
-            os.write(self._fd, data)
+            gilio.write(self._fd, data)
         except BlockingIOError:
             self._complain("the watcher is not reading; a message was dropped")
         except OSError as exc:  # BrokenPipeError: it has exited; EBADF: stopped

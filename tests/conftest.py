@@ -82,7 +82,17 @@ class Kernel:
         outputs: list[dict[str, Any]] = []
         msg = self.kc.execute_interactive(code, timeout=timeout, output_hook=outputs.append, **kwargs)
         outputs = [o for o in outputs if o["msg_type"] not in ("status", "execute_input")]
+        self.settle(timeout)
         return Reply(msg["content"]["status"], msg["content"], outputs)
+
+    def settle(self, timeout: float = 60) -> None:
+        """Wait until the last cell's record is written (just after its reply).
+
+        A silent execution is not recorded, and the recorder writes what the
+        last cell left before it starts.
+        """
+        if self.km.is_alive():
+            self.kc.execute_interactive("pass", silent=True, store_history=False, timeout=timeout)
 
     def shutdown(self) -> None:
         self.kc.stop_channels()

@@ -35,6 +35,22 @@ def test_every_cell_is_recorded_with_time_memory_and_status(start_kernel, exp):
         assert (cells[col] > 10 * MiB).all()
 
 
+def test_a_cell_is_written_after_its_reply_and_before_the_next_cell(start_kernel, exp):
+    k = start_kernel()
+    k.run(f"EXP_PATH = {str(exp)!r}\nimport mlt_kernel.recorder as r; r.FINISH_DELAY_S = 60")
+    # The next cell writes what the last one left before it starts.
+    k.kc.execute("a = 1")
+    k.kc.execute("import mlt_kernel as m; seen = m.Experiment(EXP_PATH).cells()['status'].tolist()")
+    assert k.run("print(seen)").stdout.strip() == "['ok', 'ok', 'running']"
+    k.run("r.FINISH_DELAY_S = 0.001")
+    k.kc.execute_interactive("b = 2", timeout=60)  # nothing follows: written just after the reply
+    deadline = time.monotonic() + 10
+    while (statuses := mlt.Experiment(exp).cells()["status"].tolist())[-1] != "ok":
+        assert time.monotonic() < deadline, statuses
+        time.sleep(0.01)
+    assert statuses == ["ok"] * 6
+
+
 def test_peak_is_exact_for_a_short_600_mib_spike(start_kernel, exp):
     k = start_kernel()
     k.run(f"EXP_PATH = {str(exp)!r}")
@@ -43,6 +59,24 @@ def test_peak_is_exact_for_a_short_600_mib_spike(start_kernel, exp):
     # VmHWM is exact up to Linux's per-CPU RSS counter batching (tens of KiB).
     assert cell["peak_rss_bytes"] - cell["rss_before_bytes"] >= 600 * MiB - 512 * 1024
     assert cell["rss_after_bytes"] - cell["rss_before_bytes"] < 100 * MiB
+
+
+def test_peak_through_getrusage_and_through_proc_status():
+    from mlt_kernel.hooks.memory import ProcSelf
+
+    proc = ProcSelf()
+    try:
+        # Below any RSS: ru_maxrss is the mark itself. Above: VmHWM is read instead.
+        for inherited in (0, 1 << 50):
+            proc.inherited_max = inherited
+            assert proc.reset_peak()
+            before = proc.rss_at_reset()
+            assert abs(before - proc.rss()) < 4 * MiB
+            x = b"\x01" * (64 * MiB)
+            del x
+            assert proc.peak() - before >= 64 * MiB - 512 * 1024
+    finally:
+        proc.close()
 
 
 def test_cell_id_from_the_frontend_is_kept(start_kernel, exp):

@@ -1,11 +1,12 @@
 """Hooks measure one aspect of a cell; the recorder runs them around every cell.
 
-A hook fills fields of the cell's record in ``pre_cell``/``post_cell``. The
-recorder calls each hook inside one guarded boundary: a failing hook is logged
-to the kernel log and never reaches the user's cell. Hooks run on the reply
-path of every cell, so a cell that did nothing special costs a few ``/proc``
-reads; only what the cell itself produced (a figure it saved or displayed)
-costs more (hashing and saving that figure).
+A hook fills fields of the cell's record in ``pre_cell``/``post_cell``, which
+run on the reply path of every cell and only measure (a few ``/proc`` reads).
+What can wait goes in ``finish_cell``, which the recorder calls once the reply
+has gone (before the next cell starts): looking for figures the cell saved or
+displayed, and hashing and saving them. The recorder calls each hook inside one
+guarded boundary: a failing hook is logged to the kernel log and never reaches
+the user's cell.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class CellContext:
 
 
 class Hook:
-    """Base class: override ``pre_cell`` and/or ``post_cell``."""
+    """Base class: override ``pre_cell``, ``post_cell`` and/or ``finish_cell``."""
 
     name: ClassVar[str] = ""
 
@@ -33,6 +34,9 @@ class Hook:
 
     def post_cell(self, cell: CellContext) -> None:
         """Called just after the cell's code ran (also when it failed)."""
+
+    def finish_cell(self, cell: CellContext) -> None:
+        """Called after the cell's reply was sent, before its record is written."""
 
     def close(self) -> None:
         """Release what the hook holds (end of session)."""
@@ -53,6 +57,6 @@ def default_hooks() -> list[Hook]:
     """The hooks of every session, in the order their ``pre_cell`` runs."""
     from . import gpu, memory, plots, timing  # noqa: F401  (registration)
 
-    # "plots" first: its post_cell (hashing, saving inline figures) then runs after
-    # the others have measured the cell, so its I/O never counts as the cell's.
+    # "plots" first: its post_cell (the end of the inline capture) then runs
+    # after the others have measured the cell.
     return [REGISTRY[name]() for name in ("plots", "memory", "gpu", "timing")]

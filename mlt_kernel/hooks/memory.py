@@ -1,19 +1,24 @@
 """RSS before and after a cell, and its exact peak.
 
 On Linux, writing ``5`` to ``/proc/self/clear_refs`` resets the high-water
-mark of the resident set (``VmHWM``) and reading ``VmHWM`` after the cell gives
-the exact peak — a sampler misses short spikes and cannot run while the cell
-holds the GIL. ``ru_maxrss`` is no substitute: it inherits the parent's peak
-and never goes down. Elsewhere (or where ``clear_refs`` is refused) the peak
-is the larger of the two readings around the cell, marked as not exact; the
+mark of the resident set (``VmHWM``) and reading it after the cell gives the
+exact peak — a sampler misses short spikes and cannot run while the cell
+holds the GIL. The mark is read through ``getrusage``: ``ru_maxrss`` is the
+larger of that mark and a peak inherited at ``exec`` from the parent process,
+which never changes, so a value above what it read when the hook started is
+the mark itself; otherwise ``VmHWM`` is read from ``/proc/self/status`` (a
+longer read). Elsewhere (or where ``clear_refs`` is refused) the peak is the
+larger of the two readings around the cell, marked as not exact; the
 watcher's timeline then fills in.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 from typing import Any
 
+from .. import gilio
 from ..procfs import PAGE_SIZE
 from . import CellContext, Hook, register
 
@@ -30,28 +35,44 @@ class ProcSelf:
             os.write(self.clear_refs, b"5")
         except OSError:
             self.clear_refs = None
+        # Right after a reset: the larger of the inherited peak and the RSS, so
+        # no lower than the inherited peak (see the module docs).
+        self.inherited_max = _maxrss()
 
     def rss(self) -> int:
-        return int(os.pread(self.statm, 128, 0).split()[1]) * PAGE_SIZE
+        return int(gilio.pread(self.statm, 128).split()[1]) * PAGE_SIZE
 
     def reset_peak(self) -> bool:
         if self.clear_refs is None:
             return False
         try:
-            os.write(self.clear_refs, b"5")
+            gilio.write(self.clear_refs, b"5")
         except OSError:
             return False
         return True
 
     def peak(self) -> int:
-        data = os.pread(self.status, 8192, 0)
+        """The high-water mark since the last reset."""
+        maxrss = _maxrss()
+        if maxrss > self.inherited_max:
+            return maxrss
+        data = gilio.pread(self.status, 8192)
         i = data.index(b"VmHWM:")
         return int(data[i + 6 : data.index(b"kB", i)]) * 1024
+
+    def rss_at_reset(self) -> int:
+        """The RSS right after a reset, which the high-water mark then equals."""
+        maxrss = _maxrss()
+        return maxrss if maxrss > self.inherited_max else self.rss()
 
     def close(self) -> None:
         for fd in (self.statm, self.status, self.clear_refs):
             if fd is not None:
                 os.close(fd)
+
+
+def _maxrss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def open_proc_self() -> ProcSelf | None:
@@ -83,8 +104,8 @@ class MemoryHook(Hook):
         return int(self._ps.memory_info().rss)
 
     def pre_cell(self, cell: CellContext) -> None:
-        cell.scratch["exact"] = self._proc is not None and self._proc.reset_peak()
-        cell.record["rss_before_bytes"] = self._rss()
+        exact = cell.scratch["exact"] = self._proc is not None and self._proc.reset_peak()
+        cell.record["rss_before_bytes"] = self._proc.rss_at_reset() if exact else self._rss()  # type: ignore[union-attr]
 
     def post_cell(self, cell: CellContext) -> None:
         after = self._rss()

@@ -6,7 +6,7 @@ Three sources, each almost free when unused:
    here. Once the user's code has imported ``matplotlib.figure``, the next
    ``pre_cell`` wraps ``Figure.savefig`` (once; the original is kept, called
    unchanged, and restored when the session ends) so that it remembers the
-   paths it wrote. ``post_cell`` records them. In the very cell that first
+   paths it wrote. ``finish_cell`` records them. In the very cell that first
    imports matplotlib the wrapper is not there yet: only files under ``plots/``
    are seen in that cell (source 2).
 2. **``{EXP}/plots/``, whatever wrote there.** Files that appeared or changed
@@ -214,6 +214,10 @@ class PlotsHook(Hook):
 
     def post_cell(self, cell: CellContext) -> None:
         capture = self._stop_capture()
+        if capture is not None and capture.images:
+            cell.scratch["plots_inline"], capture.images = capture.images, []
+
+    def finish_cell(self, cell: CellContext) -> None:
         recorder = api._recorder
         started = cell.scratch.get("plots_started_ns")
         if recorder is None or started is None:
@@ -225,8 +229,8 @@ class PlotsHook(Hook):
             state = self._folders[folder] = _PlotsFolder(folder / layout.PLOTS)
         self._record_saved(recorder, cell, folder, state)
         self._record_folder(recorder, cell, folder, state, started - _MTIME_SLACK_NS)
-        if capture is not None and capture.images:
-            self._record_inline(recorder, cell, folder, state, capture.images)
+        if cell.scratch.get("plots_inline"):
+            self._record_inline(recorder, cell, folder, state, cell.scratch["plots_inline"])
 
     def close(self) -> None:
         self._unregister()
