@@ -60,14 +60,10 @@ class RunData:
         self.run = source.run(run_id)
         if self.run is None:
             return
-        rid = self.run["run_id"]
-        self.metrics, self.steps = source.run_metrics(rid)
-        self.cells = source.run_cells(self.run)
-        self.timeline = source.run_timeline(self.run)
-        self.confusion = source.confusion(rid)
-        self.curves = source.curves(rid)
-        self.plots = source.plots(rid)
-        self.notes = source.notes(rid, [str(f) for f in self.plots["file"]])
+        page = source.run_page(self.run)
+        self.metrics, self.steps, self.timeline = page.metrics, page.steps, page.timeline
+        self.cells, self.confusion, self.curves = page.cells, page.confusion, page.curves
+        self.plots, self.notes = page.plots, page.notes
         self.session = source.session(self.run["session_id"]) if self.run["status"] == "killed" else None
 
     def same_as(self, other: RunData | None) -> bool:

@@ -15,13 +15,15 @@ import math
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import pandas as pd
 
 from mlt_kernel.experiment import with_final_metrics
-from mlt_kernel.query import Query
+from mlt_kernel.query import Query, Read
 from mlt_kernel.schema import (
     CELLS,
     CONFUSION,
@@ -70,13 +72,12 @@ _COUNTS_SQL = f"""
            (SELECT count(*) FROM {RUNS.name}) AS runs
 """
 
-# Final values (no step) and training curves (steps) of one run, in one pass.
-_RUN_METRICS_COLS = _cols(METRICS, "name", "step", "value", "split")
+# Final values (no step) and training curves (steps) of one run, in one pass;
+# run_metrics keeps the latest row per (name, split, step): cheaper in Python
+# for one run's rows than a window in SQL.
 _RUN_METRICS_SQL = f"""
-    SELECT {_RUN_METRICS_COLS} FROM {METRICS.name}
-    WHERE run_id = ?
-    QUALIFY row_number() OVER (PARTITION BY name, split, step ORDER BY recorded_at DESC) = 1
-    ORDER BY name, step
+    SELECT {_cols(METRICS, "name", "step", "value", "split")}, epoch_us(recorded_at)
+    FROM {METRICS.name} WHERE run_id = ?
 """
 
 _RUN_CELLS_COLS = _cols(CELLS, "cell_seq", "execution_count", "started_at", "ended_at", "wall_s", "cpu_s",
@@ -87,16 +88,12 @@ _RUN_CELLS_SQL = f"""
     ORDER BY cell_seq
 """  # fmt: skip
 
-# Samples of one session between two instants, bucketed so that at most
-# MAX_TIMELINE_POINTS come back; a bucket keeps its highest readings (a peak
-# must never be averaged away).
+# The samples of one session between two instants; run_timeline buckets them.
+# Times come back as microseconds: turning thousands of timestamps into Python
+# datetimes would cost more than the whole query.
 _TIMELINE_SQL = f"""
-    SELECT min(t) AS t, max(rss_bytes) AS rss_bytes, max(children_rss_bytes) AS children_rss_bytes,
-           max(gpu_bytes) AS gpu_bytes, avg(cpu_percent) AS cpu_percent, count(*) AS samples
-    FROM (SELECT {_cols(SAMPLES, "t", "rss_bytes", "children_rss_bytes", "gpu_bytes", "cpu_percent")}
-          FROM {SAMPLES.name} WHERE session_id = ? AND t BETWEEN ? AND ?)
-    GROUP BY (epoch_us(t) - epoch_us(?::TIMESTAMPTZ)) // ?
-    ORDER BY t
+    SELECT epoch_us(t) AS us, {_cols(SAMPLES, "rss_bytes", "children_rss_bytes", "gpu_bytes", "cpu_percent")}
+    FROM {SAMPLES.name} WHERE session_id = ? AND t BETWEEN ? AND ?
 """  # fmt: skip
 
 _CONFUSION_SQL = f"""
@@ -123,6 +120,12 @@ _NOTES_SQL = f"""
     SELECT {_NOTES_COLS}
     FROM {NOTES.name} WHERE NOT coalesce(deleted, false) {{where}} ORDER BY created_at
 """  # fmt: skip
+
+
+
+_RUN_PLOTS_SQL = _PLOTS_SQL.format(where="WHERE run_id = ?")
+# A run's notes, and the notes tied to one of its plots.
+_RUN_NOTES_SQL = _NOTES_SQL.format(where=f"AND (run_id = ? OR plot IN (SELECT file FROM {PLOTS.name} WHERE run_id = ?))")
 
 _SESSION_COLS = _cols(SESSIONS, "session_id", "started_at", "ended_at", "status", "hostname", "user", "notebook",
                       "death_cause", "memory_limit_bytes", "oom_kill", "last_rss_bytes")  # fmt: skip
@@ -163,6 +166,20 @@ def _per_version(method: _F) -> _F:
 
     return wrapper  # type: ignore[return-value]
 
+
+
+@dataclass
+class RunPage:
+    """What a run page shows besides the run's own row."""
+
+    metrics: pd.DataFrame  #: final values: ``name, value, split``
+    steps: pd.DataFrame  #: training curves: ``name, step, value``
+    timeline: pd.DataFrame  #: see :meth:`Source.run_timeline`
+    cells: pd.DataFrame
+    confusion: dict[str, tuple[list[str], list[list[int]]]]  #: ``{split: (labels, matrix)}``, ``test`` first
+    curves: pd.DataFrame  #: ROC and PR points: ``split, kind, label, x, y, auc``
+    plots: pd.DataFrame  #: the latest version of each of the run's plot files
+    notes: pd.DataFrame  #: the run's notes and those tied to its plots
 
 
 class Source:
@@ -230,57 +247,67 @@ class Source:
     def run(self, run: str) -> dict[str, Any] | None:
         """The run whose id (or, failing that, name: the latest such run) is *run*; None when there is none."""
         rows = self._run_rows()
-        by_id = rows[rows["run_id"] == run]
-        found = by_id if not by_id.empty else rows[rows["name"] == run].tail(1)  # runs are in start order
-        return found.to_dict("records")[0] if not found.empty else None
+        at = np.flatnonzero(rows["run_id"].to_numpy() == run)
+        if not len(at):
+            at = np.flatnonzero(rows["name"].to_numpy() == run)  # runs are in start order: the last
+        return rows.iloc[at[-1:]].to_dict("records")[0] if len(at) else None
 
     def run_metrics(self, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         """A run's final metric values (``name, value, split``) and training curves (``name, step, value``)."""
-        df = self._small(_RUN_METRICS_SQL, [run_id], _RUN_METRICS_COLS)
-        stepped = df["step"].notna()
-        finals = df.loc[~stepped, ["name", "value", "split"]].reset_index(drop=True)
-        return finals, df.loc[stepped, ["name", "step", "value"]].reset_index(drop=True)
-
-    def run_cells(self, run: dict[str, Any]) -> pd.DataFrame:
-        """The cells of *run* (by its first and last cell when known, else by run id), in order."""
-        first, last = run.get("first_cell_seq"), run.get("last_cell_seq")
-        if is_missing(first) or is_missing(last):  # still running
-            sql, params = _RUN_CELLS_SQL.format(which="run_id = ?"), [run["session_id"], run["run_id"]]
-        else:
-            sql, params = _RUN_CELLS_SQL.format(which="cell_seq BETWEEN ? AND ?"), [run["session_id"], int(first), int(last)]
-        return self._small(sql, params, _RUN_CELLS_COLS)
+        return _metric_frames(self._q.rows(_RUN_METRICS_SQL, [run_id]))
 
     def run_timeline(self, run: dict[str, Any], max_points: int = MAX_TIMELINE_POINTS) -> pd.DataFrame:
         """Memory and CPU samples during *run*, at most *max_points* rows.
 
         Columns ``t`` (seconds since the run started), ``rss_bytes``,
-        ``children_rss_bytes``, ``gpu_bytes``, ``cpu_percent``.
+        ``children_rss_bytes``, ``gpu_bytes``, ``cpu_percent``, ``samples``.
         """
-        start = run["started_at"]
-        if is_missing(start):
-            return pd.DataFrame(columns=["t", "rss_bytes", "children_rss_bytes", "gpu_bytes", "cpu_percent"])
-        start = pd.Timestamp(start)
-        end = run.get("ended_at")
-        end = pd.Timestamp.now(tz="UTC") if is_missing(end) else pd.Timestamp(end)
-        span_us = max(int((end - start).total_seconds() * 1e6), 1)
-        bucket_us = max(math.ceil(span_us / max_points), 1)
-        df = self._df(_TIMELINE_SQL, [run["session_id"], start, end, start, bucket_us])
-        df["t"] = (pd.to_datetime(df["t"], utc=True) - start).dt.total_seconds()
-        return df
+        window = _timeline_window(run)
+        if window is None:
+            return _timeline_frame(None, run, max_points)
+        return _timeline_frame(self._q.numpy(_TIMELINE_SQL, window), run, max_points)
 
-    def confusion(self, run_id: str) -> dict[str, tuple[list[str], list[list[int]]]]:
-        """``{split: (labels, matrix)}``, the ``test`` split first."""
-        out: dict[str, tuple[list[str], list[list[int]]]] = {}
-        for split, labels, matrix in self._q.rows(_CONFUSION_SQL, [run_id]):
-            out[str(split)] = ([str(x) for x in _json(labels, [])], _json(matrix, []))
-        return out
+    def run_page(self, run: dict[str, Any]) -> RunPage:
+        """Everything a run page shows but the run itself, read by independent queries at once.
 
-    def curves(self, run_id: str) -> pd.DataFrame:
-        """ROC and PR curves of every split: ``split, kind, label, x, y, auc``."""
-        df = self._small(_CURVES_SQL, [run_id], _CURVES_COLS)
-        df["x"] = [_json(v, []) for v in df["x"]]
-        df["y"] = [_json(v, []) for v in df["y"]]
-        return df
+        On a run page each query's fixed cost is most of its time, and DuckDB
+        runs queries on separate cursors in parallel, without the GIL.
+        """
+        rid = run["run_id"]
+        first, last = run.get("first_cell_seq"), run.get("last_cell_seq")
+        if is_missing(first) or is_missing(last):  # still running
+            cells = (_RUN_CELLS_SQL.format(which="run_id = ?"), [run["session_id"], rid])
+        else:
+            cells = (_RUN_CELLS_SQL.format(which="cell_seq BETWEEN ? AND ?"), [run["session_id"], int(first), int(last)])
+        window = _timeline_window(run)
+        small = [
+            Read(_RUN_METRICS_SQL, [rid]),
+            Read(*cells),
+            Read(_CONFUSION_SQL, [rid]),
+            Read(_CURVES_SQL, [rid]),
+            Read(_RUN_PLOTS_SQL, [rid]),
+            Read(_RUN_NOTES_SQL, [rid, rid]),
+        ]
+        if window is None:
+            (metrics, cells_rows, confusion, curves, plots, notes), samples = self._q.read_all(small)[0], None
+        else:  # the samples (the one large read) beside the rest
+            (samples,), (metrics, cells_rows, confusion, curves, plots, notes) = self._q.read_all(
+                [Read(_TIMELINE_SQL, window, numpy=True)], small
+            )
+        finals, steps = _metric_frames(metrics)
+        curves_df = pd.DataFrame.from_records(curves, columns=_names(_CURVES_COLS))
+        curves_df["x"] = [_json(v, []) for v in curves_df["x"]]
+        curves_df["y"] = [_json(v, []) for v in curves_df["y"]]
+        return RunPage(
+            metrics=finals,
+            steps=steps,
+            timeline=_timeline_frame(samples, run, MAX_TIMELINE_POINTS),
+            cells=pd.DataFrame.from_records(cells_rows, columns=_names(_RUN_CELLS_COLS)),
+            confusion={str(split): ([str(x) for x in _json(labels, [])], _json(matrix, [])) for split, labels, matrix in confusion},
+            curves=curves_df,
+            plots=pd.DataFrame.from_records(plots, columns=_names(_PLOTS_COLS)),
+            notes=pd.DataFrame.from_records(notes, columns=_names(_NOTES_COLS)),
+        )
 
     def session(self, session_id: str) -> dict[str, Any] | None:
         """One kernel session, or None."""
@@ -292,20 +319,13 @@ class Source:
         return rows.iloc[0].to_dict()
 
     # -- plots and notes --------------------------------------------------------
-    def plots(self, run_id: str | None = None) -> pd.DataFrame:
-        """The latest version of every plot file (of one run when *run_id* is given)."""
-        if run_id is None:
-            return self._df(_PLOTS_SQL.format(where=""))
-        return self._small(_PLOTS_SQL.format(where="WHERE run_id = ?"), [run_id], _PLOTS_COLS)
+    def plots(self) -> pd.DataFrame:
+        """The latest version of every plot file."""
+        return self._df(_PLOTS_SQL.format(where=""))
 
-    def notes(self, run_id: str | None = None, plots: list[str] | None = None) -> pd.DataFrame:
-        """Notes, verbatim; of one run (or tied to one of *plots*) when asked."""
-        if run_id is None:
-            return self._df(_NOTES_SQL.format(where=""))
-        files = list(plots or [])
-        return self._small(
-            _NOTES_SQL.format(where="AND (run_id = ? OR list_contains(?::VARCHAR[], plot))"), [run_id, files], _NOTES_COLS
-        )
+    def notes(self) -> pd.DataFrame:
+        """Every note, verbatim."""
+        return self._df(_NOTES_SQL.format(where=""))
 
     def plot_path(self, row: dict[str, Any]) -> Path | None:
         """The file of a plot row, when it is inside the experiment folder and exists."""
@@ -357,6 +377,73 @@ class Source:
 def is_missing(value: Any) -> bool:
     """None, NaN, ``pd.NaT`` or ``pd.NA``: a cell with no value."""
     return value is None or value is pd.NaT or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+_TIMELINE_VALUES = ("rss_bytes", "children_rss_bytes", "gpu_bytes", "cpu_percent")
+
+
+def _metric_frames(rows: list[tuple[Any, ...]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Final values and training curves from ``name, step, value, split, recorded_at`` rows.
+
+    The latest row per ``(name, split, step)`` wins: cheaper here, for one
+    run's rows, than a window in SQL.
+    """
+    latest: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    for row in rows:
+        key = row[0], row[3], row[1]
+        if key not in latest or (row[4] or 0) >= (latest[key][4] or 0):
+            latest[key] = row
+    ordered = sorted(latest.values(), key=lambda r: (r[0], r[1] if r[1] is not None else 0))
+    return (
+        pd.DataFrame.from_records([(n, v, sp) for n, st, v, sp, _ in ordered if st is None], columns=["name", "value", "split"]),
+        pd.DataFrame.from_records([(n, st, v) for n, st, v, _, _ in ordered if st is not None], columns=["name", "step", "value"]),
+    )
+
+
+def _timeline_window(run: dict[str, Any]) -> list[Any] | None:
+    """``[session_id, start, end]`` of *run* for ``_TIMELINE_SQL``; None before it started."""
+    if is_missing(run["started_at"]):
+        return None
+    end = run.get("ended_at")
+    return [run["session_id"], pd.Timestamp(run["started_at"]), pd.Timestamp.now(tz="UTC") if is_missing(end) else pd.Timestamp(end)]
+
+
+def _timeline_frame(cols: dict[str, Any] | None, run: dict[str, Any], max_points: int) -> pd.DataFrame:
+    """The samples of ``_TIMELINE_SQL`` (or none), at most *max_points* rows."""
+    window = _timeline_window(run)
+    if cols is None or window is None:
+        return pd.DataFrame(columns=["t", *_TIMELINE_VALUES, "samples"])
+    _, start, end = window
+    us = np.asarray(cols["us"], dtype=np.int64)
+    order = np.argsort(us, kind="stable")  # a parallel scan may interleave files
+    us = us[order] - (start - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1)
+    values = {c: np.ma.filled(np.ma.asarray(cols[c], dtype=np.float64), np.nan)[order] for c in _TIMELINE_VALUES}
+    span_us = max(int((end - start).total_seconds() * 1e6), 1)
+    return _buckets(us, values, max(math.ceil(span_us / max_points), 1) if len(us) > max_points else None)
+
+
+def _buckets(us: np.ndarray, values: dict[str, np.ndarray], bucket_us: int | None) -> pd.DataFrame:
+    """Samples at *us* (sorted, µs since the start), one row per *bucket_us* (None: per sample).
+
+    A bucket keeps its first time, its highest memory readings (a peak must
+    never be averaged away) and its mean CPU.
+    """
+    if bucket_us is None:
+        return pd.DataFrame({"t": us / 1e6, **values, "samples": np.ones(len(us), dtype=np.int64)})
+    ids = us // bucket_us
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    out: dict[str, Any] = {"t": us[starts] / 1e6}
+    for name, col in values.items():
+        if name == "cpu_percent":
+            known = ~np.isnan(col)
+            total = np.add.reduceat(np.where(known, col, 0.0), starts)
+            count = np.add.reduceat(known.astype(np.int64), starts)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[name] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+        else:
+            out[name] = np.fmax.reduceat(col, starts)
+    out["samples"] = np.diff(np.r_[starts, len(us)])
+    return pd.DataFrame(out)
 
 
 def _plain_numbers(df: pd.DataFrame) -> pd.DataFrame:

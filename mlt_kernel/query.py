@@ -202,6 +202,38 @@ _DERIVED = {
 }  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Read:
+    """One query of :meth:`Query.read_all`: rows (tuples), or NumPy arrays per column."""
+
+    sql: str
+    params: list[Any]
+    numpy: bool = False
+
+    def take(self, result: Any) -> Any:
+        """What this read wants of an executed *result*."""
+        return result.fetchnumpy() if self.numpy else result.fetchall()
+
+
+def _read_lane(cursor: Any, lane: list[Read]) -> list[Any]:
+    return [read.take(cursor.execute(read.sql, read.params)) for read in lane]
+
+
+_pool: Any = None
+_pool_lock = threading.Lock()
+
+
+def _readers() -> Any:
+    """The threads that run :meth:`Query.read_all`'s queries (made once)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _pool = ThreadPoolExecutor(max_workers=max(2, min(4, os.cpu_count() or 2)), thread_name_prefix="mlt-query")
+        return _pool
+
+
 class Query:
     """A DuckDB connection with one relation per table of an experiment folder.
 
@@ -256,11 +288,19 @@ class Query:
             pname = f"_p_{tbl.name}"
             con.read_parquet(files, union_by_name=True).create_view(pname, replace=True)
             sources.append(f"SELECT * FROM {pname}")
+        jname = f"_j_{tbl.name}"
         if journal.num_rows or not files:  # the empty table keeps the columns
-            jname = f"_j_{tbl.name}"
-            con.register(jname, journal)
+            # A table, not a registered Arrow view: those are seen by this
+            # connection only, and read_all queries on other cursors.
+            con.register("_incoming", journal)
+            try:
+                con.execute(f"CREATE OR REPLACE TABLE {jname} AS SELECT * FROM _incoming")
+            finally:
+                con.unregister("_incoming")
             sources.append(f"SELECT * FROM {jname}")
         con.execute(f"CREATE OR REPLACE VIEW _raw_{tbl.name} AS {' UNION ALL BY NAME '.join(sources)}")
+        if len(sources) == 1 and files:
+            con.execute(f"DROP TABLE IF EXISTS {jname}")  # its rows are in the files now
         latest = f"_latest_{tbl.name}" if tbl.name in _DERIVED else tbl.name
         kind = "TABLE" if tbl.key else "VIEW"
         con.execute(f"CREATE OR REPLACE {kind} {latest} AS {_latest_sql(tbl, '_raw_' + tbl.name)}")
@@ -283,6 +323,30 @@ class Query:
         """Run parametrised *sql* and return a pandas DataFrame."""
         with self._lock:
             return self._execute(sql, params).df()
+
+    def numpy(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run parametrised *sql*; one NumPy array per column (masked where there are NULLs)."""
+        with self._lock:
+            return self._execute(sql, params).fetchnumpy()
+
+    def read_all(self, *lanes: list[Read]) -> list[list[Any]]:
+        """Run independent reads: each lane in order on its own cursor, the lanes at once.
+
+        DuckDB runs queries on separate cursors of one database in parallel and
+        without the GIL, so a page that needs one large and several small
+        results waits for about the large one rather than for their sum. More
+        lanes than cores only make them compete.
+        """
+        with self._lock:  # no refresh redefines the views meanwhile
+            cursors = [self._con.cursor() for _ in lanes]
+            try:
+                return list(_readers().map(_read_lane, cursors, lanes))
+            except duckdb.IOException:
+                # A compaction replaced files under us: one by one, with the retries.
+                return [[r.take(self._execute(r.sql, r.params)) for r in lane] for lane in lanes]
+            finally:
+                for cursor in cursors:
+                    cursor.close()
 
     def rows(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         with self._lock:

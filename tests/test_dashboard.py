@@ -517,6 +517,31 @@ def test_timeline_is_bucketed_and_keeps_the_peak(experiment: dict[str, Any]) -> 
         source.close()
 
 
+def test_timeline_buckets_keep_peaks_and_average_cpu_over_known_values() -> None:
+    import numpy as np
+
+    from dashboard.queries import _buckets
+
+    us = np.array([0, 10, 20, 30, 40, 50])
+    nan = float("nan")
+    values = {
+        "rss_bytes": np.array([1.0, 5.0, 2.0, 3.0, 9.0, 4.0]),
+        "children_rss_bytes": np.array([nan, nan, 1.0, nan, nan, nan]),
+        "gpu_bytes": np.full(6, nan),
+        "cpu_percent": np.array([10.0, nan, 30.0, 50.0, nan, nan]),
+    }
+    per_sample = _buckets(us, values, None)
+    assert per_sample["t"].tolist() == [0, 1e-5, 2e-5, 3e-5, 4e-5, 5e-5]
+    assert per_sample["samples"].tolist() == [1] * 6
+    out = _buckets(us, values, 30)  # buckets [0, 30) [30, 60)
+    assert out["t"].tolist() == [0, 3e-5]
+    assert out["rss_bytes"].tolist() == [5.0, 9.0]
+    assert out["children_rss_bytes"].iloc[0] == 1.0 and np.isnan(out["children_rss_bytes"].iloc[1])
+    assert out["gpu_bytes"].isna().all()
+    assert out["cpu_percent"].tolist() == [20.0, 50.0]
+    assert out["samples"].tolist() == [3, 3]
+
+
 def test_dashboard_never_imports_the_kernel() -> None:
     code = (
         "import sys, dashboard.app, dashboard.export, dashboard.cli, dashboard.documents;"
