@@ -10,9 +10,9 @@ Bad input raises :class:`ValueError` with a one-line message that names the
 problem (lengths that differ, NaN, probabilities of the wrong shape, a single
 class, unknown labels…).
 
-Notes on speed (1,000,000 rows with probabilities of 10 classes take about 1.2 s
+Notes on speed (1,000,000 rows with probabilities of 10 classes take about 1.3 s
 on two cores, most of it in ``roc_curve``/``precision_recall_curve``/
-``average_precision_score`` for each class and in ``log_loss``):
+``average_precision_score`` for each class):
 
 * labels are encoded once as small integer codes ``0..k-1`` (in ``labels``
   order) and scikit-learn works on the codes with ``labels=range(k)``; this is
@@ -28,6 +28,9 @@ on two cores, most of it in ``roc_curve``/``precision_recall_curve``/
   :func:`sklearn.metrics.roc_auc_score` computes it; the multiclass value is
   the unweighted mean over classes, as ``roc_auc_score(multi_class="ovr",
   average="macro")`` does;
+* :func:`sklearn.metrics.log_loss` reads only each row's probability of its
+  true class, so it is given that column alone (see :func:`_log_loss`): the
+  same value at a fraction of the cost for many classes;
 * the independent computations run on a small thread pool (NumPy and
   scikit-learn release the GIL in the heavy parts) when there are many rows.
 
@@ -461,7 +464,7 @@ def _classification_jobs(
         jobs.append(lambda: _prf(true, pred, every, "macro", ""))
         jobs.append(lambda: _prf(true, pred, every, "weighted", "_weighted"))
     if proba is not None:
-        jobs.append(lambda: {"metrics": {"log_loss": skm.log_loss(true, proba, labels=every)}})
+        jobs.append(lambda: {"metrics": {"log_loss": _log_loss(true, proba)}})
         jobs.extend(_curve_job(true, proba, code) for code in _curve_classes(task, true, k))
     return jobs
 
@@ -472,6 +475,20 @@ def _prf(true: np.ndarray, pred: np.ndarray, every: np.ndarray, average: str, su
         true, pred, labels=every, pos_label=1, average=average, zero_division=0
     )
     return {"metrics": {f"precision{suffix}": p, f"recall{suffix}": r, f"f1{suffix}": f}}
+
+
+def _log_loss(true: np.ndarray, proba: np.ndarray) -> float:
+    """scikit-learn's log loss, given only what it reads.
+
+    It clips each probability and sums ``t * log(p)`` over a one-hot row, so a
+    row's loss is the log of its true class's probability alone. A two-column
+    matrix of that probability (true class 1) gives it exactly the same value,
+    for a fraction of the work when there are many classes.
+    """
+    if proba.shape[1] > 2:
+        p_true = proba[np.arange(len(true)), true]
+        proba, true = np.column_stack([1.0 - p_true, p_true]), np.ones(len(true), dtype=np.uint8)
+    return skm.log_loss(true, proba, labels=[0, 1] if proba.shape[1] == 2 else np.arange(proba.shape[1]))
 
 
 def _curve_classes(task: str, true: np.ndarray, k: int) -> list[int]:
