@@ -35,9 +35,17 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
-# Made once: json.dumps with options builds a new encoder on every call.
+# Made once: json.dumps with options builds a new encoder on every call, and
+# so does JSONEncoder.encode underneath; the C encoder itself can be kept.
 _LINE = json.JSONEncoder(separators=(",", ":"), default=_default, allow_nan=False)
 _VALUE = json.JSONEncoder(separators=(",", ":"), default=_default)
+if json.encoder.c_make_encoder is not None:  # CPython's accelerator (arguments as JSONEncoder.iterencode passes them)
+    _c_line = json.encoder.c_make_encoder(None, _default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False)
+
+    def _encode_line(line: dict[str, Any]) -> str:
+        return "".join(_c_line(line, 0))
+else:
+    _encode_line = _LINE.encode
 
 
 def encode(table_name: str, record: Mapping[str, Any]) -> bytes:
@@ -51,7 +59,7 @@ def encode(table_name: str, record: Mapping[str, Any]) -> bytes:
         if value is not None and not isinstance(value, str):
             line[name] = _VALUE.encode(value)
     line.setdefault("recorded_at", now_us())
-    return (_LINE.encode(line) + "\n").encode()
+    return (_encode_line(line) + "\n").encode()
 
 
 class JournalWriter:
@@ -102,12 +110,46 @@ def parse_journal_name(name: str) -> tuple[str, str, int] | None:
         return None
 
 
-def _parse(raw: bytes) -> dict[str, Any] | None:
+def _parse(raw: bytes | str) -> dict[str, Any] | None:
     try:
         rec = json.loads(raw)
     except ValueError:
         return None
     return rec if isinstance(rec, dict) and isinstance(rec.get("table"), str) else None
+
+
+_DECODER = json.JSONDecoder()
+
+
+def _parse_lines(data: bytes) -> tuple[list[dict[str, Any]], int]:
+    """The records of whole lines *data* (ending with a newline) and the count of bad lines.
+
+    Decodes the text once and scans it with the JSON decoder's C scanner,
+    line after line: a third of the cost of ``json.loads`` per line. A line the
+    scanner does not take whole goes to :func:`_parse`, so both accept the same.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        lines = [_parse(raw) for raw in data.splitlines() if raw.strip()]
+        return [r for r in lines if r is not None], sum(r is None for r in lines)
+    scan = _DECODER.raw_decode
+    records: list[dict[str, Any]] = []
+    bad = pos = 0
+    while pos < len(text):
+        nl = text.find("\n", pos)
+        try:
+            rec, end = scan(text, pos)
+        except ValueError:
+            end = -1
+        if end != nl or not (isinstance(rec, dict) and isinstance(rec.get("table"), str)):
+            line = text[pos:nl]
+            rec = _parse(line) if line.strip() else None
+            bad += rec is None and bool(line.strip())
+        if rec is not None:
+            records.append(rec)
+        pos = nl + 1
+    return records, bad
 
 
 def read_lines(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int, int]:
@@ -121,15 +163,7 @@ def read_lines(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int, 
         f.seek(offset)
         data = f.read()
     end = data.rfind(b"\n") + 1
-    records: list[dict[str, Any]] = []
-    bad = 0
-    for raw in data[:end].splitlines():
-        if raw.strip():
-            rec = _parse(raw)
-            if rec is None:
-                bad += 1
-            else:
-                records.append(rec)
+    records, bad = _parse_lines(data[:end])
     return records, offset + end, bad
 
 

@@ -38,6 +38,24 @@ def test_journal_lines_and_latest_row_per_key(tmp_path):
     assert set(cells["status"]) == {"ok"}
 
 
+@pytest.mark.parametrize("utf8", [True, False], ids=["utf-8", "not-utf-8"])
+def test_journal_lines_are_read_like_json_loads_line_by_line(tmp_path, utf8):
+    lines = [
+        b'{"table":"samples","t":1}', b"", b'{"table":"samples","t":2}\r', b'  {"table":"samples","t":3}',
+        b'{"table":"a"} {"table":"b"}', b'{"t":4}', b"[1,2]", b"garbage", b'{"table":"x","s":"\xc3\xa9"}',
+        b'{"table":"y","v":[1', b"2]}", b'{"table":"z"}',
+    ]  # fmt: skip
+    if not utf8:  # the whole text cannot be decoded at once
+        lines.append(b"\xff\xfe")
+    path = tmp_path / "j.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n" + b'{"table":"torn"')
+    records, offset, bad = read_lines(path)
+    assert [r["table"] for r in records] == ["samples", "samples", "samples", "x", "z"]
+    assert records[3]["s"] == "é"
+    assert bad == 6 + (not utf8)
+    assert offset == path.stat().st_size - len(b'{"table":"torn"')  # the unterminated line waits
+
+
 def test_unknown_columns_are_refused(tmp_path):
     j = JournalWriter(tmp_path / "j.jsonl")
     with pytest.raises(ValueError, match="unknown columns"):
