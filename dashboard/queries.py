@@ -250,7 +250,10 @@ class Source:
         at = np.flatnonzero(rows["run_id"].to_numpy() == run)
         if not len(at):
             at = np.flatnonzero(rows["name"].to_numpy() == run)  # runs are in start order: the last
-        return rows.iloc[at[-1:]].to_dict("records")[0] if len(at) else None
+        if not len(at):
+            return None
+        i = int(at[-1])
+        return {col: _native(rows[col].iat[i]) for col in rows.columns}
 
     def run_metrics(self, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         """A run's final metric values (``name, value, split``) and training curves (``name, step, value``)."""
@@ -280,20 +283,20 @@ class Source:
         else:
             cells = (_RUN_CELLS_SQL.format(which="cell_seq BETWEEN ? AND ?"), [run["session_id"], int(first), int(last)])
         window = _timeline_window(run)
-        small = [
+        # Two lanes of about equal time: the samples (the one large read) and
+        # the confusion matrices beside the metrics and the other small reads.
+        first = [Read(_CONFUSION_SQL, [rid])]
+        if window is not None:
+            first.insert(0, Read(_TIMELINE_SQL, window, numpy=True))
+        second = [
             Read(_RUN_METRICS_SQL, [rid]),
             Read(*cells),
-            Read(_CONFUSION_SQL, [rid]),
             Read(_CURVES_SQL, [rid]),
             Read(_RUN_PLOTS_SQL, [rid]),
             Read(_RUN_NOTES_SQL, [rid, rid]),
         ]
-        if window is None:
-            (metrics, cells_rows, confusion, curves, plots, notes), samples = self._q.read_all(small)[0], None
-        else:  # the samples (the one large read) beside the rest
-            (samples,), (metrics, cells_rows, confusion, curves, plots, notes) = self._q.read_all(
-                [Read(_TIMELINE_SQL, window, numpy=True)], small
-            )
+        (*maybe_samples, confusion), (metrics, cells_rows, curves, plots, notes) = self._q.read_all(first, second)
+        samples = maybe_samples[0] if maybe_samples else None
         finals, steps = _metric_frames(metrics)
         curves_df = pd.DataFrame.from_records(curves, columns=_names(_CURVES_COLS))
         curves_df["x"] = [_json(v, []) for v in curves_df["x"]]
@@ -372,6 +375,11 @@ class Source:
 
 
 # -- helpers ------------------------------------------------------------------------
+
+
+def _native(value: Any) -> Any:
+    """A NumPy scalar as the Python value it holds; anything else as it is."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def is_missing(value: Any) -> bool:
