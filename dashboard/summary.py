@@ -99,7 +99,9 @@ class SummaryPage(Page):
         self.metric.param.watch(lambda _e: self._draw(), "value")
         self.cost.param.watch(lambda _e: self._draw_charts(), "value")
         self._fill_table()
-        self._draw()
+        self._draw(with_charts=False)
+        # The charts follow as soon as the page is shown: the table comes first.
+        pn.state.onload(self._draw_charts)
 
     # -- data ---------------------------------------------------------------------
     def refresh(self) -> None:
@@ -142,7 +144,7 @@ class SummaryPage(Page):
         return [frame["run_id"].iloc[i] for i in self.table.selection if i < len(frame)]
 
     # -- drawing ------------------------------------------------------------------
-    def _draw(self) -> None:
+    def _draw(self, with_charts: bool = True) -> None:
         metric = self.metric.value
         if self.runs.empty:
             self.cards.object = style.empty(
@@ -155,7 +157,8 @@ class SummaryPage(Page):
             return
         self.charts.visible = True
         self.cards.object = summary_cards(self.runs, metric)
-        self._draw_charts()
+        if with_charts:
+            self._draw_charts()
 
     def _draw_charts(self) -> None:
         runs = self.runs

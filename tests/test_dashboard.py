@@ -279,7 +279,8 @@ def test_summary_shows_the_answer_and_sorts(open_page: Callable[..., Any], exper
     for name in experiment["run_ids"]:
         page.get_by_text(name, exact=True).first.wait_for()
     assert "random_forest" in page.locator('[data-testid="card-best"]').inner_text()
-    assert page.locator(".bk-Figure").count() >= 4  # Pareto, metrics, time, memory (+ parallel coordinates)
+    # The charts follow the table: Pareto, metrics, time, memory (+ parallel coordinates).
+    _wait(lambda: page.locator(".bk-Figure").count() >= 4, "the summary's charts")
     _wait_chart(page, "legend: Pareto front")
     _wait_chart(page, "parallel-coordinates: Params against f1")
     header = page.locator('.tabulator-col[tabulator-field="f1"] .tabulator-col-title')
