@@ -285,31 +285,27 @@ class Source:
         window = _timeline_window(run)
         # Two lanes of about equal time: the samples (the one large read) and
         # the confusion matrices beside the metrics and the other small reads.
-        first = [Read(_CONFUSION_SQL, [rid])]
+        # Each result is shaped on its lane's thread, beside the other lane's queries.
+        first = [Read(_CONFUSION_SQL, [rid], then=_confusion_dict)]
         if window is not None:
-            first.insert(0, Read(_TIMELINE_SQL, window, numpy=True))
+            first.insert(0, Read(_TIMELINE_SQL, window, numpy=True, then=lambda cols: _timeline_frame(cols, run, MAX_TIMELINE_POINTS)))
         second = [
-            Read(_RUN_METRICS_SQL, [rid]),
-            Read(*cells),
-            Read(_CURVES_SQL, [rid]),
-            Read(_RUN_PLOTS_SQL, [rid]),
-            Read(_RUN_NOTES_SQL, [rid, rid]),
+            Read(_RUN_METRICS_SQL, [rid], then=_metric_frames),
+            Read(*cells, then=_frame(_RUN_CELLS_COLS)),
+            Read(_CURVES_SQL, [rid], then=_curves_frame),
+            Read(_RUN_PLOTS_SQL, [rid], then=_frame(_PLOTS_COLS)),
+            Read(_RUN_NOTES_SQL, [rid, rid], then=_frame(_NOTES_COLS)),
         ]
-        (*maybe_samples, confusion), (metrics, cells_rows, curves, plots, notes) = self._q.read_all(first, second)
-        samples = maybe_samples[0] if maybe_samples else None
-        finals, steps = _metric_frames(metrics)
-        curves_df = pd.DataFrame.from_records(curves, columns=_names(_CURVES_COLS))
-        curves_df["x"] = [_json(v, []) for v in curves_df["x"]]
-        curves_df["y"] = [_json(v, []) for v in curves_df["y"]]
+        (*timeline, confusion), ((finals, steps), cells_df, curves, plots, notes) = self._q.read_all(first, second)
         return RunPage(
             metrics=finals,
             steps=steps,
-            timeline=_timeline_frame(samples, run, MAX_TIMELINE_POINTS),
-            cells=pd.DataFrame.from_records(cells_rows, columns=_names(_RUN_CELLS_COLS)),
-            confusion={str(split): ([str(x) for x in _json(labels, [])], _json(matrix, [])) for split, labels, matrix in confusion},
-            curves=curves_df,
-            plots=pd.DataFrame.from_records(plots, columns=_names(_PLOTS_COLS)),
-            notes=pd.DataFrame.from_records(notes, columns=_names(_NOTES_COLS)),
+            timeline=timeline[0] if timeline else _timeline_frame(None, run, MAX_TIMELINE_POINTS),
+            cells=cells_df,
+            confusion=confusion,
+            curves=curves,
+            plots=plots,
+            notes=notes,
         )
 
     def session(self, session_id: str) -> dict[str, Any] | None:
@@ -388,6 +384,24 @@ def is_missing(value: Any) -> bool:
 
 
 _TIMELINE_VALUES = ("rss_bytes", "children_rss_bytes", "gpu_bytes", "cpu_percent")
+
+
+def _frame(select: str) -> Callable[[list[tuple[Any, ...]]], pd.DataFrame]:
+    """Rows of a query selecting *select* as a DataFrame."""
+    return lambda rows: pd.DataFrame.from_records(rows, columns=_names(select))
+
+
+def _confusion_dict(rows: list[tuple[Any, ...]]) -> dict[str, tuple[list[str], list[list[int]]]]:
+    """``{split: (labels, matrix)}`` from ``split, labels, matrix`` rows."""
+    return {str(split): ([str(x) for x in _json(labels, [])], _json(matrix, [])) for split, labels, matrix in rows}
+
+
+def _curves_frame(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
+    """Curve rows with their points parsed."""
+    df = pd.DataFrame.from_records(rows, columns=_names(_CURVES_COLS))
+    df["x"] = [_json(v, []) for v in df["x"]]
+    df["y"] = [_json(v, []) for v in df["y"]]
+    return df
 
 
 def _metric_frames(rows: list[tuple[Any, ...]]) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -16,7 +16,7 @@ import threading
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,15 +204,21 @@ _DERIVED = {
 
 @dataclass(frozen=True)
 class Read:
-    """One query of :meth:`Query.read_all`: rows (tuples), or NumPy arrays per column."""
+    """One query of :meth:`Query.read_all`: rows (tuples), or NumPy arrays per column.
+
+    *then*, when given, turns them into the result on the lane's thread, while
+    the other lanes' queries still run.
+    """
 
     sql: str
     params: list[Any]
     numpy: bool = False
+    then: Callable[[Any], Any] | None = None
 
     def take(self, result: Any) -> Any:
         """What this read wants of an executed *result*."""
-        return result.fetchnumpy() if self.numpy else result.fetchall()
+        out = result.fetchnumpy() if self.numpy else result.fetchall()
+        return out if self.then is None else self.then(out)
 
 
 def _read_lane(cursor: Any, lane: list[Read]) -> list[Any]:
