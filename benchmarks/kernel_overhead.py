@@ -10,7 +10,7 @@ p90 of each kernel, the overhead as the median of the per-round differences
 medians, the recorder's own kernel-side cost per cell (measured inside the
 kernel), and start-up time to the first reply.
 
-    python benchmarks/kernel_overhead.py [--rounds 3000] [--instances 3] [--starts 5]
+    python benchmarks/kernel_overhead.py [--rounds 3000] [--instances 3] [--starts 5] [--mltrack-option=…]
 """
 
 from __future__ import annotations
@@ -65,11 +65,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3000, help="rounds of one cell per kernel")
     parser.add_argument("--instances", type=int, default=3, help="processes of each kernel, used in turn")
     parser.add_argument("--starts", type=int, default=5, help="start-ups per kernel")
+    parser.add_argument("--mltrack-option", action="append", default=[], metavar="OPTION",
+                        help="passed to the MLTrack kernels, e.g. --mltrack-option=--MLTrackKernel.watcher=False")  # fmt: skip
     args = parser.parse_args()
+    extra = {"python3": [], "mltrack": args.mltrack_option}
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MLT_EXP_PATH"] = os.path.join(tmp, "exp")
-        pool = {name: [start_new_kernel(kernel_name=name, cwd=tmp) for _ in range(args.instances)] for name in KERNELS}
+        pool = {
+            name: [start_new_kernel(kernel_name=name, cwd=tmp, extra_arguments=extra[name]) for _ in range(args.instances)]
+            for name in KERNELS
+        }
         times: dict[str, list[float]] = {name: [] for name in KERNELS}
         for instances in pool.values():
             for _, kc in instances:

@@ -76,7 +76,9 @@ def test_journal_survives_sigkill_mid_stream(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     records, offset, bad = read_lines(path)
-    assert bad == 0 and offset == path.stat().st_size
+    # Linux may cut a write that spans two pages when SIGKILL arrives between
+    # them: at most that last line is torn, and it is left for later.
+    assert bad == 0 and b"\n" not in path.read_bytes()[offset:]
     assert [r["step"] for r in records] == list(range(len(records)))
 
 
