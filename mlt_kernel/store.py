@@ -210,8 +210,12 @@ def replaced_files(path: Path) -> list[str]:
 
 #: Rows per row group of merged files: small enough that reading one run's
 #: timeline decompresses little more than that run (DuckDB skips row groups by
-#: their min/max of the sort column).
+#: their min/max of the sort column). Smaller groups cost more per query in
+#: statistics to check: 16K-row groups made a timeline slower at 10 M samples.
 MERGED_ROW_GROUP = 64 * 1024
+#: Smaller for tables with few rows per run, read one run at a time (metrics,
+#: sorted by run): 8K rows read one run's metrics in half the time of 64K.
+MERGED_ROW_GROUPS = {"metrics": 8 * 1024}
 
 
 def write_table_file(
@@ -224,7 +228,7 @@ def write_table_file(
         merged,
         exp / layout.TABLES / table_name / name,
         metadata={REPLACES_KEY: json.dumps(list(replaces)).encode()},
-        row_group_size=MERGED_ROW_GROUP,
+        row_group_size=MERGED_ROW_GROUPS.get(table_name, MERGED_ROW_GROUP),
     )
 
 
