@@ -56,6 +56,28 @@ def test_journal_lines_are_read_like_json_loads_line_by_line(tmp_path, utf8):
     assert offset == path.stat().st_size - len(b'{"table":"torn"')  # the unterminated line waits
 
 
+def test_parallel_reads_see_journals_and_files_alike(tmp_path):
+    from mlt_kernel.query import Query, Read
+
+    exp = tmp_path / "exp"
+    write_session(exp, "s1")
+    store.compact_writer(exp, "s1")  # s1 in Parquet files
+    write_session(exp, "s2", cells=2)  # s2 in a live journal
+    q = Query(exp)
+    try:
+        count = "SELECT count(*) FROM cells WHERE session_id = ?"
+        lanes = q.read_all(
+            [Read(count, ["s1"]), Read("SELECT cell_seq FROM cells WHERE session_id = ?", ["s2"], numpy=True)],
+            [Read(count, ["s2"], then=lambda rows: rows[0][0] * 10)],
+        )
+    finally:
+        q.close()
+    (s1, s2_seqs), (s2_times_ten,) = lanes
+    assert s1 == [(3,)]
+    assert sorted(s2_seqs["cell_seq"].tolist()) == [1, 2]
+    assert s2_times_ten == 20
+
+
 def test_unknown_columns_are_refused(tmp_path):
     j = JournalWriter(tmp_path / "j.jsonl")
     with pytest.raises(ValueError, match="unknown columns"):
