@@ -255,10 +255,6 @@ class Source:
         i = int(at[-1])
         return {col: _native(rows[col].iat[i]) for col in rows.columns}
 
-    def run_metrics(self, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """A run's final metric values (``name, value, split``) and training curves (``name, step, value``)."""
-        return _metric_frames(self._q.rows(_RUN_METRICS_SQL, [run_id]))
-
     def run_timeline(self, run: dict[str, Any], max_points: int = MAX_TIMELINE_POINTS) -> pd.DataFrame:
         """Memory and CPU samples during *run*, at most *max_points* rows.
 
