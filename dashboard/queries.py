@@ -263,8 +263,8 @@ class Source:
         """
         window = _timeline_window(run)
         if window is None:
-            return _timeline_frame(None, run, max_points)
-        return _timeline_frame(self._q.numpy(_TIMELINE_SQL, window), run, max_points)
+            return _timeline_frame(None, window, max_points)
+        return _timeline_frame(self._q.numpy(_TIMELINE_SQL, window), window, max_points)
 
     def run_page(self, run: dict[str, Any]) -> RunPage:
         """Everything a run page shows but the run itself, read by independent queries at once.
@@ -284,7 +284,7 @@ class Source:
         # Each result is shaped on its lane's thread, beside the other lane's queries.
         first = [Read(_CONFUSION_SQL, [rid], then=_confusion_dict)]
         if window is not None:
-            first.insert(0, Read(_TIMELINE_SQL, window, numpy=True, then=lambda cols: _timeline_frame(cols, run, MAX_TIMELINE_POINTS)))
+            first.insert(0, Read(_TIMELINE_SQL, window, numpy=True, then=lambda cols: _timeline_frame(cols, window, MAX_TIMELINE_POINTS)))
         second = [
             Read(_RUN_METRICS_SQL, [rid], then=_metric_frames),
             Read(*cells, then=_frame(_RUN_CELLS_COLS)),
@@ -296,7 +296,7 @@ class Source:
         return RunPage(
             metrics=finals,
             steps=steps,
-            timeline=timeline[0] if timeline else _timeline_frame(None, run, MAX_TIMELINE_POINTS),
+            timeline=timeline[0] if timeline else _timeline_frame(None, window, MAX_TIMELINE_POINTS),
             cells=cells_df,
             confusion=confusion,
             curves=curves,
@@ -426,9 +426,8 @@ def _timeline_window(run: dict[str, Any]) -> list[Any] | None:
     return [run["session_id"], pd.Timestamp(run["started_at"]), pd.Timestamp.now(tz="UTC") if is_missing(end) else pd.Timestamp(end)]
 
 
-def _timeline_frame(cols: dict[str, Any] | None, run: dict[str, Any], max_points: int) -> pd.DataFrame:
-    """The samples of ``_TIMELINE_SQL`` (or none), at most *max_points* rows."""
-    window = _timeline_window(run)
+def _timeline_frame(cols: dict[str, Any] | None, window: list[Any] | None, max_points: int) -> pd.DataFrame:
+    """The samples ``_TIMELINE_SQL`` read for *window* (or none), at most *max_points* rows."""
     if cols is None or window is None:
         return pd.DataFrame(columns=["t", *_TIMELINE_VALUES, "samples"])
     _, start, end = window
