@@ -108,12 +108,16 @@ def write_parquet_atomic(
     *,
     metadata: Mapping[bytes, bytes] | None = None,
     row_group_size: int | None = 256 * 1024,
+    **options: Any,
 ) -> Path:
-    """Write *table* to *path*: temporary name, fsync, rename, fsync the folder."""
+    """Write *table* to *path*: temporary name, fsync, rename, fsync the folder.
+
+    *options* go to ``pyarrow.parquet.write_table`` (zstd unless they say otherwise).
+    """
     if metadata:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
     with _atomic(path) as f:
-        pq.write_table(table, f, compression="zstd", row_group_size=row_group_size)
+        pq.write_table(table, f, **{"compression": "zstd", **options}, row_group_size=row_group_size)
     return path
 
 
@@ -243,13 +247,11 @@ def write_arrays(path: Path, columns: Mapping[str, Any]) -> Path:
     """
     table = pa.table(dict(columns))
     floats = [f.name for f in table.schema if pa.types.is_floating(f.type)]
-    with _atomic(path) as f:
-        pq.write_table(
-            table, f, compression="zstd", compression_level=1, row_group_size=None,
-            use_dictionary=[name for name in table.column_names if name not in floats],
-            column_encoding=dict.fromkeys(floats, "BYTE_STREAM_SPLIT"),
-        )  # fmt: skip
-    return path
+    return write_parquet_atomic(
+        table, path, row_group_size=None, compression_level=1,
+        use_dictionary=[name for name in table.column_names if name not in floats],
+        column_encoding=dict.fromkeys(floats, "BYTE_STREAM_SPLIT"),
+    )  # fmt: skip
 
 
 def row_count(path: Path) -> int:
