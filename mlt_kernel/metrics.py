@@ -488,7 +488,7 @@ def _log_loss(true: np.ndarray, proba: np.ndarray) -> float:
     if proba.shape[1] > 2:
         p_true = proba[np.arange(len(true)), true]
         proba, true = np.column_stack([1.0 - p_true, p_true]), np.ones(len(true), dtype=np.uint8)
-    return skm.log_loss(true, proba, labels=[0, 1] if proba.shape[1] == 2 else np.arange(proba.shape[1]))
+    return skm.log_loss(true, proba, labels=[0, 1])
 
 
 def _curve_classes(task: str, true: np.ndarray, k: int) -> list[int]:
