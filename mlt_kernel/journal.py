@@ -14,7 +14,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,18 +48,41 @@ else:
     _encode_line = _LINE.encode
 
 
+_HEADS: dict[str, str] = {}  # table name -> '{"table":"name"'
+
+
+def _lines(table_name: str, records: Iterable[Mapping[str, Any]]) -> str:
+    """Journal lines of *records*; those without ``recorded_at`` get one stamp, taken now."""
+    tbl = table(table_name)
+    names, json_columns = tbl.name_set, tbl.json_columns
+    head = _HEADS.get(table_name)
+    if head is None:
+        head = _HEADS[table_name] = '{"table":' + _encode_line(table_name)
+    stamp = f',"recorded_at":{now_us()}}}\n'
+    out = []
+    for record in records:
+        if not names.issuperset(record):
+            raise ValueError(f"{table_name}: unknown columns {sorted(set(record) - names)}")
+        if json_columns:
+            record = dict(record)
+            for name in json_columns:
+                value = record.get(name)
+                if value is not None and not isinstance(value, str):
+                    record[name] = _VALUE.encode(value)
+        # The record's own object with its braces replaced: no copy of the record.
+        body = _encode_line(record)
+        if len(body) == 2:  # {}
+            out.append(head + stamp)
+        elif "recorded_at" in record:
+            out.append(f"{head},{body[1:]}\n")
+        else:
+            out.append(f"{head},{body[1:-1]}{stamp}")
+    return "".join(out)
+
+
 def encode(table_name: str, record: Mapping[str, Any]) -> bytes:
     """One journal line for *record* of *table_name*; unknown columns are an error."""
-    tbl = table(table_name)
-    if not tbl.name_set.issuperset(record):
-        raise ValueError(f"{table_name}: unknown columns {sorted(set(record) - tbl.name_set)}")
-    line = {"table": table_name, **record}
-    for name in tbl.json_columns:
-        value = line.get(name)
-        if value is not None and not isinstance(value, str):
-            line[name] = _VALUE.encode(value)
-    line.setdefault("recorded_at", now_us())
-    return (_encode_line(line) + "\n").encode()
+    return _lines(table_name, (record,)).encode()
 
 
 class JournalWriter:
@@ -81,7 +104,15 @@ class JournalWriter:
 
     def write(self, table_name: str, record: Mapping[str, Any]) -> None:
         """Append one record (a single ``os.write``)."""
-        data = encode(table_name, record)
+        self._append(encode(table_name, record))
+
+    def write_many(self, table_name: str, records: Iterable[Mapping[str, Any]]) -> None:
+        """Append several records of one table in a single ``os.write``: all or none survive a kill."""
+        data = _lines(table_name, records).encode()
+        if data:
+            self._append(data)
+
+    def _append(self, data: bytes) -> None:
         with self._lock:
             if self._fd is None:
                 self._fd = self._open()

@@ -24,8 +24,10 @@ What the watcher does:
   workers…; not itself nor MLTrack's other helper processes) every ``busy_interval`` while a cell runs and every
   ``idle_interval`` otherwise: resident memory, CPU % (100 = one core) from clock-tick deltas, GPU
   memory of those processes and device utilisation (NVML). Each sample is one
-  ``samples`` record in its own journal ``{EXP}/journals/{session}.watcher.v1.jsonl``;
-  when a cell ends, a ``cell_usage`` record carries the cell's peaks.
+  ``samples`` record in its own journal ``{EXP}/journals/{session}.watcher.v1.jsonl``,
+  written ``SAMPLE_BATCH`` at a time (one ``os.write``) while a cell runs and at
+  once between cells, and before any other record; when a cell ends, a
+  ``cell_usage`` record carries the cell's peaks.
 - One sample reads ``/proc/PID/stat`` of every known process (one ``pread``
   each); the set of descendants is looked up again at most every
   ``CHILD_SCAN_INTERVAL`` seconds and at a cell's first sample, because
@@ -81,6 +83,9 @@ CHILD_SCAN_INTERVAL = 0.5
 AFTER_CELL_S = 0.2
 #: Records held while no experiment folder is known (~17 min of 50 ms samples).
 PENDING_LIMIT = 20_000
+#: Samples written together while a cell runs (half a second at the busy
+#: interval); between cells each sample is written at once.
+SAMPLE_BATCH = 10
 #: After its stdin closes, how long the watcher waits to see whether the kernel is exiting.
 EXIT_GRACE_S = 2.0
 #: Without a pidfd, how often the kernel's liveness is polled.
@@ -242,6 +247,7 @@ class Watcher:
         self.folders: list[Path] = []  # every experiment folder named, the current one last
         self._writer: JournalWriter | None = None
         self._pending: deque[tuple[str, dict[str, Any]]] = deque(maxlen=PENDING_LIMIT)
+        self._samples: list[dict[str, Any]] = []  # taken, not yet written (see SAMPLE_BATCH)
         self._cell: CellWindow | None = None
         self._last: Reading | None = None
         self._rescan_due = False
@@ -371,6 +377,7 @@ class Watcher:
     def set_experiment(self, folder: Path) -> None:
         if self.folders and self.folders[-1] == folder:
             return
+        self._flush_samples()  # taken while the last folder was current
         if self._writer is not None:
             self._writer.close()
         if folder in self.folders:
@@ -434,8 +441,7 @@ class Watcher:
         self._last = reading
         if cell is not None:
             cell.add(reading)
-        self._emit(
-            SAMPLES.name,
+        self._samples.append(
             {
                 "session_id": self.session_id,
                 "t": reading.t_us,
@@ -446,23 +452,43 @@ class Watcher:
                 "gpu_util": reading.gpu_util,
                 "cell_seq": cell.cell_seq if cell else None,
                 "run_id": cell.run_id if cell else None,
-            },
+            }
         )
+        if cell is None or len(self._samples) >= SAMPLE_BATCH:
+            self._flush_samples()
+
+    def _flush_samples(self) -> None:
+        samples, self._samples = self._samples, []
+        if not samples:
+            return
+        if self._writer is None:
+            stamp = now_us()
+            self._pending.extend((SAMPLES.name, {**record, "recorded_at": stamp}) for record in samples)
+            return
+        try:
+            self._writer.write_many(SAMPLES.name, samples)
+        except OSError as exc:
+            self._write_failed_once(exc)
 
     def _journal_path(self, folder: Path) -> Path:
         return folder / layout.JOURNALS / journal_name(self.session_id, "watcher")
 
     def _emit(self, table_name: str, record: dict[str, Any]) -> None:
+        self._flush_samples()  # records stay in the order they were taken
         if self._writer is None:
             record.setdefault("recorded_at", now_us())
             self._pending.append((table_name, record))
             return
         try:
             self._writer.write(table_name, record)
-        except OSError as exc:  # folder removed, disk full: keep watching
-            if not self._write_failed:
-                self._write_failed = True
-                log.warning("cannot write %s: %s", self._writer.path, exc)
+        except OSError as exc:
+            self._write_failed_once(exc)
+
+    def _write_failed_once(self, exc: OSError) -> None:
+        # Folder removed, disk full: keep watching, say so once.
+        if not self._write_failed and self._writer is not None:
+            self._write_failed = True
+            log.warning("cannot write %s: %s", self._writer.path, exc)
 
     def _finish(self) -> None:
         """Clean end: the last sample, the open cell's usage, the journal closed."""
@@ -473,6 +499,7 @@ class Watcher:
         self._close()
 
     def _close(self) -> None:
+        self._flush_samples()
         if self._writer is not None:
             self._writer.close()
         self.sampler.close()
@@ -489,6 +516,7 @@ class Watcher:
         if cell is not None:
             self._cell = None
             self._emit(CELL_USAGE.name, self._usage_record(cell))
+        self._flush_samples()
         if self._writer is not None:
             self._writer.close()
         cgroup = procfs.read_cgroup_memory(self._cgroup) if self._cgroup else None

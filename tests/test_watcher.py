@@ -29,7 +29,7 @@ from mlt_kernel import procfs
 from mlt_kernel.journal import JournalWriter, journal_name, now_us, read_lines
 from mlt_kernel.nvml import Gpu
 from mlt_kernel.schema import TABLES
-from mlt_kernel.watcher import Sampler, Watcher, WatcherHandle
+from mlt_kernel.watcher import SAMPLE_BATCH, Sampler, Watcher, WatcherHandle
 
 
 MiB = 1 << 20
@@ -344,6 +344,46 @@ def test_watcher_records_gpu_peak_of_the_cell(monkeypatch: pytest.MonkeyPatch, t
     assert {s["gpu_util"] for s in samples} == {37.0}
     (usage,) = _watcher_records(tmp_path, "s-gpu", "cell_usage")
     assert usage["peak_gpu_bytes"] == 700 * MiB
+
+
+def test_samples_are_written_in_batches_while_a_cell_runs(tmp_path: Path, kernel: FakeKernel) -> None:
+    # Driven step by step: a batch of SAMPLE_BATCH samples is one write during
+    # a cell; the cell's end writes what is pending before its cell_usage.
+    watcher = Watcher(kernel.pid, "s-batch", busy_interval=10.0, idle_interval=10.0, control_fd=-1)
+    watcher.set_experiment(tmp_path)
+    watcher._take_sample()  # between cells: written at once
+    assert len(_watcher_records(tmp_path, "s-batch", "samples")) == 1
+    watcher.cell_started(1, "run-1")
+    for _ in range(SAMPLE_BATCH - 1):
+        watcher._take_sample()
+    assert len(_watcher_records(tmp_path, "s-batch", "samples")) == 1
+    watcher._take_sample()
+    assert len(_watcher_records(tmp_path, "s-batch", "samples")) == 1 + SAMPLE_BATCH
+    watcher._take_sample()
+    watcher.cell_finished(1)
+    records = _watcher_records(tmp_path, "s-batch")
+    assert [r["table"] for r in records] == ["samples"] * (SAMPLE_BATCH + 2) + ["cell_usage"]
+    assert [r["cell_seq"] for r in records[1:-1]] == [1] * (SAMPLE_BATCH + 1)
+    assert records[-1]["samples"] == SAMPLE_BATCH + 1
+    watcher.cell_started(2, None)
+    watcher._take_sample()
+    watcher._close()  # the session's end writes the pending sample
+    assert _watcher_records(tmp_path, "s-batch", "samples")[-1]["cell_seq"] == 2
+
+
+def test_write_many_is_one_write_of_whole_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlt_kernel import gilio
+
+    writes: list[bytes] = []
+    real = gilio.write
+    monkeypatch.setattr(gilio, "write", lambda fd, data: writes.append(data) or real(fd, data))
+    writer = JournalWriter(tmp_path / "j.jsonl")
+    writer.write_many("samples", [{"session_id": "s", "t": i, "rss_bytes": i} for i in range(3)])
+    writer.write_many("samples", [])
+    writer.close()
+    assert len(writes) == 1 and writes[0].count(b"\n") == 3
+    records, _, bad = read_lines(tmp_path / "j.jsonl")
+    assert bad == 0 and [r["t"] for r in records] == [0, 1, 2]
 
 
 # ---------------------------------------------------------------------------
