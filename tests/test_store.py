@@ -78,6 +78,47 @@ def test_parallel_reads_see_journals_and_files_alike(tmp_path):
     assert s2_times_ten == 20
 
 
+def test_empty_tables_have_the_columns_and_types_of_filled_ones(tmp_path):
+    # An empty table is declared from the schema; a filled one comes from Arrow.
+    from mlt_kernel.query import Query
+    from mlt_kernel.schema import TABLES
+
+    empty, filled = tmp_path / "empty", tmp_path / "filled"
+    layout.ensure_layout(empty)
+    layout.ensure_layout(filled)
+    j = JournalWriter(filled / "journals" / journal_name("s1"))
+    for name, tbl in TABLES.items():
+        j.write(name, {c.name: None for c in tbl.columns if c.name != "recorded_at"})
+    j.close()
+    described = []
+    for folder in (empty, filled):
+        q = Query(folder)
+        try:
+            described.append({name: q.rows(f'DESCRIBE "{name}"') for name in TABLES})
+            assert {name: q.rows(f'SELECT count(*) FROM "{name}"')[0][0] for name in TABLES} == {
+                name: 0 if folder == empty else 1 for name in TABLES
+            }
+        finally:
+            q.close()
+    assert described[0] == described[1]
+
+
+def test_queries_in_one_process_keep_to_their_own_folder(tmp_path):
+    from mlt_kernel.query import Query
+
+    write_session(tmp_path / "a", "s1", cells=1)
+    write_session(tmp_path / "b", "s2", cells=2)
+    qa, qb = Query(tmp_path / "a"), Query(tmp_path / "b")
+    try:
+        assert qa.rows("SELECT session_id, count(*) FROM cells GROUP BY ALL") == [("s1", 1)]
+        assert qb.rows("SELECT session_id, count(*) FROM cells GROUP BY ALL") == [("s2", 2)]
+        qa.close()
+        assert qb.rows("SELECT count(*) FROM cells") == [(2,)]
+    finally:
+        qa.close()  # closing twice does no harm
+        qb.close()
+
+
 def test_unknown_columns_are_refused(tmp_path):
     j = JournalWriter(tmp_path / "j.jsonl")
     with pytest.raises(ValueError, match="unknown columns"):
