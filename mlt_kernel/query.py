@@ -65,6 +65,7 @@ class Scan:
         self._journals: dict[Path, _Journal] = {}
         self._checked: dict[Path, tuple[float, int, str | None]] = {}
         self._replaces: dict[Path, list[str]] = {}
+        self._columns: dict[str, tuple[str, ...]] = {}
         self._warned: set[tuple[Path, str]] = set()
 
     def _warn(self, path: Path, why: str) -> None:
@@ -81,6 +82,16 @@ class Scan:
             self._warn(path, f"unreadable Parquet file ({cached[2]})")
             return False
         return True
+
+    def same_columns(self, files: list[str]) -> bool:
+        """Whether *files* all have the same columns (cached: our files are never rewritten)."""
+        try:
+            for f in files:
+                if f not in self._columns:
+                    self._columns[f] = store.parquet_columns(f)
+        except (OSError, pa.ArrowException):  # gone or unreadable now: let DuckDB say so
+            return False
+        return len({self._columns[f] for f in files}) == 1
 
     def _table_files(self, table: str) -> tuple[list[Path], set[str]]:
         folder = self.root / layout.TABLES / table
@@ -334,7 +345,10 @@ class Query:
         sources = []
         if files:
             pname = f"_p_{tbl.name}"
-            con.read_parquet(files, union_by_name=True).create_view(pname, replace=True)
+            # Matching columns by name costs a millisecond on every query: only
+            # when the files differ (written by different versions).
+            union = not self._scan.same_columns(files)
+            con.read_parquet(files, union_by_name=union).create_view(pname, replace=True)
             sources.append(f"SELECT * FROM {pname}")
         jname = f"_j_{tbl.name}"
         if journal.num_rows or not files:  # the empty table keeps the columns

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import threading
 
+import pyarrow.parquet as pq
+
 import mlt_kernel as mlt
 from mlt_kernel import store
 from mlt_kernel.compaction import compact_experiment
@@ -36,6 +38,12 @@ def test_compact_cli_merges_and_reports(tmp_path):
     for name in ("churn", "fraud"):
         assert [p.name[:2] for p in (team / name / "tables" / "cells").iterdir()] == ["m-"]
         assert len(mlt.Experiment(team / name).cells()) == 80
+    # Merged files store integers and times as deltas, strings in a dictionary.
+    (merged,) = (team / "churn" / "tables" / "samples").iterdir()
+    meta = pq.read_metadata(merged).row_group(0)
+    encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)}
+    assert "DELTA_BINARY_PACKED" in encodings["t"] and "DELTA_BINARY_PACKED" in encodings["rss_bytes"]
+    assert "RLE_DICTIONARY" in encodings["session_id"]
 
 
 def test_compact_cli_wrong_path_is_one_line(tmp_path):
