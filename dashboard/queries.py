@@ -279,20 +279,23 @@ class Source:
         else:
             cells = (_RUN_CELLS_SQL.format(which="cell_seq BETWEEN ? AND ?"), [run["session_id"], int(first), int(last)])
         window = _timeline_window(run)
-        # Two lanes of about equal time: the samples (the one large read) and
-        # the confusion matrices beside the metrics and the other small reads.
-        # Each result is shaped on its lane's thread, beside the other lane's queries.
-        first = [Read(_CONFUSION_SQL, [rid], then=_confusion_dict)]
+        # The small tables in one query: each query's fixed cost is most of a
+        # small read's time. Two lanes of about equal time: the Parquet reads
+        # (samples, metrics) and the small tables. Each result is shaped on its
+        # lane's thread, beside the other lane's query.
+        small = (_CONFUSION_SQL, cells[0], _CURVES_SQL, _RUN_PLOTS_SQL, _RUN_NOTES_SQL)
+        shapers = (_confusion_dict, _frame(_RUN_CELLS_COLS), _curves_frame, _frame(_PLOTS_COLS), _frame(_NOTES_COLS))
+        files = [Read(_RUN_METRICS_SQL, [rid], then=_metric_frames)]
         if window is not None:
-            first.insert(0, Read(_TIMELINE_SQL, window, numpy=True, then=lambda cols: _timeline_frame(cols, window, MAX_TIMELINE_POINTS)))
-        second = [
-            Read(_RUN_METRICS_SQL, [rid], then=_metric_frames),
-            Read(*cells, then=_frame(_RUN_CELLS_COLS)),
-            Read(_CURVES_SQL, [rid], then=_curves_frame),
-            Read(_RUN_PLOTS_SQL, [rid], then=_frame(_PLOTS_COLS)),
-            Read(_RUN_NOTES_SQL, [rid, rid], then=_frame(_NOTES_COLS)),
-        ]
-        (*timeline, confusion), ((finals, steps), cells_df, curves, plots, notes) = self._q.read_all(first, second)
+            files.append(
+                Read(_TIMELINE_SQL, window, numpy=True, then=lambda cols: _timeline_frame(cols, window, MAX_TIMELINE_POINTS))
+            )
+        tables = Read(
+            "SELECT " + ", ".join(_rows_as_list(sql) for sql in small),
+            [rid, *cells[1], rid, rid, rid, rid],
+            then=lambda rows: [shape([tuple(r.values()) for r in lst or ()]) for shape, lst in zip(shapers, rows[0], strict=True)],
+        )
+        ((finals, steps), *timeline), ((confusion, cells_df, curves, plots, notes),) = self._q.read_all(files, [tables])
         return RunPage(
             metrics=finals,
             steps=steps,
@@ -380,6 +383,14 @@ def is_missing(value: Any) -> bool:
 
 
 _TIMELINE_VALUES = ("rss_bytes", "children_rss_bytes", "gpu_bytes", "cpu_percent")
+
+
+def _rows_as_list(sql: str) -> str:
+    """A scalar subquery: the rows of *sql* as one list of structs, in its final ORDER BY."""
+    body, _, order = sql.rpartition("ORDER BY")
+    if not body:
+        return f"(SELECT list(q) FROM ({sql}) q)"
+    return f"(SELECT list(q ORDER BY {order.strip()}) FROM ({body}) q)"
 
 
 def _frame(select: str) -> Callable[[list[tuple[Any, ...]]], pd.DataFrame]:

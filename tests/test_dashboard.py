@@ -518,6 +518,32 @@ def test_timeline_is_bucketed_and_keeps_the_peak(experiment: dict[str, Any]) -> 
         source.close()
 
 
+def test_run_page_reads_what_the_tables_hold_in_order(experiment: dict[str, Any]) -> None:
+    # The run page reads its small tables in one query: each part must be what
+    # the table holds for the run, in the order the page shows it.
+    from dashboard.queries import Source
+
+    source = Source(experiment["path"])
+    try:
+        for name, run_id in experiment["run_ids"].items():
+            run = source.run(run_id)
+            assert run is not None
+            page = source.run_page(run)
+            q = source._q
+            cells = q.rows("SELECT cell_seq FROM cells WHERE run_id = ? ORDER BY cell_seq", [run_id])
+            assert page.cells["cell_seq"].tolist() == [c for (c,) in cells], name
+            splits = [s for (s,) in q.rows("SELECT split FROM confusion WHERE run_id = ?", [run_id])]
+            assert list(page.confusion) == sorted(splits, key=lambda s: (s != "test", s)), name
+            curves = q.rows("SELECT split, kind, label FROM curves WHERE run_id = ? ORDER BY ALL", [run_id])
+            assert list(page.curves[["split", "kind", "label"]].itertuples(index=False, name=None)) == curves, name
+            assert page.plots["run_id"].eq(run_id).all() and page.plots["created_at"].is_monotonic_increasing, name
+            assert page.notes["created_at"].is_monotonic_increasing, name
+        forest = source.run_page(source.run(experiment["run_ids"]["random_forest"]))
+        assert len(forest.plots) >= 1 and len(forest.notes) >= 2  # its own note and the one tied to its plot
+    finally:
+        source.close()
+
+
 def test_timeline_buckets_keep_peaks_and_average_cpu_over_known_values() -> None:
     import numpy as np
 
