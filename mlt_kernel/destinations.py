@@ -93,6 +93,9 @@ class Destinations:
         """Write *record* to the current folder (and to the folders in *also*); returns them."""
         if self.current is None:
             raise RuntimeError("no experiment folder selected")
+        if not also:  # every cell: no set of paths to hash
+            self.writers[self.current].write(table, record)
+            return {self.current}
         targets = {self.current, *also}
         for folder in targets:
             self.writers[folder].write(table, record)

@@ -27,7 +27,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,6 +148,16 @@ class Recorder:
         self.session_id = layout.new_writer_id()
         self.started_at = now_us()
         self.hooks = default_hooks() if hooks is None else hooks
+        # What each phase calls: the hooks that do something in it, in the
+        # phase's order (post and finish unwind pre's).
+        self._phases = {
+            phase: [
+                (getattr(hook, phase), hook)
+                for hook in (self.hooks if phase == "pre_cell" else reversed(self.hooks))
+                if getattr(type(hook), phase) is not getattr(Hook, phase)
+            ]
+            for phase in ("pre_cell", "post_cell", "finish_cell")
+        }
         self.configured_path = exp_path
         self.dest = Destinations(self.session_id, self._session_record, self.log)
         self.cell_seq = 0
@@ -388,8 +398,7 @@ class Recorder:
             assert self.run is not None
             self.run.stop_status = "finished"
         self._pending = pending
-        for hook in self.hooks:
-            self._guard(hook.pre_cell, ctx, hook)
+        self._run_hooks("pre_cell", ctx)
         self._tag_run(rec, self.run)
         # Written ahead so that a kernel killed during the cell leaves a trace.
         if self.dest.current is not None:
@@ -403,8 +412,7 @@ class Recorder:
             return  # blank, silent or skipped cell
         ctx = pending.ctx
         ctx.result = result
-        for hook in reversed(self.hooks):
-            self._guard(hook.post_cell, ctx, hook)
+        self._run_hooks("post_cell", ctx)
         rec = ctx.record
         if getattr(result, "execution_count", None) is not None:
             rec["execution_count"] = result.execution_count
@@ -442,8 +450,7 @@ class Recorder:
         ctx = pending.ctx
         rec = ctx.record
         wanted = ctx.scratch["exp_path"] = self.wanted_path()  # the cell may have set EXP_PATH
-        for hook in reversed(self.hooks):
-            self._guard(hook.finish_cell, ctx, hook)
+        self._run_hooks("finish_cell", ctx)
         if self._watcher is not None:
             self._watcher.cell_finished(rec["cell_seq"])
         run = self.run or pending.run
@@ -457,11 +464,17 @@ class Recorder:
             elif not run.span:  # a spanning run survives a failed or interrupted cell
                 self._close_run(run, rec["status"] if rec["status"] != "ok" else "finished")
 
-    def _guard(self, fn: Callable[[CellContext], None], ctx: CellContext, hook: Hook) -> None:
-        try:
-            fn(ctx)
-        except Exception:
-            self.log.exception("MLTrack: hook %r failed; the cell is not affected", hook.name)
+    def _run_hooks(self, phase: str, ctx: CellContext) -> None:
+        """Call the hooks of *phase*; one that fails is logged and the others still run."""
+        calls = iter(self._phases[phase])
+        hook = None
+        while True:
+            try:
+                for fn, hook in calls:  # the same iterator: after a failure, the next hook
+                    fn(ctx)
+                return
+            except Exception:
+                self.log.exception("MLTrack: hook %r failed; the cell is not affected", getattr(hook, "name", hook))
 
     # -- runs --------------------------------------------------------------
     def _tag_run(self, rec: dict[str, Any], run: Run | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import stat
@@ -225,3 +226,36 @@ def test_load_ext_in_a_plain_ipython_kernel(start_kernel, exp):
     cells = mlt.Experiment(exp).cells()
     assert len(cells) >= 3
     assert mlt.Experiment(exp).runs()["name"].tolist() == ["plain"]
+
+
+def test_a_failing_hook_is_logged_and_the_others_still_run(tmp_path, caplog):
+    # In-process IPython shell, so the hook can be one of this test's.
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from mlt_kernel import extension
+    from mlt_kernel.hooks import Hook, default_hooks
+
+    class Broken(Hook):
+        name = "broken"
+
+        def pre_cell(self, cell):
+            raise RuntimeError("boom before")
+
+        def post_cell(self, cell):
+            raise RuntimeError("boom after")
+
+    shell = InteractiveShell()
+    extension.attach(shell, exp_path=str(tmp_path / "exp"), watcher=False, hooks=[Broken(), *default_hooks()])
+    try:
+        with caplog.at_level(logging.ERROR, logger="mlt_kernel"):
+            result = shell.run_cell("x = 41 + 1")
+        assert result.success and shell.user_ns["x"] == 42
+        failures = [r for r in caplog.records if "hook 'broken' failed" in r.getMessage()]
+        assert len(failures) == 2  # before and after the cell, each logged
+        shell.run_cell("pass")  # the next cell writes the last one's record first
+        (cell, _) = mlt.Experiment(tmp_path / "exp").cells().to_dict("records")
+        # The hooks after the broken one measured the cell all the same.
+        assert cell["status"] == "ok" and cell["wall_s"] >= 0 and cell["peak_rss_bytes"] > 0
+    finally:
+        extension.detach(shell)
+        InteractiveShell.clear_instance()
