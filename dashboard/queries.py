@@ -283,17 +283,24 @@ class Source:
         # small read's time. Two lanes of about equal time: the Parquet reads
         # (samples, metrics) and the small tables. Each result is shaped on its
         # lane's thread, beside the other lane's query.
-        small = (_CONFUSION_SQL, cells[0], _CURVES_SQL, _RUN_PLOTS_SQL, _RUN_NOTES_SQL)
-        shapers = (_confusion_dict, _frame(_RUN_CELLS_COLS), _curves_frame, _frame(_PLOTS_COLS), _frame(_NOTES_COLS))
+        small = (  # (sql, params, shape)
+            (_CONFUSION_SQL, [rid], _confusion_dict),
+            (*cells, _frame(_RUN_CELLS_COLS)),
+            (_CURVES_SQL, [rid], _curves_frame),
+            (_RUN_PLOTS_SQL, [rid], _frame(_PLOTS_COLS)),
+            (_RUN_NOTES_SQL, [rid, rid], _frame(_NOTES_COLS)),
+        )
         files = [Read(_RUN_METRICS_SQL, [rid], then=_metric_frames)]
         if window is not None:
             files.append(
                 Read(_TIMELINE_SQL, window, numpy=True, then=lambda cols: _timeline_frame(cols, window, MAX_TIMELINE_POINTS))
             )
         tables = Read(
-            "SELECT " + ", ".join(_rows_as_list(sql) for sql in small),
-            [rid, *cells[1], rid, rid, rid, rid],
-            then=lambda rows: [shape([tuple(r.values()) for r in lst or ()]) for shape, lst in zip(shapers, rows[0], strict=True)],
+            "SELECT " + ", ".join(_rows_as_list(sql) for sql, _, _ in small),
+            [param for _, params, _ in small for param in params],
+            then=lambda rows: [
+                shape([tuple(r.values()) for r in structs or ()]) for (_, _, shape), structs in zip(small, rows[0], strict=True)
+            ],
         )
         ((finals, steps), *timeline), ((confusion, cells_df, curves, plots, notes),) = self._q.read_all(files, [tables])
         return RunPage(

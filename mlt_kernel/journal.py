@@ -107,7 +107,11 @@ class JournalWriter:
         self._append(encode(table_name, record))
 
     def write_many(self, table_name: str, records: Iterable[Mapping[str, Any]]) -> None:
-        """Append several records of one table in a single ``os.write``: all or none survive a kill."""
+        """Append several records of one table in a single ``os.write``.
+
+        A kill can tear only the last line of a write, as with one record;
+        readers leave a torn line alone.
+        """
         data = _lines(table_name, records).encode()
         if data:
             self._append(data)

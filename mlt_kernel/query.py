@@ -21,6 +21,7 @@ import os
 import threading
 import time
 import warnings
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -270,6 +271,17 @@ def _connect() -> tuple[Any, str]:
     return con, catalog
 
 
+def _release(con: Any, catalog: str, lanes: list[Any]) -> None:
+    """Close a Query's cursors and drop its catalog from the shared database."""
+    with contextlib.suppress(duckdb.Error):
+        for cursor in lanes:
+            cursor.close()
+        lanes.clear()
+        con.execute("USE memory")
+        con.execute(f"DETACH {catalog}")
+        con.close()
+
+
 def _empty_columns(tbl: Table) -> str:
     return "(" + ", ".join(f"{_ident(c.name)} {_DUCK_TYPES[c.type]}" for c in tbl.columns) + ")"
 
@@ -299,6 +311,8 @@ class Query:
         self._scan = Scan(self.root)
         self._con, self._catalog = _connect()
         self._lanes: list[Any] = []  # cursors of read_all, in this catalog
+        # An Experiment dropped without close() must not leave its catalog behind.
+        self._finalizer = weakref.finalize(self, _release, self._con, self._catalog, self._lanes)
         self._lock = threading.RLock()
         self._signatures: dict[str, tuple[Any, ...]] = {}
         self.refresh()
@@ -415,10 +429,4 @@ class Query:
 
     def close(self) -> None:
         with self._lock:
-            for cursor in self._lanes:
-                cursor.close()
-            self._lanes.clear()
-            with contextlib.suppress(duckdb.Error):  # closed twice
-                self._con.execute("USE memory")
-                self._con.execute(f"DETACH {self._catalog}")
-            self._con.close()
+            self._finalizer()  # once; later calls do nothing

@@ -119,6 +119,29 @@ def test_queries_in_one_process_keep_to_their_own_folder(tmp_path):
         qb.close()
 
 
+def test_a_query_dropped_without_close_leaves_no_catalog(tmp_path):
+    import gc
+
+    from mlt_kernel import query
+
+    write_session(tmp_path / "a", "s1", cells=1)
+
+    def catalogs():
+        con = query._database.cursor()
+        try:
+            return {name for (name,) in con.execute("SELECT database_name FROM duckdb_databases()").fetchall()}
+        finally:
+            con.close()
+
+    q = query.Query(tmp_path / "a")
+    q.read_all([query.Read("SELECT count(*) FROM cells", [])], [query.Read("SELECT 1", [])])
+    name = q._catalog
+    assert name in catalogs()
+    del q
+    gc.collect()
+    assert name not in catalogs()
+
+
 def test_unknown_columns_are_refused(tmp_path):
     j = JournalWriter(tmp_path / "j.jsonl")
     with pytest.raises(ValueError, match="unknown columns"):
