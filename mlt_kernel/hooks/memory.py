@@ -10,6 +10,11 @@ the mark itself; otherwise ``VmHWM`` is read from ``/proc/self/status`` (a
 longer read). Elsewhere (or where ``clear_refs`` is refused) the peak is the
 larger of the two readings around the cell, marked as not exact; the
 watcher's timeline then fills in.
+
+On the cell's path are only the reset and one ``getrusage`` before the cell
+(shared with the timing hook, for the CPU time) and one after; the RSS after
+the cell is read when its record is finished, a millisecond after the reply
+(``/proc/self/statm`` costs more than both of those together in a busy kernel).
 """
 
 from __future__ import annotations
@@ -51,18 +56,18 @@ class ProcSelf:
             return False
         return True
 
-    def peak(self) -> int:
-        """The high-water mark since the last reset."""
-        maxrss = _maxrss()
+    def peak(self, maxrss: int | None = None) -> int:
+        """The high-water mark since the last reset (*maxrss*: ``ru_maxrss`` in bytes, read just now)."""
+        maxrss = _maxrss() if maxrss is None else maxrss
         if maxrss > self.inherited_max:
             return maxrss
         data = gilio.pread(self.status, 8192)
         i = data.index(b"VmHWM:")
         return int(data[i + 6 : data.index(b"kB", i)]) * 1024
 
-    def rss_at_reset(self) -> int:
+    def rss_at_reset(self, maxrss: int | None = None) -> int:
         """The RSS right after a reset, which the high-water mark then equals."""
-        maxrss = _maxrss()
+        maxrss = _maxrss() if maxrss is None else maxrss
         return maxrss if maxrss > self.inherited_max else self.rss()
 
     def close(self) -> None:
@@ -73,6 +78,11 @@ class ProcSelf:
 
 def _maxrss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def usage() -> resource.struct_rusage:
+    """This process's ``getrusage``: its peak RSS and, for the timing hook, its CPU time."""
+    return resource.getrusage(resource.RUSAGE_SELF)
 
 
 def open_proc_self() -> ProcSelf | None:
@@ -105,16 +115,27 @@ class MemoryHook(Hook):
 
     def pre_cell(self, cell: CellContext) -> None:
         exact = cell.scratch["exact"] = self._proc is not None and self._proc.reset_peak()
-        cell.record["rss_before_bytes"] = self._proc.rss_at_reset() if exact else self._rss()  # type: ignore[union-attr]
+        if exact:
+            # Read once for both: the mark just reset, and the CPU time so far
+            # (the timing hook, which runs next, takes it from here).
+            ru = cell.scratch["usage_before"] = usage()
+            cell.record["rss_before_bytes"] = self._proc.rss_at_reset(ru.ru_maxrss * 1024)  # type: ignore[union-attr]
+        else:
+            cell.record["rss_before_bytes"] = self._rss()
 
     def post_cell(self, cell: CellContext) -> None:
+        # Only the mark is read on the reply path; the RSS after the cell
+        # waits for finish_cell, a millisecond later.
+        if cell.scratch.get("exact", False) and self._proc is not None:
+            ru = cell.scratch.get("usage_after") or usage()  # the timing hook read it a moment ago
+            cell.scratch["peak"] = self._proc.peak(ru.ru_maxrss * 1024)
+
+    def finish_cell(self, cell: CellContext) -> None:
         after = self._rss()
         before = cell.record["rss_before_bytes"]
-        exact = cell.scratch.get("exact", False)
         cell.record["rss_after_bytes"] = after
-        cell.record["peak_exact"] = exact
-        peak = self._proc.peak() if exact and self._proc is not None else 0
-        cell.record["peak_rss_bytes"] = max(peak, before, after)
+        cell.record["peak_exact"] = cell.scratch.get("exact", False)
+        cell.record["peak_rss_bytes"] = max(cell.scratch.get("peak", 0), before, after)
 
     def close(self) -> None:
         if self._proc is not None:
