@@ -591,6 +591,12 @@ class Watcher:
                 log.warning("cannot compact session %s in %s: %s", self.session_id, folder, exc)
 
 
+#: This process's pid, kept current across forks: os.getpid() is a system call,
+#: and the handle asks on every message whether it runs in a forked child.
+_PID = [os.getpid()]
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
+
 #: Ids that are their own JSON once quoted (run ids are): no json.dumps per cell.
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_.:-]*\Z")
 
@@ -721,7 +727,7 @@ class WatcherHandle:
         return self._process.poll() is None
 
     def _send(self, line: str) -> None:
-        if os.getpid() != self._owner:  # a forked worker of the kernel: not ours to tell
+        if _PID[0] != self._owner:  # a forked worker of the kernel: not ours to tell
             return
         data = line.encode("utf-8", "replace") + b"\n"
         if len(data) > _PIPE_BUF:

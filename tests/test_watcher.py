@@ -712,3 +712,21 @@ def test_oom_kill_is_recorded_from_the_cgroup(kernel: FakeKernel, tmp_path: Path
         True,
         2 << 30,
     )
+
+
+def test_a_forked_child_of_the_kernel_sends_the_watcher_nothing() -> None:
+    # `cat` stands in for the watcher: it echoes what the handle sends.
+    proc = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    handle = WatcherHandle(proc)
+    pid = os.fork()
+    if pid == 0:  # the child: a forked worker running the kernel's code
+        try:
+            handle.cell_started(1, "from-the-child")
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    handle.cell_started(2, None)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.close()
+    assert proc.stdout.read() == b"start 2 null\n"
+    proc.wait(5)
