@@ -45,6 +45,10 @@ log = logging.getLogger("mlt_kernel")
 CODE_CHARS = 2000
 #: How long after a cell its record is written (off the reply path; see Recorder._post).
 FINISH_DELAY_S = 0.001
+#: How long after a folder is first used its earlier sessions are looked at:
+#: that helper process (pyarrow, DuckDB) would otherwise compete for the CPU
+#: with the kernel's first replies.
+LOOK_BACK_DELAY_S = 1.0
 _MARK = "mlt"
 
 
@@ -170,6 +174,7 @@ class Recorder:
         self._watcher_opts = (busy_interval, idle_interval)
         self._watcher: Any = None
         self._closed = False
+        self._closing = threading.Event()
         self._wanted: tuple[tuple[Any, ...], Path] | None = None
         self._readers: dict[Path, Any] = {}
         self.dest.on_new_folder = self._on_new_folder
@@ -241,6 +246,8 @@ class Recorder:
         Runs in a child process: DuckDB and pyarrow stay out of the kernel, and
         their CPU time out of the user's cell.
         """
+        if self._closing.wait(LOOK_BACK_DELAY_S):
+            return  # the session ended first: the next one looks
         try:
             proc = subprocess.run(
                 python_command("mlt_kernel.recovery", str(exp), self.session_id),
@@ -563,6 +570,7 @@ class Recorder:
             return
         self.finish_cell()
         self._closed = True
+        self._closing.set()
         with contextlib.suppress(Exception):
             if self.run is not None:
                 self._close_run(self.run, "finished")
