@@ -56,7 +56,9 @@ def start_time(name: str, cwd: str) -> float:
     kc.execute_interactive("pass", timeout=30)
     elapsed = time.perf_counter() - t0
     kc.stop_channels()
-    km.shutdown_kernel(now=True)
+    # A clean shutdown: MLTrack compacts the session before it exits, so no
+    # helper process of this kernel competes with the next one's start-up.
+    km.shutdown_kernel(now=False)
     return elapsed
 
 
