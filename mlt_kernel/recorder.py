@@ -392,7 +392,7 @@ class Recorder:
             # IPython has already counted this cell when pre_run_cell fires.
             "execution_count": self.shell.execution_count - (1 if getattr(info, "store_history", True) else 0),
             "cell_id": getattr(info, "cell_id", None),
-            "code_sha1": hashlib.sha1(code.encode("utf-8", "replace")).hexdigest(),
+            "code_sha1": hashlib.sha1(code.encode("utf-8", "replace"), usedforsecurity=False).hexdigest(),
             "code": code[:CODE_CHARS],
             "status": "running",
         }
