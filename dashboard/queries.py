@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from mlt_kernel.experiment import with_final_metrics
-from mlt_kernel.query import Query, Read
+from mlt_kernel.query import Query, Read, Window
 from mlt_kernel.schema import (
     CELLS,
     CONFUSION,
@@ -91,9 +91,10 @@ _RUN_CELLS_SQL = f"""
 # The samples of one session between two instants; run_timeline buckets them.
 # Times come back as microseconds: turning thousands of timestamps into Python
 # datetimes would cost more than the whole query.
+# {window}: the samples files whose times overlap the run's (see Query's Window).
 _TIMELINE_SQL = f"""
     SELECT epoch_us(t) AS us, {_cols(SAMPLES, "rss_bytes", "children_rss_bytes", "gpu_bytes", "cpu_percent")}
-    FROM {SAMPLES.name} WHERE session_id = ? AND t BETWEEN ? AND ?
+    FROM {{window}} WHERE session_id = ? AND t BETWEEN ? AND ?
 """  # fmt: skip
 
 _CONFUSION_SQL = f"""
@@ -264,7 +265,7 @@ class Source:
         window = _timeline_window(run)
         if window is None:
             return _timeline_frame(None, window, max_points)
-        return _timeline_frame(self._q.numpy(_TIMELINE_SQL, window), window, max_points)
+        return _timeline_frame(self._q.numpy(_TIMELINE_SQL, window, _samples_window(window)), window, max_points)
 
     def run_page(self, run: dict[str, Any]) -> RunPage:
         """Everything a run page shows but the run itself, read by independent queries at once.
@@ -292,7 +293,10 @@ class Source:
             (_RUN_NOTES_SQL, [rid, rid], _frame(_NOTES_COLS)),
         )
         samples = [] if window is None else [
-            Read(_TIMELINE_SQL, window, numpy=True, then=lambda cols: _timeline_frame(cols, window, MAX_TIMELINE_POINTS))
+            Read(
+                _TIMELINE_SQL, window, numpy=True, window=_samples_window(window),
+                then=lambda cols: _timeline_frame(cols, window, MAX_TIMELINE_POINTS),
+            )  # fmt: skip
         ]  # fmt: skip
         rest = Read(
             "SELECT " + ", ".join(_rows_as_list(sql) for sql, _, _ in parts),
@@ -441,6 +445,11 @@ def _timeline_window(run: dict[str, Any]) -> list[Any] | None:
         return None
     end = run.get("ended_at")
     return [run["session_id"], pd.Timestamp(run["started_at"]), pd.Timestamp.now(tz="UTC") if is_missing(end) else pd.Timestamp(end)]
+
+
+def _samples_window(window: list[Any]) -> Window:
+    """The :class:`Window` of the samples for a ``_timeline_window``."""
+    return Window(SAMPLES.name, window[1].value // 1000, window[2].value // 1000)
 
 
 def _timeline_frame(cols: dict[str, Any] | None, window: list[Any] | None, max_points: int) -> pd.DataFrame:

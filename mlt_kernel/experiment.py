@@ -17,7 +17,7 @@ import pandas as pd
 
 from . import layout
 from .errors import UnknownRunError
-from .query import Query
+from .query import Query, Window
 
 #: Final metrics shown as columns of ``runs()``, in this order when present.
 METRIC_ORDER = (
@@ -139,10 +139,12 @@ class Experiment:
         timeline = "t, rss_bytes, children_rss_bytes, cpu_percent, gpu_bytes, gpu_util, cell_seq"
         if run is not None:
             info = self._run_row(run)
-            ended = info["ended_at"] or pd.Timestamp.now(tz="UTC")
+            started, ended = info["started_at"], info["ended_at"] or pd.Timestamp.now(tz="UTC")
+            us = [pd.Timestamp(x).value // 1000 if x is not None else 0 for x in (started, ended)]
             return self._q.df(
-                f"SELECT {timeline} FROM samples WHERE session_id = ? AND t BETWEEN ? AND ? ORDER BY t",
-                [info["session_id"], info["started_at"], ended],
+                f"SELECT {timeline} FROM {{window}} WHERE session_id = ? AND t BETWEEN ? AND ? ORDER BY t",
+                [info["session_id"], started, ended],
+                window=Window("samples", *us),
             )
         if session is not None:
             return self._q.df(f"SELECT {timeline} FROM samples WHERE session_id = ? ORDER BY t", [session])

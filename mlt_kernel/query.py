@@ -67,6 +67,7 @@ class Scan:
         self._checked: dict[Path, tuple[float, int, str | None]] = {}
         self._replaces: dict[Path, list[str]] = {}
         self._columns: dict[str, tuple[str, ...]] = {}
+        self._ranges: dict[tuple[str, str], tuple[int, int] | None] = {}
         self._warned: set[tuple[Path, str]] = set()
 
     def _warn(self, path: Path, why: str) -> None:
@@ -93,6 +94,17 @@ class Scan:
         except (OSError, pa.ArrowException):  # gone or unreadable now: let DuckDB say so
             return False
         return len({self._columns[f] for f in files}) == 1
+
+    def may_hold(self, path: str, column: str, start: int, end: int) -> bool:
+        """Whether Parquet file *path* may hold rows with *column* in [start, end] (its statistics)."""
+        key = (path, column)
+        if key not in self._ranges:
+            try:
+                self._ranges[key] = store.parquet_range(path, column)
+            except (OSError, pa.ArrowException):  # gone or unreadable now: let DuckDB say so
+                return True
+        found = self._ranges[key]
+        return found is None or (found[0] <= end and found[1] >= start)
 
     def _table_files(self, table: str) -> tuple[list[Path], set[str]]:
         folder = self.root / layout.TABLES / table
@@ -221,17 +233,33 @@ _DERIVED = {
 
 
 @dataclass(frozen=True)
+class Window:
+    """The rows of a table without a key whose sort column lies in [start, end].
+
+    A query names it ``{window}`` where a table would go. It reads only the
+    Parquet files whose statistics overlap the range (each other file would
+    cost a query about a millisecond) and the journals.
+    """
+
+    table: str
+    start: int  #: µs since the epoch, like the journals' times
+    end: int
+
+
+@dataclass(frozen=True)
 class Read:
     """One query of :meth:`Query.read_all`: rows (tuples), or NumPy arrays per column.
 
     *then*, when given, turns them into the result on the lane's thread, while
-    the other lanes' queries still run.
+    the other lanes' queries still run. With *window*, ``{window}`` in *sql*
+    stands for that :class:`Window`.
     """
 
     sql: str
     params: list[Any]
     numpy: bool = False
     then: Callable[[Any], Any] | None = None
+    window: Window | None = None
 
     def take(self, result: Any) -> Any:
         """What this read wants of an executed *result*."""
@@ -239,8 +267,8 @@ class Read:
         return out if self.then is None else self.then(out)
 
 
-def _read_lane(cursor: Any, lane: list[Read]) -> list[Any]:
-    return [read.take(cursor.execute(read.sql, read.params)) for read in lane]
+def _read_lane(cursor: Any, lane: list[Read], resolve: Callable[..., tuple[str, list[Any]]]) -> list[Any]:
+    return [read.take(cursor.execute(*resolve(read.sql, read.params, read.window))) for read in lane]
 
 
 _pool: Any = None
@@ -310,6 +338,7 @@ class Query:
         self.root = Path(root)
         self._scan = Scan(self.root)
         self._con, self._catalog = _connect()
+        self._sources: dict[str, tuple[list[str], bool]] = {}  # table -> (Parquet files, has a journal table)
         self._lanes: list[Any] = []  # cursors of read_all, in this catalog
         # An Experiment dropped without close() must not leave its catalog behind.
         self._finalizer = weakref.finalize(self, _release, self._con, self._catalog, self._lanes)
@@ -347,6 +376,7 @@ class Query:
     def _define(self, tbl: Table, files: list[str], journal: pa.Table) -> None:
         con = self._con
         latest = f"_latest_{tbl.name}" if tbl.name in _DERIVED else tbl.name
+        self._sources[tbl.name] = (files, bool(journal.num_rows) or not files)
         if not files and not journal.num_rows:  # an empty table: its columns only, in a few statements
             columns = _empty_columns(tbl)
             con.execute(f"CREATE OR REPLACE TABLE _j_{tbl.name} {columns}")
@@ -380,11 +410,34 @@ class Query:
         kind = "TABLE" if tbl.key else "VIEW"
         con.execute(f"CREATE OR REPLACE {kind} {latest} AS {_latest_sql(tbl, '_raw_' + tbl.name)}")
 
-    def _execute(self, sql: str, params: list[Any] | dict[str, Any] | None) -> Any:
+    def _resolve(self, sql: str, params: list[Any] | None, window: Window | None) -> tuple[str, list[Any]]:
+        """*sql* and *params* with ``{window}`` replaced by the relation of *window*."""
+        if window is None:
+            return sql, list(params or [])
+        tbl = TABLES[window.table]
+        if tbl.key:
+            raise ValueError(f"{window.table}: a window is for tables without a key")
+        files, journal = self._sources.get(window.table, ([], True))
+        keep = [f for f in files if self._scan.may_hold(f, tbl.sort_by, window.start, window.end)]
+        parts, first = [], []
+        if keep:
+            union = "false" if self._scan.same_columns(keep) else "true"
+            parts.append(f"SELECT * FROM read_parquet(?, union_by_name = {union})")
+            first.append(keep)
+        if journal:
+            parts.append(f"SELECT * FROM _j_{window.table}")
+        if not parts:
+            parts.append(f"SELECT * FROM _raw_{window.table} LIMIT 0")
+        # The relation comes first in the statement, and so do its parameters.
+        return sql.replace("{window}", "(" + " UNION ALL BY NAME ".join(parts) + ")"), [*first, *(params or [])]
+
+    def _execute(self, sql: str, params: list[Any] | dict[str, Any] | None, window: Window | None = None) -> Any:
         with self._lock:
             for attempt in range(RETRIES):
                 try:
-                    return self._con.execute(sql, params or [])
+                    if window is None:
+                        return self._con.execute(sql, params or [])
+                    return self._con.execute(*self._resolve(sql, params, window))  # type: ignore[arg-type]
                 except duckdb.IOException:
                     # A compaction replaced files between our scan and this query.
                     if attempt == RETRIES - 1:
@@ -394,15 +447,17 @@ class Query:
                     self.refresh()
             raise AssertionError("unreachable")
 
-    def df(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> Any:
-        """Run parametrised *sql* and return a pandas DataFrame."""
+    def df(self, sql: str, params: list[Any] | dict[str, Any] | None = None, window: Window | None = None) -> Any:
+        """Run parametrised *sql* and return a pandas DataFrame (``{window}``: see :class:`Window`)."""
         with self._lock:
-            return self._execute(sql, params).df()
+            return self._execute(sql, params, window).df()
 
-    def numpy(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> dict[str, Any]:
+    def numpy(
+        self, sql: str, params: list[Any] | dict[str, Any] | None = None, window: Window | None = None
+    ) -> dict[str, Any]:
         """Run parametrised *sql*; one NumPy array per column (masked where there are NULLs)."""
         with self._lock:
-            return self._execute(sql, params).fetchnumpy()
+            return self._execute(sql, params, window).fetchnumpy()
 
     def read_all(self, *lanes: list[Read]) -> list[list[Any]]:
         """Run independent reads: each lane in order on its own cursor, the lanes at once.
@@ -418,10 +473,10 @@ class Query:
                 cursor.execute(f"USE {self._catalog}")
                 self._lanes.append(cursor)
             try:
-                return list(_readers().map(_read_lane, self._lanes[: len(lanes)], lanes))
+                return list(_readers().map(_read_lane, self._lanes[: len(lanes)], lanes, [self._resolve] * len(lanes)))
             except duckdb.IOException:
                 # A compaction replaced files under us: one by one, with the retries.
-                return [[r.take(self._execute(r.sql, r.params)) for r in lane] for lane in lanes]
+                return [[r.take(self._execute(r.sql, r.params, r.window)) for r in lane] for lane in lanes]
 
     def rows(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         with self._lock:

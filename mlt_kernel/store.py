@@ -210,6 +210,26 @@ def parquet_columns(path: str | Path) -> tuple[str, ...]:
     return tuple(pq.read_schema(path).names)
 
 
+def parquet_range(path: str | Path, column: str) -> tuple[int, int] | None:
+    """The smallest and largest stored value of integer or time *column*, from the footer's statistics.
+
+    None when a row group has no statistics for it: the file may hold anything.
+    """
+    meta = pq.read_metadata(path)
+    names = meta.schema.names
+    if column not in names:
+        return None
+    i = names.index(column)
+    lows, highs = [], []
+    for g in range(meta.num_row_groups):
+        stats = meta.row_group(g).column(i).statistics
+        if stats is None or not stats.has_min_max or not isinstance(stats.min_raw, int):
+            return None
+        lows.append(stats.min_raw)
+        highs.append(stats.max_raw)
+    return (min(lows), max(highs)) if lows else None
+
+
 def replaced_files(path: Path) -> list[str]:
     """File names a merged Parquet file replaces (from its metadata)."""
     meta = pq.read_schema(path).metadata or {}

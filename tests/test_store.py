@@ -142,6 +142,38 @@ def test_a_query_dropped_without_close_leaves_no_catalog(tmp_path):
     assert name not in catalogs()
 
 
+def test_a_window_reads_only_the_files_that_overlap_it(tmp_path):
+    from mlt_kernel.query import Query, Window
+
+    exp = tmp_path / "exp"
+    layout.ensure_layout(exp)
+    hour = 3_600_000_000
+    for i, writer in enumerate(("s1", "s2", "s3")):  # an hour apart; s3 stays a live journal
+        j = JournalWriter(exp / "journals" / journal_name(writer, "watcher"))
+        j.write_many("samples", [{"session_id": writer, "t": i * hour + k, "rss_bytes": k} for k in range(100)])
+        j.close()
+        if writer != "s3":
+            store.compact_writer(exp, writer)
+    q = Query(exp)
+    try:
+        sql = "SELECT session_id, count(*), sum(rss_bytes) FROM {window} WHERE epoch_us(t) BETWEEN ? AND ? GROUP BY ALL ORDER BY ALL"
+        everywhere = "SELECT session_id, count(*), sum(rss_bytes) FROM samples WHERE epoch_us(t) BETWEEN ? AND ? GROUP BY ALL ORDER BY ALL"
+        for lo, hi in ((0, 50), (hour, hour + 99), (2 * hour + 10, 2 * hour + 20), (50, hour + 10), (10 * hour, 11 * hour)):
+            window = Window("samples", lo, hi)
+            assert q.rows(everywhere, [lo, hi]) == q.df(sql, [lo, hi], window=window).to_records(index=False).tolist()
+        resolved, params = q._resolve(sql, [0, 50], Window("samples", 0, 50))
+        assert [Path(f).name for f in params[0]] == ["s-s1.v1.parquet"] and "_j_samples" in resolved
+        with pytest.raises(ValueError, match="without a key"):
+            q._resolve(sql, [], Window("cells", 0, 1))
+        store.compact_writer(exp, "s3")  # no journal left: a window past every file reads nothing at all
+        q.refresh()
+        resolved, params = q._resolve(sql, [], Window("samples", 10 * hour, 11 * hour))
+        assert params == [] and "LIMIT 0" in resolved
+        assert q.df(sql, [10 * hour, 11 * hour], window=Window("samples", 10 * hour, 11 * hour)).empty
+    finally:
+        q.close()
+
+
 def test_unknown_columns_are_refused(tmp_path):
     j = JournalWriter(tmp_path / "j.jsonl")
     with pytest.raises(ValueError, match="unknown columns"):
