@@ -106,6 +106,7 @@ def test_interrupted_cell(start_kernel, exp):
         msg = k.kc.get_shell_msg(timeout=20)
         if msg["msg_type"] == "execute_reply" and msg["content"]["execution_count"] == 2:
             break
+    k.settle()  # the record is finished just after the reply
     cells = mlt.Experiment(exp).cells()
     assert cells.iloc[-1]["status"] == "interrupted"
     assert cells.iloc[-1]["error_name"] == "KeyboardInterrupt"
