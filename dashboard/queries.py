@@ -280,32 +280,33 @@ class Source:
         else:
             cells = (_RUN_CELLS_SQL.format(which="cell_seq BETWEEN ? AND ?"), [run["session_id"], int(first), int(last)])
         window = _timeline_window(run)
-        # The samples (the one large read) in one lane; in the other, the
-        # metrics and the small tables as one query, since each query's fixed
-        # cost is most of a small read's time. Each result is shaped on its
-        # lane's thread, beside the other lane's query.
+        # Two lanes of about equal time: the Parquet reads (the metrics, and
+        # the samples through a window) and the small tables in one query,
+        # since each query's fixed cost is most of a small read's time. Each
+        # result is shaped on its lane's thread, beside the other lane's query.
         parts = (  # (sql, params, shape)
-            (_RUN_METRICS_SQL, [rid], _metric_frames),
             (_CONFUSION_SQL, [rid], _confusion_dict),
             (*cells, _frame(_RUN_CELLS_COLS)),
             (_CURVES_SQL, [rid], _curves_frame),
             (_RUN_PLOTS_SQL, [rid], _frame(_PLOTS_COLS)),
             (_RUN_NOTES_SQL, [rid, rid], _frame(_NOTES_COLS)),
         )
-        samples = [] if window is None else [
-            Read(
-                _TIMELINE_SQL, window, numpy=True, window=_samples_window(window),
-                then=lambda cols: _timeline_frame(cols, window, MAX_TIMELINE_POINTS),
-            )  # fmt: skip
-        ]  # fmt: skip
-        rest = Read(
+        files = [Read(_RUN_METRICS_SQL, [rid], then=_metric_frames)]
+        if window is not None:
+            files.append(
+                Read(
+                    _TIMELINE_SQL, window, numpy=True, window=_samples_window(window),
+                    then=lambda cols: _timeline_frame(cols, window, MAX_TIMELINE_POINTS),
+                )  # fmt: skip
+            )
+        tables = Read(
             "SELECT " + ", ".join(_rows_as_list(sql) for sql, _, _ in parts),
             [param for _, params, _ in parts for param in params],
             then=lambda rows: [
                 shape([tuple(r.values()) for r in structs or ()]) for (_, _, shape), structs in zip(parts, rows[0], strict=True)
             ],
         )
-        timeline, (((finals, steps), confusion, cells_df, curves, plots, notes),) = self._q.read_all(samples, [rest])
+        ((finals, steps), *timeline), ((confusion, cells_df, curves, plots, notes),) = self._q.read_all(files, [tables])
         return RunPage(
             metrics=finals,
             steps=steps,
