@@ -156,8 +156,8 @@ def test_a_window_reads_only_the_files_that_overlap_it(tmp_path):
             store.compact_writer(exp, writer)
     q = Query(exp)
     try:
-        sql = "SELECT session_id, count(*), sum(rss_bytes) FROM {window} WHERE epoch_us(t) BETWEEN ? AND ? GROUP BY ALL ORDER BY ALL"
-        everywhere = "SELECT session_id, count(*), sum(rss_bytes) FROM samples WHERE epoch_us(t) BETWEEN ? AND ? GROUP BY ALL ORDER BY ALL"
+        per_session = "SELECT session_id, count(*), sum(rss_bytes) FROM {} WHERE epoch_us(t) BETWEEN ? AND ? GROUP BY ALL ORDER BY ALL"
+        sql, everywhere = per_session.format("{window}"), per_session.format("samples")
         for lo, hi in ((0, 50), (hour, hour + 99), (2 * hour + 10, 2 * hour + 20), (50, hour + 10), (10 * hour, 11 * hour)):
             window = Window("samples", lo, hi)
             assert q.rows(everywhere, [lo, hi]) == q.df(sql, [lo, hi], window=window).to_records(index=False).tolist()
