@@ -11,10 +11,9 @@ longer read). Elsewhere (or where ``clear_refs`` is refused) the peak is the
 larger of the two readings around the cell, marked as not exact; the
 watcher's timeline then fills in.
 
-On the cell's path are only the reset and one ``getrusage`` before the cell
-(shared with the timing hook, for the CPU time) and one after; the RSS after
-the cell is read when its record is finished, a millisecond after the reply
-(``/proc/self/statm`` costs more than both of those together in a busy kernel).
+Around the cell are the reset, one ``getrusage`` before and one after (shared
+with the timing hook, for the CPU time) and one read of ``/proc/self/statm``
+for the RSS after the cell.
 """
 
 from __future__ import annotations
@@ -124,18 +123,18 @@ class MemoryHook(Hook):
             cell.record["rss_before_bytes"] = self._rss()
 
     def post_cell(self, cell: CellContext) -> None:
-        # Only the mark is read on the reply path; the RSS after the cell
-        # waits for finish_cell, a millisecond later.
-        if cell.scratch.get("exact", False) and self._proc is not None:
-            ru = cell.scratch.get("usage_after") or usage()  # the timing hook read it a moment ago
-            cell.scratch["peak"] = self._proc.peak(ru.ru_maxrss * 1024)
-
-    def finish_cell(self, cell: CellContext) -> None:
+        # Read as the cell ends, not when its record is written: by then the
+        # kernel has built its reply, and the RSS would count that too.
         after = self._rss()
         before = cell.record["rss_before_bytes"]
+        exact = cell.scratch.get("exact", False)
+        peak = 0
+        if exact and self._proc is not None:
+            ru = cell.scratch.get("usage_after") or usage()  # the timing hook read it a moment ago
+            peak = self._proc.peak(ru.ru_maxrss * 1024)
         cell.record["rss_after_bytes"] = after
-        cell.record["peak_exact"] = cell.scratch.get("exact", False)
-        cell.record["peak_rss_bytes"] = max(cell.scratch.get("peak", 0), before, after)
+        cell.record["peak_exact"] = exact
+        cell.record["peak_rss_bytes"] = max(peak, before, after)
 
     def close(self) -> None:
         if self._proc is not None:
