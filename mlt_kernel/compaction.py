@@ -95,12 +95,14 @@ def _candidates(folder: Path, open_writers: set[str]) -> tuple[list[Path], list[
     replaced: set[str] = set()
     for path in sorted(folder.iterdir()):
         parsed = store.parse_table_file_name(path.name)
-        if parsed is None or parsed[2] != SCHEMA_VERSION or store.parquet_readable(path):
-            continue  # foreign, other versions, damaged: never touched
+        if parsed is None or parsed[2] != SCHEMA_VERSION:
+            continue  # foreign, other versions: never touched
+        footer = store.read_footer(path)
+        if isinstance(footer, str):
+            continue  # damaged: never touched
         if parsed[0] == "s" and parsed[1] in open_writers:
             continue  # its journal still exists: the reader may count it
-        if parsed[0] == "m":
-            replaced.update(store.replaced_files(path))
+        replaced.update(footer.replaces)
         files.append(path)
     leftovers = [p.name for p in files if p.name in replaced]
     return [p for p in files if p.name not in replaced], leftovers

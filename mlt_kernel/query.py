@@ -64,10 +64,8 @@ class Scan:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._journals: dict[Path, _Journal] = {}
-        self._checked: dict[Path, tuple[float, int, str | None]] = {}
-        self._replaces: dict[Path, list[str]] = {}
-        self._columns: dict[str, tuple[str, ...]] = {}
-        self._ranges: dict[tuple[str, str], tuple[int, int] | None] = {}
+        #: file -> (mtime, size, its footer or why it is unreadable); keyed by str(path)
+        self._footers: dict[str, tuple[float, int, store.Footer | str]] = {}
         self._warned: set[tuple[Path, str]] = set()
 
     def _warn(self, path: Path, why: str) -> None:
@@ -75,35 +73,30 @@ class Scan:
             self._warned.add((path, why))
             warnings.warn(f"{path}: {why}; skipped", DamagedFileWarning, stacklevel=4)
 
-    def _parquet_ok(self, path: Path, st: os.stat_result) -> bool:
-        cached = self._checked.get(path)
+    def _footer(self, path: Path, st: os.stat_result, sort_by: str) -> store.Footer | None:
+        """The footer of a Parquet file (read once; None, with a warning, when unreadable)."""
+        cached = self._footers.get(str(path))
         if cached is None or cached[:2] != (st.st_mtime, st.st_size):
-            cached = (st.st_mtime, st.st_size, store.parquet_readable(path))
-            self._checked[path] = cached
-        if cached[2] is not None:
+            cached = (st.st_mtime, st.st_size, store.read_footer(path, range_of=sort_by))
+            self._footers[str(path)] = cached
+        if isinstance(cached[2], str):
             self._warn(path, f"unreadable Parquet file ({cached[2]})")
-            return False
-        return True
+            return None
+        return cached[2]
+
+    def _known(self, path: str) -> store.Footer | None:
+        cached = self._footers.get(path)
+        return cached[2] if cached is not None and not isinstance(cached[2], str) else None
 
     def same_columns(self, files: list[str]) -> bool:
-        """Whether *files* all have the same columns (cached: our files are never rewritten)."""
-        try:
-            for f in files:
-                if f not in self._columns:
-                    self._columns[f] = store.parquet_columns(f)
-        except (OSError, pa.ArrowException):  # gone or unreadable now: let DuckDB say so
-            return False
-        return len({self._columns[f] for f in files}) == 1
+        """Whether *files* (listed by the last scan) all have the same columns."""
+        footers = [self._known(f) for f in files]
+        return None not in footers and len({f.columns for f in footers if f is not None}) == 1
 
-    def may_hold(self, path: str, column: str, start: int, end: int) -> bool:
-        """Whether Parquet file *path* may hold rows with *column* in [start, end] (its statistics)."""
-        key = (path, column)
-        if key not in self._ranges:
-            try:
-                self._ranges[key] = store.parquet_range(path, column)
-            except (OSError, pa.ArrowException):  # gone or unreadable now: let DuckDB say so
-                return True
-        found = self._ranges[key]
+    def may_hold(self, path: str, start: int, end: int) -> bool:
+        """Whether Parquet file *path* may hold rows whose sort column lies in [start, end] (its statistics)."""
+        footer = self._known(path)
+        found = footer.range if footer is not None else None
         return found is None or (found[0] <= end and found[1] >= start)
 
     def _table_files(self, table: str) -> tuple[list[Path], set[str]]:
@@ -125,12 +118,10 @@ class Scan:
                            f"this reader's ({SCHEMA_VERSION}){'; upgrade mlt-kernel' if newer else ''}")  # fmt: skip
                 continue
             try:
-                if not self._parquet_ok(path, entry.stat()):
+                footer = self._footer(path, entry.stat(), TABLES[table].sort_by)
+                if footer is None:
                     continue
-                if parsed[0] == "m":
-                    if path not in self._replaces:
-                        self._replaces[path] = store.replaced_files(path)
-                    replaced.update(self._replaces[path])
+                replaced.update(footer.replaces)
             except FileNotFoundError:
                 continue  # replaced by a compaction while we looked
             files.append(path)
@@ -418,7 +409,7 @@ class Query:
         if tbl.key:
             raise ValueError(f"{window.table}: a window is for tables without a key")
         files, journal = self._sources.get(window.table, ([], True))
-        keep = [f for f in files if self._scan.may_hold(f, tbl.sort_by, window.start, window.end)]
+        keep = [f for f in files if self._scan.may_hold(f, window.start, window.end)]
         parts, first = [], []
         if keep:
             union = "false" if self._scan.same_columns(keep) else "true"

@@ -17,6 +17,7 @@ import os
 import secrets
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -189,34 +190,36 @@ def write_records(exp: str | os.PathLike[str], table_name: str, records: Sequenc
     return write_parquet_atomic(records_to_arrow(table_name, rows), Path(exp) / layout.TABLES / table_name / name)
 
 
-def parquet_readable(path: Path) -> str | None:
-    """None when *path* is a readable Parquet file, else why not (one line).
+@dataclass(frozen=True)
+class Footer:
+    """What readers use of a Parquet file's footer, read once per file."""
+
+    columns: tuple[str, ...]
+    replaces: tuple[str, ...]  #: the file names a merged file replaces
+    #: smallest and largest stored value of the column asked for (integers and
+    #: times); None when a row group has no statistics: the file may hold anything
+    range: tuple[int, int] | None = None
+
+
+def read_footer(path: Path, range_of: str | None = None) -> Footer | str:
+    """The footer of *path* (with the range of column *range_of*), or why it cannot be read (one line).
 
     ``FileNotFoundError`` passes through: a file that vanished is not damaged.
     """
     try:
-        pq.read_metadata(path)
+        meta = pq.read_metadata(path)
     except FileNotFoundError:
         raise
     except (OSError, pa.ArrowException) as exc:
         if not path.exists():
             raise FileNotFoundError(path) from exc
         return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return None
+    raw = (meta.metadata or {}).get(REPLACES_KEY)
+    names = tuple(meta.schema.names)
+    return Footer(names, tuple(json.loads(raw)) if raw else (), _range(meta, names, range_of))
 
 
-def parquet_columns(path: str | Path) -> tuple[str, ...]:
-    """The column names of a Parquet file, from its footer."""
-    return tuple(pq.read_schema(path).names)
-
-
-def parquet_range(path: str | Path, column: str) -> tuple[int, int] | None:
-    """The smallest and largest stored value of integer or time *column*, from the footer's statistics.
-
-    None when a row group has no statistics for it: the file may hold anything.
-    """
-    meta = pq.read_metadata(path)
-    names = meta.schema.names
+def _range(meta: Any, names: tuple[str, ...], column: str | None) -> tuple[int, int] | None:
     if column not in names:
         return None
     i = names.index(column)
@@ -228,13 +231,6 @@ def parquet_range(path: str | Path, column: str) -> tuple[int, int] | None:
         lows.append(stats.min_raw)
         highs.append(stats.max_raw)
     return (min(lows), max(highs)) if lows else None
-
-
-def replaced_files(path: Path) -> list[str]:
-    """File names a merged Parquet file replaces (from its metadata)."""
-    meta = pq.read_schema(path).metadata or {}
-    raw = meta.get(REPLACES_KEY)
-    return list(json.loads(raw)) if raw else []
 
 
 #: Rows per row group of merged files: small enough that reading one run's
