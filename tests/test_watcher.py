@@ -476,17 +476,22 @@ def test_mltrack_helpers_are_not_counted_as_children() -> None:
             _wait_gone(pid)
 
 
+def _short_cell(handle: WatcherHandle, exp: Path, session: str, cell_seq: int) -> None:
+    """A cell that starts and ends between two samples; returns once the watcher wrote the sample after it and stopped."""
+    handle.set_experiment(exp)
+    _wait_for(lambda: _watcher_records(exp, session, "samples"), what="the first sample")
+    handle.cell_started(cell_seq, None)
+    handle.cell_finished(cell_seq)
+    # Nothing on the reply path: the next sample comes a moment after the cell.
+    _wait_for(lambda: len(_watcher_records(exp, session, "samples")) >= 2, what="the after-cell sample")
+    handle.stop()
+
+
 def test_a_cell_too_short_to_sample_takes_the_latest_reading(
     kernel: FakeKernel, start_watcher: Callable[..., WatcherHandle], tmp_path: Path
 ) -> None:
     handle = start_watcher(kernel.pid, "s-short", busy_interval=10.0, idle_interval=10.0)
-    handle.set_experiment(tmp_path)
-    _wait_for(lambda: _watcher_records(tmp_path, "s-short", "samples"), what="the first sample")
-    handle.cell_started(7, None)
-    handle.cell_finished(7)
-    # Nothing on the reply path: the next sample comes a moment after the cell.
-    _wait_for(lambda: len(_watcher_records(tmp_path, "s-short", "samples")) >= 2, what="the after-cell sample")
-    handle.stop()
+    _short_cell(handle, tmp_path, "s-short", 7)
     (usage,) = _watcher_records(tmp_path, "s-short", "cell_usage")
     assert usage["samples"] == 1 and usage["children_peak_rss_bytes"] > 0
 
@@ -497,12 +502,7 @@ def test_a_short_cell_with_nothing_beside_the_kernel_gets_no_usage_record(
     lone = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         handle = start_watcher(lone.pid, "s-lone", busy_interval=10.0, idle_interval=10.0)
-        handle.set_experiment(tmp_path)
-        _wait_for(lambda: _watcher_records(tmp_path, "s-lone", "samples"), what="the first sample")
-        handle.cell_started(1, None)
-        handle.cell_finished(1)
-        _wait_for(lambda: len(_watcher_records(tmp_path, "s-lone", "samples")) >= 2, what="the after-cell sample")
-        handle.stop()
+        _short_cell(handle, tmp_path, "s-lone", 1)
         assert _watcher_records(tmp_path, "s-lone", "cell_usage") == []
     finally:
         lone.kill()
