@@ -51,7 +51,9 @@ class Destinations:
         self.current: Path | None = None
         self._wanted: Path | None = None
         self._redirect: dict[Path, Path] = {}
-        self.on_new_folder: Callable[[Path], None] | None = None
+        #: Called with the folder and whether it is new to the session, whenever
+        #: the current folder changes.
+        self.on_select: Callable[[Path, bool], None] | None = None
 
     def select(self, wanted: Path) -> Path:
         """Make *wanted* (or its fallback) the current folder; returns the folder used."""
@@ -60,10 +62,10 @@ class Destinations:
         known = set(self.writers)
         folder = self._redirect.get(wanted) or self._open(wanted)
         self._wanted = wanted
-        self.current = folder
+        previous, self.current = self.current, folder
         # Told only now that `current` is set: the watcher's start-up thread reads it.
-        if folder not in known and self.on_new_folder is not None:
-            self.on_new_folder(folder)
+        if folder != previous and self.on_select is not None:
+            self.on_select(folder, folder not in known)
         return folder
 
     def _open(self, wanted: Path) -> Path:

@@ -52,6 +52,15 @@ class MLTrackKernel(IPythonKernel):
             busy_interval=self.busy_interval,
             idle_interval=self.idle_interval,
         )
+        self.recorder.tells_reply_sent = True
+
+    def _publish_status(self, status: str, channel: str, parent: Any = None) -> None:
+        super()._publish_status(status, channel, parent)
+        recorder = getattr(self, "recorder", None)
+        if status == "idle" and channel == "shell" and recorder is not None and self.iopub_thread is not None:
+            # The last cell's record is written once IOPub has sent this status:
+            # that thread needs the GIL, which writing the record would hold.
+            recorder.reply_sent(self.iopub_thread.schedule)
 
     def do_shutdown(self, restart: bool) -> Any:
         self.recorder.close()

@@ -7,9 +7,10 @@ current run, and appends every record to the session's journal in the chosen
 experiment folder. It is used by ``MLTrackKernel`` and by ``%load_ext mlt_kernel``
 alike; nothing here knows about the kernel.
 
-Only measuring happens on a cell's reply path: the ``cells`` record written
-ahead (so that a killed kernel leaves a trace) and the readings around the
-cell. The final record, the figures the cell made and the run's bookkeeping
+Only measuring happens on a cell's reply path: the readings around the cell
+and its start (so that a killed kernel leaves a trace), handed to the watcher
+in the one line that tells it a cell started, or written ahead here when no
+watcher takes it. The final record, the figures the cell made and the run's bookkeeping
 are written a millisecond after the reply has gone, from the event loop, and
 always before the next cell starts or the session ends.
 """
@@ -38,13 +39,16 @@ from .destinations import Destinations
 from .directives import Directive, ParsedCell, parse_cell
 from .errors import DirectiveError, MLTrackError, RunError
 from .hooks import CellContext, Hook, default_hooks
-from .journal import now_us
+from .journal import encode, now_us
 
 log = logging.getLogger("mlt_kernel")
 
 CODE_CHARS = 2000
 #: How long after a cell its record is written (off the reply path; see Recorder._post).
 FINISH_DELAY_S = 0.001
+#: The same where the kernel says when its reply has gone (Recorder.reply_sent):
+#: then only a safety net.
+FINISH_FALLBACK_S = 0.05
 #: How long after a folder is first used its earlier sessions are looked at:
 #: that helper process (pyarrow, DuckDB) would otherwise compete for the CPU
 #: with the kernel's first replies.
@@ -168,6 +172,10 @@ class Recorder:
         self.run: Run | None = None
         self._pending: _Pending | None = None
         self._unfinished: _Pending | None = None  #: a cell measured, its record not yet written
+        self._finish_timer: asyncio.TimerHandle | None = None
+        self._finish_loop: asyncio.AbstractEventLoop | None = None
+        #: Set by a kernel that calls reply_sent once each reply's idle status has gone.
+        self.tells_reply_sent = False
         self._plan_cache: tuple[str, Plan] | None = None
         self._messages: list[str] = []
         self._messages_lock = threading.Lock()
@@ -177,7 +185,7 @@ class Recorder:
         self._closing = threading.Event()
         self._wanted: tuple[tuple[Any, ...], Path] | None = None
         self._readers: dict[Path, Any] = {}
-        self.dest.on_new_folder = self._on_new_folder
+        self.dest.on_select = self._on_select
         if watcher:
             threading.Thread(target=self._start_watcher, name="mlt-watcher-start", daemon=True).start()
 
@@ -233,12 +241,14 @@ class Recorder:
         rec.update(extra)
         return rec
 
-    def _on_new_folder(self, exp: Path) -> None:
+    def _on_select(self, exp: Path, new: bool) -> None:
+        # The watcher writes where the kernel writes: it writes the cells' starts.
         if self._watcher is not None:
             self._watcher.set_experiment(str(exp))
-        threading.Thread(
-            target=self._look_back, args=(exp,), name="mlt-recovery", daemon=True
-        ).start()
+        if new:
+            threading.Thread(
+                target=self._look_back, args=(exp,), name="mlt-recovery", daemon=True
+            ).start()
 
     def _look_back(self, exp: Path) -> None:
         """Recover sessions that died without compaction; report the last death.
@@ -407,11 +417,19 @@ class Recorder:
         self._pending = pending
         self._run_hooks("pre_cell", ctx)
         self._tag_run(rec, self.run)
-        # Written ahead so that a kernel killed during the cell leaves a trace.
-        if self.dest.current is not None:
+        watcher = self._watcher
+        if self.dest.current is None:  # no folder before the first cell ends
+            if watcher is not None:
+                watcher.cell_started(self.cell_seq, rec.get("run_id"))
+            return
+        # The cell's start, so that a long cell shows as running and a kernel
+        # killed during it leaves a trace. The watcher writes it (once the cell
+        # has run a while, or when the kernel dies): one line to the watcher
+        # is the only write on the reply path. Without one, it is written here.
+        if watcher is not None and watcher.cell_started(self.cell_seq, rec.get("run_id"), encode("cells", rec)):
+            pending.folders = {self.dest.current}
+        else:
             pending.folders = self.dest.write("cells", rec)
-        if self._watcher is not None:
-            self._watcher.cell_started(self.cell_seq, rec.get("run_id"))
 
     def _post(self, result: Any) -> None:
         pending = self._pending
@@ -435,9 +453,25 @@ class Recorder:
         else:
             # Written once the reply and the idle status have gone: the kernel's
             # threads that send them need the GIL, which this work would hold.
-            # The next cell, and the end of the session, write it first if the
-            # timer has not yet fired.
-            loop.call_later(FINISH_DELAY_S, self.finish_cell)
+            # MLTrackKernel says when that is (reply_sent); elsewhere a timer
+            # guesses. The next cell, and the end of the session, write it first
+            # if neither has come.
+            delay = FINISH_FALLBACK_S if self.tells_reply_sent else FINISH_DELAY_S
+            self._finish_timer = loop.call_later(delay, self.finish_cell)
+            self._finish_loop = loop
+
+    def reply_sent(self, schedule: Any) -> None:
+        """The kernel published a reply's idle status; *schedule* runs a callable in
+        its IOPub thread after what that thread has to send (the status itself)."""
+        loop = self._finish_loop
+        if self._unfinished is None or self._finish_timer is None or loop is None:
+            return
+
+        def later() -> None:  # in the IOPub thread, the status sent
+            with contextlib.suppress(RuntimeError):  # the loop closed: shutdown finishes it
+                loop.call_soon_threadsafe(self.finish_cell)
+
+        schedule(later)
 
     def finish_cell(self) -> None:
         """Write the record of a cell that was measured; nothing when there is none.
@@ -448,6 +482,9 @@ class Recorder:
         pending, self._unfinished = self._unfinished, None
         if pending is None:
             return
+        if self._finish_timer is not None:
+            self._finish_timer.cancel()
+            self._finish_timer = None
         try:
             self._finish(pending)
         except Exception:

@@ -10,7 +10,8 @@ when cells start and end:
 
 ```text
 exp "/abs/path/to/experiment"      the folder to write into (JSON string); may change
-start 12 "run-id"                  cell 12 started (run id as JSON, or null)
+start 12 "run-id" {"table":…}      cell 12 started (run id as JSON, or null), and
+                                   optionally its journal row (status "running")
 end 12                             cell 12 ended
 stop                               write the last records, close the journal, exit
 ```
@@ -38,6 +39,13 @@ What the watcher does:
   the latest reading (no ``cell_usage`` record when there is none: its
   kernel peak is in its own record), refreshed by a sample ``AFTER_CELL_S``
   after it ends.
+- A cell's start is written by the watcher, not on the kernel's reply path:
+  the row that comes with ``start`` is written to the watcher's journal when
+  the cell is still running at the reading of the messages after the one that
+  brought it (``MESSAGE_TICK_S`` to twice that after it started), so a long
+  cell shows as ``running`` and a quick one, whose final row the kernel
+  writes a millisecond after it ends, costs no write at all. If the kernel
+  dies first, that row is what its ``killed`` row is made from.
 - Nothing is written before the kernel names the experiment folder: records
   made before that are held in memory and written to the first folder named
   (so the first cell, which often sets ``EXP_PATH``, keeps its timeline).
@@ -73,7 +81,7 @@ from . import gilio, layout, procfs
 from .children import python_command
 from .journal import JournalWriter, journal_name, now_us, read_lines
 from .postmortem import killed_rows, session_ended
-from .schema import CELL_USAGE, SAMPLES, SESSIONS
+from .schema import CELL_USAGE, CELLS, SAMPLES, SESSIONS
 
 log = logging.getLogger("mlt_kernel.watcher")
 
@@ -201,6 +209,10 @@ class CellWindow:
 
     cell_seq: int
     run_id: str | None
+    row: str | None = None  #: the kernel's journal line of the cell's start, until written
+    folder: Path | None = None  #: the experiment folder when the cell started
+    start: dict[str, Any] | None = None  #: that row, once written
+    fresh: bool = True  #: its start came with the latest reading of the messages
     samples: int = 0
     kernel_peak_rss_bytes: int | None = None
     children_peak_rss_bytes: int | None = None
@@ -311,6 +323,7 @@ class Watcher:
                     return 0
                 if outcome == "eof":
                     return self._control_closed()
+                self._write_start()
             if (self._pidfd is not None and self._pidfd in ready) or (
                 self._pidfd is None and not self.kernel_alive()
             ):
@@ -339,8 +352,9 @@ class Watcher:
         verb, _, rest = line.partition(" ")
         try:
             if verb == "start":
-                seq, _, run = rest.partition(" ")
-                self.cell_started(int(seq), json.loads(run) if run else None)
+                seq, _, rest = rest.partition(" ")
+                run, end = _DECODER.raw_decode(rest) if rest else (None, 0)
+                self.cell_started(int(seq), run, rest[end:].strip() or None)
             elif verb == "end":
                 self.cell_finished(int(rest))
             elif verb == "exp":
@@ -387,12 +401,40 @@ class Watcher:
         while self._pending:
             self._emit(*self._pending.popleft())
 
-    def cell_started(self, cell_seq: int, run_id: str | None) -> None:
+    def cell_started(self, cell_seq: int, run_id: str | None, row: str | None = None) -> None:
+        """Cell *cell_seq* began; *row* is its journal line (status ``running``) to keep."""
         if self._cell is not None:  # the end of the previous cell was lost
             self._close_cell()
-        self._cell = CellWindow(cell_seq, run_id if isinstance(run_id, str) else None)
+        folder = self.folders[-1] if self.folders else None
+        self._cell = CellWindow(cell_seq, run_id if isinstance(run_id, str) else None, row, folder)
         self._rescan_due = True  # workers started by the previous cell, or by this one
         self._next_sample = time.monotonic() + self.busy_interval
+
+    def _write_start(self) -> None:
+        """Write the open cell's start row once it has run past a reading of the messages."""
+        cell = self._cell
+        if cell is None or cell.row is None:
+            return
+        if cell.fresh:  # it may end within the millisecond: wait a reading
+            cell.fresh = False
+            return
+        row = cell.start = self._start_row(cell)
+        cell.row = None
+        # Into the folder it belongs to (None: held for the first folder named).
+        if row is not None and cell.folder in (None, self.folders[-1] if self.folders else None):
+            self._emit(CELLS.name, dict(row))
+
+    def _start_row(self, cell: CellWindow) -> dict[str, Any] | None:
+        """The open cell's start row as the kernel sent it (its own ``recorded_at`` kept)."""
+        try:
+            row = json.loads(cell.row) if cell.row is not None else None
+        except ValueError:
+            row = None
+        if not isinstance(row, dict) or row.pop("table", None) != CELLS.name:
+            if cell.row is not None:
+                log.warning("ignored a malformed cell row %r", cell.row[:200])
+            return None
+        return row
 
     def cell_finished(self, cell_seq: int) -> None:
         if self._cell is None:
@@ -513,7 +555,9 @@ class Watcher:
         """Mark what was open as killed, in every folder the session wrote to, and compact."""
         death_us = now_us()
         cell = self._cell
+        start = None
         if cell is not None:
+            start = cell.start if cell.row is None else self._start_row(cell)
             self._cell = None
             self._emit(CELL_USAGE.name, self._usage_record(cell))
         self._flush_samples()
@@ -531,6 +575,10 @@ class Watcher:
             "last_rss_bytes": self._last.rss_bytes if self._last else None,
         }
         journals = {folder: self._kernel_records(folder) for folder in self.folders}
+        folder = (cell.folder if cell is not None else None) or (self.folders[-1] if self.folders else None)
+        if start is not None and folder in journals:
+            # The open cell's start, which the kernel left to the watcher.
+            journals[folder].append({"table": CELLS.name, **start})
         if not any(session_ended(records, self.session_id) for records in journals.values()):
             # It died with the session open (or the session ended and said so:
             # then there is nothing to mark, only to compact).
@@ -599,6 +647,7 @@ if hasattr(os, "register_at_fork"):
 
 #: Ids that are their own JSON once quoted (run ids are): no json.dumps per cell.
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_.:-]*\Z")
+_DECODER = json.JSONDecoder()
 
 
 # ---------------------------------------------------------------------------
@@ -726,19 +775,25 @@ class WatcherHandle:
     def alive(self) -> bool:
         return self._process.poll() is None
 
-    def _send(self, line: str) -> None:
+    def _send(self, line: str) -> bool:
+        return self._send_bytes(line.encode("utf-8", "replace") + b"\n")
+
+    def _send_bytes(self, data: bytes) -> bool:
+        """Write one message (a whole line); whether it was sent."""
         if _PID[0] != self._owner:  # a forked worker of the kernel: not ours to tell
-            return
-        data = line.encode("utf-8", "replace") + b"\n"
+            return False
         if len(data) > _PIPE_BUF:
             self._complain(f"message of {len(data)} bytes not sent (more than {_PIPE_BUF})")
-            return
+            return False
         try:
             gilio.write(self._fd, data)
         except BlockingIOError:
             self._complain("the watcher is not reading; a message was dropped")
         except OSError as exc:  # BrokenPipeError: it has exited; EBADF: stopped
             self._complain(f"the watcher is gone ({exc.strerror or exc})")
+        else:
+            return True
+        return False
 
     def _complain(self, why: str) -> None:
         if not self._complained:
@@ -752,16 +807,26 @@ class WatcherHandle:
         except (TypeError, ValueError) as exc:
             self._complain(f"bad experiment folder {path!r} ({exc})")
 
-    def cell_started(self, cell_seq: int, run_id: str | None) -> None:
-        """A cell began (its record is already written ahead)."""
+    def cell_started(self, cell_seq: int, run_id: str | None, row: bytes | None = None) -> bool:
+        """A cell began; *row*, its journal line (status ``running``), is the watcher's to write.
+
+        Returns whether the watcher took *row*. When it did not (a line too
+        long for one message, a watcher gone or stuck), the caller writes the
+        row itself; the start is still told when it fits without the row.
+        """
         try:
             if not isinstance(run_id, str):
                 run = "null"
             else:
                 run = f'"{run_id}"' if _PLAIN_ID.match(run_id) else json.dumps(run_id)
-            self._send(f"start {int(cell_seq)} {run}")
+            head = f"start {int(cell_seq)} {run}"
         except (TypeError, ValueError) as exc:
             self._complain(f"bad cell {cell_seq!r} ({exc})")
+            return False
+        if row is not None and len(head) + 1 + len(row) <= _PIPE_BUF:
+            return self._send_bytes(f"{head} ".encode() + row)
+        self._send(head)
+        return False
 
     def cell_finished(self, cell_seq: int) -> None:
         """The cell ended; the watcher writes its ``cell_usage`` record."""

@@ -8,8 +8,11 @@ import signal
 import stat
 import time
 
+import pytest
+
 import mlt_kernel as mlt
 from mlt_kernel import layout
+from mlt_kernel.journal import read_lines
 
 MiB = 2**20
 
@@ -38,18 +41,54 @@ def test_every_cell_is_recorded_with_time_memory_and_status(start_kernel, exp):
 
 def test_a_cell_is_written_after_its_reply_and_before_the_next_cell(start_kernel, exp):
     k = start_kernel()
-    k.run(f"EXP_PATH = {str(exp)!r}\nimport mlt_kernel.recorder as r; r.FINISH_DELAY_S = 60")
+    # Neither the kernel's word that a reply has gone nor the safety-net timer
+    # writes the record here.
+    k.run(
+        f"EXP_PATH = {str(exp)!r}\nimport mlt_kernel.recorder as r; r.FINISH_FALLBACK_S = 60\n"
+        "rec = get_ipython().kernel.recorder; rec.reply_sent = lambda schedule: None"
+    )
     # The next cell writes what the last one left before it starts.
     k.kc.execute("a = 1")
     k.kc.execute("import mlt_kernel as m; seen = m.Experiment(EXP_PATH).cells()['status'].tolist()")
-    assert k.run("print(seen)").stdout.strip() == "['ok', 'ok', 'running']"
-    k.run("r.FINISH_DELAY_S = 0.001")
-    k.kc.execute_interactive("b = 2", timeout=60)  # nothing follows: written just after the reply
+    seen = k.run("print(seen)").stdout.strip()
+    # The reading cell itself shows as running once the watcher has written its start.
+    assert seen in ("['ok', 'ok']", "['ok', 'ok', 'running']"), seen
+    k.run("del rec.reply_sent")
+    # Nothing follows: written once the reply has gone (the timer would take a minute).
+    k.kc.execute_interactive("b = 2", timeout=60)
     deadline = time.monotonic() + 10
     while (statuses := mlt.Experiment(exp).cells()["status"].tolist())[-1] != "ok":
         assert time.monotonic() < deadline, statuses
         time.sleep(0.01)
     assert statuses == ["ok"] * 6
+
+
+@pytest.mark.parametrize("watcher", [True, False], ids=["watcher", "no-watcher"])
+def test_a_long_cell_shows_as_running_and_a_quick_one_is_written_once(start_kernel, exp, watcher):
+    k = start_kernel(extra_arguments=[] if watcher else ["--MLTrackKernel.watcher=False"])
+    k.run(f"EXP_PATH = {str(exp)!r}")
+    if watcher:  # it starts beside the kernel; until then the kernel writes each start itself
+        deadline = time.monotonic() + 30
+        while k.run("print(get_ipython().kernel.recorder._watcher is not None)").stdout.strip() != "True":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    first = len(mlt.Experiment(exp).cells()) + 1
+    for i in range(3):
+        k.run(f"quick_{i} = {i}")
+    k.kc.execute("import time; time.sleep(3)")
+    deadline = time.monotonic() + 2.5
+    while "running" not in (cells := mlt.Experiment(exp).cells())["status"].tolist():
+        assert time.monotonic() < deadline, cells["status"].tolist()
+        time.sleep(0.05)
+    assert cells["code"].iloc[-1] == "import time; time.sleep(3)"
+    k.settle()
+    cells = mlt.Experiment(exp).cells()
+    assert cells["status"].tolist()[-4:] == ["ok"] * 4
+    # The kernel's own journal: with a watcher, a quick cell's one row is its
+    # final one; without, its start was written ahead.
+    journal = next((exp / "journals").glob("*.kernel.v1.jsonl"))
+    rows = [r for r in read_lines(journal)[0] if r["table"] == "cells" and first <= r["cell_seq"] < first + 3]
+    assert [r["status"] for r in rows] == (["ok"] * 3 if watcher else ["running", "ok"] * 3)
 
 
 def test_peak_is_exact_for_a_short_600_mib_spike(start_kernel, exp):

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mlt_kernel import procfs
-from mlt_kernel.journal import JournalWriter, journal_name, now_us, read_lines
+from mlt_kernel.journal import JournalWriter, encode, journal_name, now_us, read_lines
 from mlt_kernel.nvml import Gpu
 from mlt_kernel.schema import TABLES
 from mlt_kernel.watcher import SAMPLE_BATCH, Sampler, Watcher, WatcherHandle
@@ -664,6 +664,50 @@ def test_killed_kernel_gets_killed_rows_and_a_compacted_session(
         assert q.rows("SELECT status FROM runs") == [("killed",)]
     finally:
         q.close()
+
+
+def _start_row(session: str, cell_seq: int, code: str) -> dict[str, Any]:
+    """The start of a cell as the kernel hands it to the watcher."""
+    return {"session_id": session, "cell_seq": cell_seq, "execution_count": cell_seq, "code": code,
+            "started_at": now_us(), "rss_before_bytes": 10 * MiB, "status": "running"}  # fmt: skip
+
+
+def test_the_watcher_writes_a_cell_start_only_once_the_cell_runs_on(
+    kernel: FakeKernel, start_watcher: Callable[..., WatcherHandle], tmp_path: Path
+) -> None:
+    session = "s-starts"
+    handle = start_watcher(kernel.pid, session)
+    handle.set_experiment(tmp_path)
+    # A quick cell: its start is never written (its final row is the kernel's).
+    assert handle.cell_started(1, None, encode("cells", _start_row(session, 1, "quick()")))
+    handle.cell_finished(1)
+    line = encode("cells", _start_row(session, 2, "train()"))
+    assert handle.cell_started(2, "run-x", line)
+    rows = _wait_for(lambda: _watcher_records(tmp_path, session, "cells"), what="the long cell's start")
+    assert rows == [json.loads(line)]  # as the kernel stamped it: its final row is later
+    handle.cell_finished(2)
+    # Too long for one message: the start is told, the row left to the kernel.
+    assert not handle.cell_started(3, None, encode("cells", _start_row(session, 3, "é" * 2000)))
+    handle.cell_finished(3)
+    handle.stop()
+    assert [r["cell_seq"] for r in _watcher_records(tmp_path, session, "cells")] == [2]
+    # Every start was told (with a child beside the kernel, even a quick cell has its usage).
+    assert [u["cell_seq"] for u in _watcher_records(tmp_path, session, "cell_usage")] == [1, 2, 3]
+
+
+def test_a_cell_start_the_watcher_holds_is_marked_killed(
+    kernel: FakeKernel, start_watcher: Callable[..., WatcherHandle], tmp_path: Path
+) -> None:
+    session = "s-held"
+    _write_kernel_journal(tmp_path, session, kernel.pid)
+    handle = start_watcher(kernel.pid, session)
+    handle.set_experiment(tmp_path)
+    assert handle.cell_started(3, "run-k", encode("cells", {**_start_row(session, 3, "fit()"), "run_id": "run-k"}))
+    kernel.proc.send_signal(signal.SIGKILL)  # before the watcher has read it
+    _wait_for(lambda: not handle.alive, timeout=20, what="the watcher to record the death and exit")
+    cells = {c["cell_seq"]: c for c in _parquet_latest(tmp_path, "cells")}
+    assert (cells[2]["status"], cells[3]["status"]) == ("killed", "killed")
+    assert cells[3]["code"] == "fit()" and cells[3]["run_id"] == "run-k"
 
 
 def test_kernel_that_ended_cleanly_is_not_marked_killed(
