@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
-import hashlib
 import logging
 import os
 import platform
@@ -39,16 +38,15 @@ from .destinations import Destinations
 from .directives import Directive, ParsedCell, parse_cell
 from .errors import DirectiveError, MLTrackError, RunError
 from .hooks import CellContext, Hook, default_hooks
+from .schema import code_sha1
 from .journal import encode, now_us
 
 log = logging.getLogger("mlt_kernel")
 
 CODE_CHARS = 2000
-#: How long after a cell its record is written (off the reply path; see Recorder._post).
+#: How long after a cell its record is written (off the reply path; see Recorder._post)
+#: where the kernel does not say when its reply has gone (Recorder.reply_sent).
 FINISH_DELAY_S = 0.001
-#: The same where the kernel says when its reply has gone (Recorder.reply_sent):
-#: then only a safety net.
-FINISH_FALLBACK_S = 0.05
 #: How long after a folder is first used its earlier sessions are looked at:
 #: that helper process (pyarrow, DuckDB) would otherwise compete for the CPU
 #: with the kernel's first replies.
@@ -402,7 +400,8 @@ class Recorder:
             # IPython has already counted this cell when pre_run_cell fires.
             "execution_count": self.shell.execution_count - (1 if getattr(info, "store_history", True) else 0),
             "cell_id": getattr(info, "cell_id", None),
-            "code_sha1": hashlib.sha1(code.encode("utf-8", "replace"), usedforsecurity=False).hexdigest(),
+            # Hashed off the reply path (see _finish) when the code is kept whole.
+            "code_sha1": code_sha1(code) if len(code) > CODE_CHARS else None,
             "code": code[:CODE_CHARS],
             "status": "running",
         }
@@ -429,7 +428,7 @@ class Recorder:
         if watcher is not None and watcher.cell_started(self.cell_seq, rec.get("run_id"), encode("cells", rec)):
             pending.folders = {self.dest.current}
         else:
-            pending.folders = self.dest.write("cells", rec)
+            pending.folders = self.dest.write("cells", _hashed(rec))
 
     def _post(self, result: Any) -> None:
         pending = self._pending
@@ -456,15 +455,15 @@ class Recorder:
             # MLTrackKernel says when that is (reply_sent); elsewhere a timer
             # guesses. The next cell, and the end of the session, write it first
             # if neither has come.
-            delay = FINISH_FALLBACK_S if self.tells_reply_sent else FINISH_DELAY_S
-            self._finish_timer = loop.call_later(delay, self.finish_cell)
             self._finish_loop = loop
+            if not self.tells_reply_sent:
+                self._finish_timer = loop.call_later(FINISH_DELAY_S, self.finish_cell)
 
     def reply_sent(self, schedule: Any) -> None:
         """The kernel published a reply's idle status; *schedule* runs a callable in
         its IOPub thread after what that thread has to send (the status itself)."""
         loop = self._finish_loop
-        if self._unfinished is None or self._finish_timer is None or loop is None:
+        if self._unfinished is None or loop is None:
             return
 
         def later() -> None:  # in the IOPub thread, the status sent
@@ -492,7 +491,7 @@ class Recorder:
 
     def _finish(self, pending: _Pending) -> None:
         ctx = pending.ctx
-        rec = ctx.record
+        rec = _hashed(ctx.record)
         wanted = ctx.scratch["exp_path"] = self.wanted_path()  # the cell may have set EXP_PATH
         self._run_hooks("finish_cell", ctx)
         if self._watcher is not None:
@@ -621,6 +620,13 @@ class Recorder:
             with contextlib.suppress(Exception):
                 reader.close()
         self.dest.close(ended_at=now_us())
+
+
+def _hashed(rec: dict[str, Any]) -> dict[str, Any]:
+    """*rec* with its ``code_sha1``, which a cell's start leaves out when the code is kept whole."""
+    if rec.get("code_sha1") is None:
+        rec["code_sha1"] = code_sha1(rec.get("code") or "")
+    return rec
 
 
 _PARAM_TYPES = (str, int, float, bool, type(None))

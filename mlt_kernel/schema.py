@@ -13,8 +13,14 @@ rewritten").
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
+
+
+def code_sha1(code: str) -> str:
+    """The ``code_sha1`` of a cell's source."""
+    return hashlib.sha1(code.encode("utf-8", "replace"), usedforsecurity=False).hexdigest()
 
 #: Bumped whenever a column changes meaning or type. Files carry it in their
 #: name (``….v1.jsonl``, ``….v1.parquet``); a reader skips files of a newer

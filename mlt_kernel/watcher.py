@@ -81,7 +81,7 @@ from . import gilio, layout, procfs
 from .children import python_command
 from .journal import JournalWriter, journal_name, now_us, read_lines
 from .postmortem import killed_rows, session_ended
-from .schema import CELL_USAGE, CELLS, SAMPLES, SESSIONS
+from .schema import CELL_USAGE, CELLS, SAMPLES, SESSIONS, code_sha1
 
 log = logging.getLogger("mlt_kernel.watcher")
 
@@ -434,6 +434,8 @@ class Watcher:
             if cell.row is not None:
                 log.warning("ignored a malformed cell row %r", cell.row[:200])
             return None
+        if row.get("code_sha1") is None and isinstance(row.get("code"), str):
+            row["code_sha1"] = code_sha1(row["code"])  # left out by the kernel: the code is whole
         return row
 
     def cell_finished(self, cell_seq: int) -> None:

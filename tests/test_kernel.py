@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import signal
@@ -34,9 +35,14 @@ def test_every_cell_is_recorded_with_time_memory_and_status(start_kernel, exp):
     assert sleep["cpu_s"] < 0.1
     assert sleep["peak_exact"]
     assert len(set(cells["session_id"])) == 1
-    assert cells["code_sha1"].str.len().eq(40).all()
+    assert cells["code_sha1"].iloc[1] == hashlib.sha1(b"import time; time.sleep(0.2)").hexdigest()
     for col in ("rss_before_bytes", "rss_after_bytes", "peak_rss_bytes"):
         assert (cells[col] > 10 * MiB).all()
+    # A long cell keeps the start of its code and the hash of all of it.
+    long = "x = 1\n" * 500
+    assert k.run(long).status == "ok"
+    cell = mlt.Experiment(exp).cells().iloc[-1]
+    assert cell["code"] == long[:2000] and cell["code_sha1"] == hashlib.sha1(long.encode()).hexdigest()
 
 
 def test_a_cell_is_written_after_its_reply_and_before_the_next_cell(start_kernel, exp):

@@ -28,7 +28,7 @@ import pytest
 from mlt_kernel import procfs
 from mlt_kernel.journal import JournalWriter, encode, journal_name, now_us, read_lines
 from mlt_kernel.nvml import Gpu
-from mlt_kernel.schema import TABLES
+from mlt_kernel.schema import TABLES, code_sha1
 from mlt_kernel.watcher import SAMPLE_BATCH, Sampler, Watcher, WatcherHandle
 
 
@@ -684,7 +684,8 @@ def test_the_watcher_writes_a_cell_start_only_once_the_cell_runs_on(
     line = encode("cells", _start_row(session, 2, "train()"))
     assert handle.cell_started(2, "run-x", line)
     rows = _wait_for(lambda: _watcher_records(tmp_path, session, "cells"), what="the long cell's start")
-    assert rows == [json.loads(line)]  # as the kernel stamped it: its final row is later
+    # As the kernel stamped it (its final row is later), hashed by the watcher.
+    assert rows == [{**json.loads(line), "code_sha1": code_sha1("train()")}]
     handle.cell_finished(2)
     # Too long for one message: the start is told, the row left to the kernel.
     assert not handle.cell_started(3, None, encode("cells", _start_row(session, 3, "é" * 2000)))
@@ -708,6 +709,7 @@ def test_a_cell_start_the_watcher_holds_is_marked_killed(
     cells = {c["cell_seq"]: c for c in _parquet_latest(tmp_path, "cells")}
     assert (cells[2]["status"], cells[3]["status"]) == ("killed", "killed")
     assert cells[3]["code"] == "fit()" and cells[3]["run_id"] == "run-k"
+    assert cells[3]["code_sha1"] == code_sha1("fit()")
 
 
 def test_kernel_that_ended_cleanly_is_not_marked_killed(
