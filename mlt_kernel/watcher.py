@@ -62,6 +62,7 @@ What the watcher does:
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import logging
 import os
@@ -102,6 +103,10 @@ LIVENESS_POLL_S = 0.05
 MESSAGE_TICK_S = 0.05
 
 _PIPE_BUF = 4096  # POSIX minimum: writes up to this size are atomic on a pipe
+#: The pipe's capacity asked for (Linux; 64 KiB otherwise), and the next best:
+#: room for the messages of hundreds of cells between two readings.
+_PIPE_SIZES = (1 << 20, 1 << 18)
+_READ_SIZE = 1 << 16
 
 
 # ---------------------------------------------------------------------------
@@ -333,20 +338,29 @@ class Watcher:
                 self._take_sample()
 
     def _read_control(self) -> str | None:
-        try:
-            data = os.read(self.control_fd, 65536)
-        except BlockingIOError:
-            return None
-        except OSError:
-            data = b""
-        if not data:
-            return "eof"
-        self._buffer += data
-        *lines, self._buffer = self._buffer.split(b"\n")
-        for raw in lines:
-            if self._handle(raw.decode("utf-8", "replace").strip()) == "stop":
-                return "stop"
-        return None
+        """Handle every message waiting in the pipe; ``"stop"``, ``"eof"`` or None."""
+        chunks: list[bytes] = []
+        eof = False
+        while True:  # all of it: a burst of cells may have left more than one read's worth
+            try:
+                data = os.read(self.control_fd, _READ_SIZE)
+            except BlockingIOError:
+                break
+            except OSError:
+                data = b""
+            if not data:
+                eof = True
+                break
+            chunks.append(data)
+            if len(data) < _READ_SIZE:  # drained
+                break
+        if chunks:
+            self._buffer += b"".join(chunks)
+            *lines, self._buffer = self._buffer.split(b"\n")
+            for raw in lines:
+                if self._handle(raw.decode("utf-8", "replace").strip()) == "stop":
+                    return "stop"
+        return "eof" if eof else None
 
     def _handle(self, line: str) -> str | None:
         verb, _, rest = line.partition(" ")
@@ -735,6 +749,12 @@ class WatcherHandle:
         assert process.stdin is not None
         self._fd = process.stdin.fileno()
         os.set_blocking(self._fd, False)
+        for size in _PIPE_SIZES if hasattr(fcntl, "F_SETPIPE_SZ") else ():
+            try:
+                fcntl.fcntl(self._fd, fcntl.F_SETPIPE_SZ, size)
+                break
+            except OSError:  # above /proc/sys/fs/pipe-max-size
+                continue
         self._owner = os.getpid()
         self._complained = False
 
