@@ -10,7 +10,7 @@ p90 of each kernel, the overhead as the median of the per-round differences
 medians, the recorder's own kernel-side cost per cell (measured inside the
 kernel), and start-up time to the first reply.
 
-    python benchmarks/kernel_overhead.py [--rounds 3000] [--instances 3] [--starts 5] [--mltrack-option=…]
+    python benchmarks/kernel_overhead.py [--rounds 3000] [--instances 4] [--starts 5] [--mltrack-option=…]
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def start_time(name: str, cwd: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3000, help="rounds of one cell per kernel")
-    parser.add_argument("--instances", type=int, default=3, help="processes of each kernel, used in turn")
+    parser.add_argument("--instances", type=int, default=4, help="processes of each kernel, used in turn")
     parser.add_argument("--starts", type=int, default=5, help="start-ups per kernel")
     parser.add_argument("--mltrack-option", action="append", default=[], metavar="OPTION",
                         help="passed to the MLTrack kernels, e.g. --mltrack-option=--MLTrackKernel.watcher=False")  # fmt: skip
@@ -110,6 +110,9 @@ def main() -> None:
     print(f"{'kernel':<10} {'median ms':>10} {'p90 ms':>10}")
     for name in KERNELS:
         print(f"{name:<10} {statistics.median(times[name]) * 1e3:>10.3f} {p90(times[name]) * 1e3:>10.3f}")
+    for name in KERNELS:  # how far processes of one kernel differ: the noise floor
+        each = [statistics.median(times[name][i :: args.instances]) * 1e3 for i in range(args.instances)]
+        print(f"{name:<10} medians of its instances: " + " ".join(f"{m:.3f}" for m in each))
     print(f"overhead, median of per-round differences: {statistics.median(paired) * 1e3:+.3f} ms per cell (target <= 0.2 ms)")
     print(f"overhead, difference of medians:           {(statistics.median(ours) - statistics.median(base)) * 1e3:+.3f} ms")
     print(f"p90 difference:                            {(p90(ours) - p90(base)) * 1e3:+.3f} ms")

@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -91,11 +91,11 @@ class Destinations:
             return root
         raise OSError(f"MLTrack: no writable experiment folder for {wanted}")
 
-    def write(self, table: str, record: dict[str, Any], *, also: Iterable[Path] = ()) -> set[Path]:
+    def write(self, table: str, record: dict[str, Any], *, also: Collection[Path] = ()) -> set[Path]:
         """Write *record* to the current folder (and to the folders in *also*); returns them."""
         if self.current is None:
             raise RuntimeError("no experiment folder selected")
-        if not also:  # every cell: no set of paths to hash
+        if not also or (len(also) == 1 and self.current in also):  # every cell: no set of paths to build
             self.writers[self.current].write(table, record)
             return {self.current}
         targets = {self.current, *also}
