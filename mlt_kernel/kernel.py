@@ -52,7 +52,8 @@ class MLTrackKernel(IPythonKernel):
             busy_interval=self.busy_interval,
             idle_interval=self.idle_interval,
         )
-        self.recorder.tells_reply_sent = True
+        # Told when each reply's idle status has gone (see _publish_status).
+        self.recorder.tells_reply_sent = self.iopub_thread is not None
 
     def _publish_status(self, status: str, channel: str, parent: Any = None) -> None:
         super()._publish_status(status, channel, parent)

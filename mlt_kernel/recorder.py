@@ -179,6 +179,7 @@ class Recorder:
         self._messages_lock = threading.Lock()
         self._watcher_opts = (busy_interval, idle_interval)
         self._watcher: Any = None
+        self._watcher_lock = threading.Lock()  #: the watcher's folder is told in order
         self._closed = False
         self._closing = threading.Event()
         self._wanted: tuple[tuple[Any, ...], Path] | None = None
@@ -241,8 +242,9 @@ class Recorder:
 
     def _on_select(self, exp: Path, new: bool) -> None:
         # The watcher writes where the kernel writes: it writes the cells' starts.
-        if self._watcher is not None:
-            self._watcher.set_experiment(str(exp))
+        with self._watcher_lock:
+            if self._watcher is not None:
+                self._watcher.set_experiment(str(exp))
         if new:
             threading.Thread(
                 target=self._look_back, args=(exp,), name="mlt-recovery", daemon=True
@@ -295,9 +297,10 @@ class Recorder:
         if self._closed:
             watcher.stop()
             return
-        self._watcher = watcher
-        if self.dest.current is not None:
-            watcher.set_experiment(str(self.dest.current))
+        with self._watcher_lock:  # not between a folder's selection and its telling
+            self._watcher = watcher
+            if self.dest.current is not None:
+                watcher.set_experiment(str(self.dest.current))
 
     # -- directives --------------------------------------------------------
     def plan(self, code: str) -> Plan:
@@ -494,12 +497,16 @@ class Recorder:
         rec = _hashed(ctx.record)
         wanted = ctx.scratch["exp_path"] = self.wanted_path()  # the cell may have set EXP_PATH
         self._run_hooks("finish_cell", ctx)
-        if self._watcher is not None:
-            self._watcher.cell_finished(rec["cell_seq"])
         run = self.run or pending.run
         self._tag_run(rec, run)
-        self.dest.select(wanted)
-        self.dest.write("cells", rec, also=pending.folders)
+        try:
+            self.dest.select(wanted)
+            self.dest.write("cells", rec, also=pending.folders)
+        finally:
+            # Told once the final row is written: a kernel that dies in between
+            # leaves the watcher the cell's start, which that row supersedes.
+            if self._watcher is not None:
+                self._watcher.cell_finished(rec["cell_seq"])
         if run is not None:
             run.add_cell(rec)
             if run.stop_status is not None:

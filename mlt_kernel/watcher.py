@@ -103,9 +103,9 @@ LIVENESS_POLL_S = 0.05
 MESSAGE_TICK_S = 0.05
 
 _PIPE_BUF = 4096  # POSIX minimum: writes up to this size are atomic on a pipe
-#: The pipe's capacity asked for (Linux; 64 KiB otherwise), and the next best:
-#: room for the messages of hundreds of cells between two readings.
-_PIPE_SIZES = (1 << 20, 1 << 18)
+#: The pipe's capacity asked for (Linux; 64 KiB otherwise): room for the
+#: messages of a burst of hundreds of quick cells between two readings.
+_PIPE_SIZES = (1 << 18,)
 _READ_SIZE = 1 << 16
 
 
@@ -434,9 +434,19 @@ class Watcher:
             return
         row = cell.start = self._start_row(cell)
         cell.row = None
+        if row is None:
+            return
         # Into the folder it belongs to (None: held for the first folder named).
-        if row is not None and cell.folder in (None, self.folders[-1] if self.folders else None):
+        if cell.folder in (None, self.folders[-1] if self.folders else None):
             self._emit(CELLS.name, dict(row))
+            return
+        writer = JournalWriter(self._journal_path(cell.folder))  # the cell moved the kernel on
+        try:
+            writer.write(CELLS.name, dict(row))
+        except (OSError, ValueError) as exc:
+            log.warning("cannot write the start of cell %d: %s", cell.cell_seq, exc)
+        finally:
+            writer.close()
 
     def _start_row(self, cell: CellWindow) -> dict[str, Any] | None:
         """The open cell's start row as the kernel sent it (its own ``recorded_at`` kept)."""

@@ -47,10 +47,10 @@ def test_every_cell_is_recorded_with_time_memory_and_status(start_kernel, exp):
 
 def test_a_cell_is_written_after_its_reply_and_before_the_next_cell(start_kernel, exp):
     k = start_kernel()
-    # Neither the kernel's word that a reply has gone nor the safety-net timer
-    # writes the record here.
+    # Without the kernel's word that a reply has gone, nothing writes the record
+    # before the next cell.
     k.run(
-        f"EXP_PATH = {str(exp)!r}\nimport mlt_kernel.recorder as r; r.FINISH_FALLBACK_S = 60\n"
+        f"EXP_PATH = {str(exp)!r}\n"
         "rec = get_ipython().kernel.recorder; rec.reply_sent = lambda schedule: None"
     )
     # The next cell writes what the last one left before it starts.
@@ -60,7 +60,7 @@ def test_a_cell_is_written_after_its_reply_and_before_the_next_cell(start_kernel
     # The reading cell itself shows as running once the watcher has written its start.
     assert seen in ("['ok', 'ok']", "['ok', 'ok', 'running']"), seen
     k.run("del rec.reply_sent")
-    # Nothing follows: written once the reply has gone (the timer would take a minute).
+    # Nothing follows: written once the reply has gone.
     k.kc.execute_interactive("b = 2", timeout=60)
     deadline = time.monotonic() + 10
     while (statuses := mlt.Experiment(exp).cells()["status"].tolist())[-1] != "ok":

@@ -346,6 +346,32 @@ def test_watcher_records_gpu_peak_of_the_cell(monkeypatch: pytest.MonkeyPatch, t
     assert usage["peak_gpu_bytes"] == 700 * MiB
 
 
+def test_a_cell_start_is_written_at_the_reading_after_the_one_that_brought_it(tmp_path: Path, kernel: FakeKernel) -> None:
+    # Driven step by step, as the watcher's loop reads its messages.
+    session = "s-fresh"
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    watcher = Watcher(kernel.pid, session, busy_interval=10.0, idle_interval=10.0, control_fd=r)
+    try:
+        watcher.set_experiment(tmp_path)
+
+        def reading(*messages: bytes) -> list[int]:
+            os.write(w, b"".join(messages))
+            watcher._read_control()
+            watcher._write_start()
+            return [row["cell_seq"] for row in _watcher_records(tmp_path, session, "cells")]
+
+        start = [b"start %d null " % seq + encode("cells", _start_row(session, seq, "fit()")) for seq in range(3)]
+        assert reading(start[1]) == []  # it may end within the millisecond
+        assert reading() == [1]  # still running a reading later
+        assert reading(b"end 1\n", start[2], b"end 2\n") == [1]  # started and ended between readings
+        assert reading() == [1]
+    finally:
+        watcher._close()
+        os.close(r)
+        os.close(w)
+
+
 def test_samples_are_written_in_batches_while_a_cell_runs(tmp_path: Path, kernel: FakeKernel) -> None:
     # Driven step by step: a batch of SAMPLE_BATCH samples is one write during
     # a cell; the cell's end writes what is pending before its cell_usage.
@@ -586,7 +612,7 @@ def test_a_burst_of_cells_reaches_the_watcher(kernel: FakeKernel, start_watcher:
     session = "s-burst"
     handle = start_watcher(kernel.pid, session, busy_interval=0.05)
     handle.set_experiment(tmp_path)
-    n = 1000
+    n = 300
     rows = [encode("cells", _start_row(session, seq, f"step({seq})  # " + "x" * 500)) for seq in range(n)]
     for seq in range(n):
         assert handle.cell_started(seq, "run-x", rows[seq])
