@@ -10,9 +10,11 @@ alike; nothing here knows about the kernel.
 Only measuring happens on a cell's reply path: the readings around the cell
 and its start (so that a killed kernel leaves a trace), handed to the watcher
 in the one line that tells it a cell started, or written ahead here when no
-watcher takes it. The final record, the figures the cell made and the run's bookkeeping
-are written a millisecond after the reply has gone, from the event loop, and
-always before the next cell starts or the session ends.
+watcher takes it. The final record, the figures the cell made and the run's
+bookkeeping are written from the event loop once the reply has gone (in
+``MLTrackKernel``, when the IOPub thread has sent the idle status; elsewhere a
+millisecond after the reply), and always before the next cell starts or the
+session ends.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ from .destinations import Destinations
 from .directives import Directive, ParsedCell, parse_cell
 from .errors import DirectiveError, MLTrackError, RunError
 from .hooks import CellContext, Hook, default_hooks
-from .schema import code_sha1
 from .journal import encode, now_us
+from .schema import code_sha1
 
 log = logging.getLogger("mlt_kernel")
 
