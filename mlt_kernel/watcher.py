@@ -44,7 +44,7 @@ What the watcher does:
   the cell is still running at the reading of the messages after the one that
   brought it (``MESSAGE_TICK_S`` to twice that after it started), so a long
   cell shows as ``running`` and a quick one, whose final row the kernel
-  writes a millisecond after it ends, costs no write at all. If the kernel
+  writes just after its reply, costs no write at all. If the kernel
   dies first, that row is what its ``killed`` row is made from.
 - Nothing is written before the kernel names the experiment folder: records
   made before that are held in memory and written to the first folder named
