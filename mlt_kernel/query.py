@@ -258,7 +258,7 @@ class Read:
         return out if self.then is None else self.then(out)
 
 
-def _read_lane(cursor: Any, lane: list[Read], resolve: Callable[..., tuple[str, list[Any]]]) -> list[Any]:
+def _read_lane(cursor: Any, lane: list[Read], resolve: Callable[..., tuple[str, Any]]) -> list[Any]:
     return [read.take(cursor.execute(*resolve(read.sql, read.params, read.window))) for read in lane]
 
 
@@ -401,10 +401,14 @@ class Query:
         kind = "TABLE" if tbl.key else "VIEW"
         con.execute(f"CREATE OR REPLACE {kind} {latest} AS {_latest_sql(tbl, '_raw_' + tbl.name)}")
 
-    def _resolve(self, sql: str, params: list[Any] | None, window: Window | None) -> tuple[str, list[Any]]:
+    def _resolve(
+        self, sql: str, params: list[Any] | dict[str, Any] | None, window: Window | None
+    ) -> tuple[str, list[Any] | dict[str, Any]]:
         """*sql* and *params* with ``{window}`` replaced by the relation of *window*."""
         if window is None:
-            return sql, list(params or [])
+            return sql, params or []
+        if isinstance(params, dict):
+            raise TypeError("a query with a window takes its parameters as a list")
         tbl = TABLES[window.table]
         if tbl.key:
             raise ValueError(f"{window.table}: a window is for tables without a key")
@@ -426,9 +430,7 @@ class Query:
         with self._lock:
             for attempt in range(RETRIES):
                 try:
-                    if window is None:
-                        return self._con.execute(sql, params or [])
-                    return self._con.execute(*self._resolve(sql, params, window))  # type: ignore[arg-type]
+                    return self._con.execute(*self._resolve(sql, params, window))
                 except duckdb.IOException:
                     # A compaction replaced files between our scan and this query.
                     if attempt == RETRIES - 1:

@@ -17,15 +17,16 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+#: Bumped whenever a column changes meaning or type. Files carry it in their
+#: name (``….v1.jsonl``, ``….v1.parquet``); a reader skips files of a newer
+#: version with one warning instead of misreading them.
+SCHEMA_VERSION = 1
+
 
 def code_sha1(code: str) -> str:
     """The ``code_sha1`` of a cell's source."""
     return hashlib.sha1(code.encode("utf-8", "replace"), usedforsecurity=False).hexdigest()
 
-#: Bumped whenever a column changes meaning or type. Files carry it in their
-#: name (``….v1.jsonl``, ``….v1.parquet``); a reader skips files of a newer
-#: version with one warning instead of misreading them.
-SCHEMA_VERSION = 1
 
 # The type vocabulary: name -> pyarrow factory.
 _TYPES: dict[str, str] = {

@@ -76,7 +76,7 @@ class ProcSelf:
 
 
 def _maxrss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return usage().ru_maxrss * 1024
 
 
 def usage() -> resource.struct_rusage:
