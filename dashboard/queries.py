@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, TypeVar
 
 import numpy as np
@@ -24,6 +24,7 @@ import pandas as pd
 
 from mlt_kernel.experiment import with_final_metrics
 from mlt_kernel.query import Query, Read, Window
+from mlt_kernel.safeio import regular_file
 from mlt_kernel.schema import (
     CELLS,
     CONFUSION,
@@ -337,20 +338,20 @@ class Source:
         return self._df(_NOTES_SQL.format(where=""))
 
     def plot_path(self, row: dict[str, Any]) -> Path | None:
-        """The file of a plot row, when it is inside the experiment folder and exists."""
+        """The file of a plot row: a regular file inside the experiment folder, reached through no link.
+
+        The row is a shared folder's data: an absolute path, ``..`` or a link
+        anywhere below the folder finds nothing (``mlt_kernel.safeio``).
+        """
         rel = row.get("path") if not is_missing(row.get("path")) else None
-        candidates = [self.path / rel] if rel else []
+        candidates = [rel] if isinstance(rel, str) and rel else []
         file = row.get("file")
         if isinstance(file, str) and file:
-            candidates.append(self.path / "plots" / Path(file).name)
-        root = self.path.resolve()
+            candidates.append(f"plots/{PurePath(file).name}")
         for cand in candidates:
-            try:
-                resolved = cand.resolve()
-            except OSError:
-                continue
-            if resolved.is_relative_to(root) and resolved.is_file():
-                return resolved
+            found = regular_file(self.path, cand)
+            if found is not None:
+                return found
         return None
 
     # -- cells ------------------------------------------------------------------

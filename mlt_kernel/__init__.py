@@ -33,12 +33,14 @@ from .api import (  # noqa: E402
 from .errors import (  # noqa: E402
     DamagedFileWarning,
     DirectiveError,
+    FileTooLargeError,
     MLTrackError,
     MLTrackWarning,
     NotRecordingError,
     PlotPathError,
     RunError,
     UnknownRunError,
+    UnsafeFileError,
 )
 
 if TYPE_CHECKING:
@@ -48,12 +50,14 @@ __all__ = [
     "DamagedFileWarning",
     "DirectiveError",
     "Experiment",
+    "FileTooLargeError",
     "MLTrackError",
     "MLTrackWarning",
     "NotRecordingError",
     "PlotPathError",
     "RunError",
     "UnknownRunError",
+    "UnsafeFileError",
     "__version__",
     "current_run",
     "load_ipython_extension",

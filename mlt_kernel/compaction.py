@@ -6,9 +6,15 @@ readers read:
 1. ``compact_writer``: a finished writer's journals → one ``s-`` file per table.
 2. ``merge_table``: closed ``s-`` files (and small ``m-`` files) → ``m-`` files of
    up to ``TARGET_ROWS`` rows, sorted by time. A merged file names the files it
-   replaces in its metadata; readers ignore those from the moment it exists,
-   and the replaced files are removed only after it is durable. One merger per
-   table at a time (an ``O_EXCL`` lock file, taken over when stale).
+   replaces in its metadata, with their row counts; readers ignore those from
+   the moment it exists, and the replaced files are removed only after it is
+   durable. One merger per table at a time (an ``O_EXCL`` lock file, taken over
+   when stale).
+
+In a shared folder a merge takes only the files of its own user, and removes
+only those: a teammate's files are merged, and removed, by that teammate's
+compaction. A file is removed only because a merged file proves it replaces it
+(``store.proven_replacements``), never on a claim alone.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import contextlib
 import json
 import os
 import socket
+import stat
 import sys
 import time
 from collections.abc import Iterator
@@ -25,7 +32,7 @@ from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import layout, store
+from . import layout, safeio, store
 from .journal import parse_journal_name
 from .schema import SCHEMA_VERSION, TABLES
 
@@ -89,23 +96,32 @@ def _open_writers(exp: Path) -> set[str]:
     return {p[0] for p in map(parse_journal_name, os.listdir(folder)) if p is not None}
 
 
-def _candidates(folder: Path, open_writers: set[str]) -> tuple[list[Path], list[str]]:
-    """Files worth merging, and leftovers already replaced by a merged file."""
-    files: list[Path] = []
-    replaced: set[str] = set()
-    for path in sorted(folder.iterdir()):
-        parsed = store.parse_table_file_name(path.name)
+def _candidates(folder: Path, open_writers: set[str]) -> tuple[list[tuple[Path, int]], list[str]]:
+    """This user's files worth merging, with their row counts, and leftovers a merged file proves it replaced."""
+    listed: dict[str, store.Listed] = {}
+    mine: list[Path] = []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        parsed = store.parse_table_file_name(entry.name)
         if parsed is None or parsed[2] != SCHEMA_VERSION:
             continue  # foreign, other versions: never touched
-        footer = store.read_footer(path)
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode):
+                continue  # a link or a folder: never read, never touched
+            footer = store.read_footer(Path(entry.path))
+        except FileNotFoundError:
+            continue  # removed while we looked
         if isinstance(footer, str):
             continue  # damaged: never touched
+        listed[entry.name] = store.Listed(footer, st.st_uid)
+        if not safeio.is_owned(st):
+            continue  # a teammate's: theirs to merge and to remove
         if parsed[0] == "s" and parsed[1] in open_writers:
             continue  # its journal still exists: the reader may count it
-        replaced.update(footer.replaces)
-        files.append(path)
-    leftovers = [p.name for p in files if p.name in replaced]
-    return [p for p in files if p.name not in replaced], leftovers
+        mine.append(Path(entry.path))
+    replaced, _ = store.proven_replacements(listed)
+    leftovers = [p.name for p in mine if p.name in replaced]
+    return [(p, listed[p.name].footer.rows) for p in mine if p.name not in replaced], leftovers
 
 
 def merge_table(
@@ -116,8 +132,10 @@ def merge_table(
     Returns ``(files merged, files written)``.
     """
     folder = exp / layout.TABLES / table
-    if not folder.is_dir():
-        return 0, 0
+    try:
+        safeio.check_folder(folder)
+    except OSError:
+        return 0, 0  # none yet, or a link: never merged through
     with _lock(folder) as held:
         if not held:
             return 0, 0
@@ -132,7 +150,7 @@ def merge_table(
         for group in groups:
             if len(group) < 2:
                 continue
-            store.write_table_file(exp, table, (store.read_table(p) for p in group), [p.name for p in group])
+            store.write_table_file(exp, table, [(p.name, store.read_table(p)) for p in group])
             for path in group:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
@@ -141,11 +159,10 @@ def merge_table(
         return merged, written
 
 
-def _groups(files: list[Path]) -> Iterator[list[Path]]:
+def _groups(files: list[tuple[Path, int]]) -> Iterator[list[Path]]:
     group: list[Path] = []
     rows = 0
-    for path in files:
-        n = store.row_count(path)
+    for path, n in files:
         if n >= TARGET_ROWS // 2:
             continue  # big enough already
         if group and rows + n > TARGET_ROWS:

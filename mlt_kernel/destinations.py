@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import logging
 import os
+import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +37,34 @@ def fallback_root() -> Path:
     return Path(base) / "mlt-kernel" / "fallback"
 
 
-def _fallback_candidates(wanted: Path) -> list[Path]:
+def private_temp_root() -> Path | None:
+    """``$TMPDIR/mlt-fallback-{uid}``, created 0700; None when it is not safely ours.
+
+    Anyone can create a name in ``/tmp`` first: a folder there that is a link,
+    belongs to another user, or that others may write into would let them read
+    or replace our records, so it is refused rather than used.
+    """
+    path = Path(tempfile.gettempdir()) / f"mlt-fallback-{os.getuid()}"
+    try:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, 0o700)
+        st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+            return None  # someone else's, or others could have put files into it
+        if st.st_mode & 0o077:
+            os.chmod(path, 0o700)  # ours, made readable by others earlier (sticky /tmp: nobody swapped it)
+    except OSError:
+        return None
+    return path
+
+
+def _fallback_candidates(wanted: Path) -> Iterator[Path]:
+    """Where records go when *wanted* cannot be written: under the home folder, else a private temp folder."""
     tag = f"{wanted.name or 'experiment'}-{hashlib.sha1(str(wanted).encode()).hexdigest()[:8]}"
-    return [fallback_root() / tag, Path(tempfile.gettempdir()) / f"mlt-fallback-{os.getuid() if hasattr(os, 'getuid') else 'user'}" / tag]
+    yield fallback_root() / tag
+    temp = private_temp_root()  # made only when the home folder failed too
+    if temp is not None:
+        yield temp / tag
 
 
 class Destinations:
@@ -69,7 +96,7 @@ class Destinations:
         return folder
 
     def _open(self, wanted: Path) -> Path:
-        for folder in [wanted, *_fallback_candidates(wanted)]:
+        for folder in itertools.chain([wanted], _fallback_candidates(wanted)):
             if folder in self.writers:
                 return folder
             try:

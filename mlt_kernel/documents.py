@@ -31,7 +31,7 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import layout
+from . import layout, safeio
 from .errors import MLTrackError, PlotPathError
 from .journal import now_us
 from .notes import plot_name
@@ -46,6 +46,11 @@ Writer = Callable[[str, Mapping[str, Any]], Any]
 
 KINDS = ("markdown", "note", "plot")
 MAX_TITLE_CHARS = 200
+#: Largest Markdown block (UTF-8 bytes), as for a note.
+MAX_BLOCK_BYTES = safeio.MAX_NOTE_BYTES
+#: Most HTML one document renders into (its text and embedded plots): the
+#: blocks past it are left out of the page, with a line that says so.
+MAX_DOCUMENT_BYTES = 128 << 20
 
 #: Styles added to exported pages: figures and the notes under them.
 _EXPORT_CSS = """
@@ -180,7 +185,7 @@ class Document:
         """Add a Markdown block at the end, or after the block *after*."""
         if not isinstance(text, str):
             raise ValueError(f"a Markdown block is text, got {type(text).__name__}")
-        return self._add("markdown", text, after)
+        return self._add("markdown", _checked_text(text), after)
 
     def add_note(self, note_id: str, after: str | None = None) -> Block:
         """Add a block showing the note (and its plot); ``KeyError`` for an unknown note."""
@@ -199,6 +204,7 @@ class Document:
         """Replace the text of a Markdown block, or of the note a note block shows."""
         if not isinstance(text, str):
             raise ValueError(f"a block's text is a string, got {type(text).__name__}")
+        _checked_text(text)
         block = self._block(block_id)
         if block.kind == "markdown":
             edited = replace(block, content=text)
@@ -248,10 +254,19 @@ class Document:
         blocks = self.blocks()
         notes = self._notes([b.content for b in blocks if b.kind == "note"])
         parts = []
-        for block in blocks:
+        size = 0
+        for i, block in enumerate(blocks):
             inner = render_block(self.experiment.path, block, notes)
-            if inner is not None:  # None: a kind from a newer version
-                parts.append(f'<section class="mlt-block mlt-{block.kind}">\n{inner}\n</section>')
+            if inner is None:  # a kind from a newer version
+                continue
+            size += len(inner)
+            if size > MAX_DOCUMENT_BYTES:  # a shared folder's document may be built to be huge
+                parts.append(
+                    f'<p class="mlt-missing">{len(blocks) - i} more block(s) are not shown: '
+                    f"this document is larger than {MAX_DOCUMENT_BYTES} bytes.</p>"
+                )
+                break
+            parts.append(f'<section class="mlt-block mlt-{block.kind}">\n{inner}\n</section>')
         return "\n".join(parts)
 
     def html_page(self) -> str:
@@ -363,22 +378,17 @@ def render_block(
 def plot_image(experiment_path: str | os.PathLike[str], src: str) -> str | None:
     """A ``data:`` URI for an image reference (``roc.png``, ``plots/roc.png``), or ``None``.
 
-    Only raster files directly in the experiment's ``plots/`` folder count: a
-    symlink out of a shared folder must not smuggle a local file into a page.
+    Only regular raster files directly in the experiment's ``plots/`` folder
+    count, read without following a link (``plots/`` included) and at most
+    ``safeio.MAX_PLOT_BYTES``: a link out of a shared folder must not smuggle a
+    local file into a page.
     """
     from .render import data_uri
 
     exp_path = Path(experiment_path)
-    folder = (exp_path / layout.PLOTS).resolve()
     try:
-        path = (folder / plot_name(src, exp_path)).resolve()
-    except (PlotPathError, OSError):
-        return None
-    if path.parent != folder or not path.is_file():
-        return None
-    try:
-        return data_uri(path)
-    except (OSError, ValueError):  # unreadable, or not a raster image (SVG, PDF)
+        return data_uri(f"{layout.PLOTS}/{plot_name(src, exp_path)}", beneath=exp_path)
+    except (PlotPathError, OSError, ValueError):  # a bad name; missing, a link, too big; not a raster image
         return None
 
 
@@ -397,6 +407,14 @@ def _experiment(experiment: Experiment | str | os.PathLike[str]) -> Experiment:
     from .experiment import Experiment
 
     return experiment if isinstance(experiment, Experiment) else Experiment(experiment)
+
+
+def _checked_text(text: str) -> str:
+    """*text*, when it fits in a block (``MAX_BLOCK_BYTES``); else ``ValueError`` naming the limit."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_BLOCK_BYTES:
+        raise ValueError(f"a document block holds at most {MAX_BLOCK_BYTES} bytes of text, got {size}")
+    return text
 
 
 def _find(exp: Experiment, title: str) -> dict[str, Any] | None:
@@ -437,6 +455,8 @@ def _plain(value: Any) -> Any:
 
 __all__ = [
     "KINDS",
+    "MAX_BLOCK_BYTES",
+    "MAX_DOCUMENT_BYTES",
     "Block",
     "BlockNotFoundError",
     "Document",

@@ -38,6 +38,34 @@ class PlotPathError(MLTrackError, ValueError):
     """A plot name that escapes the experiment folder."""
 
 
+class UnsafeFileError(MLTrackError, OSError):
+    """A file of an experiment folder that is not opened.
+
+    It is reached through a symbolic link, is not a regular file (a FIFO, a
+    device, a folder), or lies outside the folder it must be in. The message
+    names the path and why (see ``mlt_kernel.safeio``); ``path`` and ``reason`` keep them.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}; not opened")
+        self.path = path
+        self.reason = reason
+
+
+class FileTooLargeError(MLTrackError, OSError):
+    """A file of an experiment folder is larger than the limit for what it holds.
+
+    The message names the file and the limit; ``path``, ``limit`` and ``reason`` keep them.
+    """
+
+    def __init__(self, path: str, limit: int, what: str = "file") -> None:
+        reason = f"{what} larger than {limit} bytes"
+        super().__init__(f"{path}: {reason}; not read")
+        self.path = path
+        self.limit = limit
+        self.reason = reason
+
+
 class MLTrackWarning(UserWarning):
     """Base class of MLTrack's warnings."""
 

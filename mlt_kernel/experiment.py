@@ -15,8 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from . import layout
-from .errors import UnknownRunError
+from . import layout, safeio
+from .errors import UnknownRunError, UnsafeFileError
 from .query import Query, Window
 
 #: Final metrics shown as columns of ``runs()``, in this order when present.
@@ -37,12 +37,36 @@ def _json_column(df: pd.DataFrame, column: str) -> None:
         df[column] = [json.loads(v) if isinstance(v, str) else v for v in df[column]]
 
 
+def predictions_file(stored: Any) -> str:
+    """The path, relative to the experiment, of a ``predictions`` row's ``file``.
+
+    The row is data from a shared folder: only ``predictions/NAME`` is accepted,
+    never an absolute path, ``..`` or another folder.
+
+    Raises:
+        UnsafeFileError: anything else (the message names the stored value).
+    """
+    text = stored if isinstance(stored, str) else ""
+    try:
+        parts = safeio.parts_below(text)
+    except UnsafeFileError:
+        parts = ()
+    if len(parts) != 2 or parts[0] != layout.PREDICTIONS:
+        raise UnsafeFileError(repr(stored), f"not a file directly in the {layout.PREDICTIONS}/ folder")
+    return "/".join(parts)
+
+
 def with_final_metrics(runs: pd.DataFrame, query: Query) -> pd.DataFrame:
-    """*runs* with one column per final ``test`` metric, ``METRIC_ORDER`` first."""
+    """*runs* with one column per final ``test`` metric, ``METRIC_ORDER`` first.
+
+    A metric named like a column of *runs* (``name``, ``status``…) stays out:
+    it would replace that column. ``metrics()`` still has it.
+    """
     finals = query.df(_FINAL_METRICS)
     if finals.empty:
         return runs
     wide = finals.pivot(index="run_id", columns="name", values="value")
+    wide = wide.drop(columns=[c for c in wide.columns if c in runs.columns])
     ordered = [m for m in METRIC_ORDER if m in wide] + sorted(set(wide) - set(METRIC_ORDER))
     return runs.merge(wide[ordered], how="left", left_on="run_id", right_index=True)
 
@@ -195,14 +219,19 @@ class Experiment:
         return df
 
     def predictions(self, run: str, split: str = "test") -> pd.DataFrame:
-        """The stored predictions of a run: ``y_true, y_pred`` and ``proba_<label>`` columns."""
+        """The stored predictions of a run: ``y_true, y_pred`` and ``proba_<label>`` columns.
+
+        Raises:
+            UnsafeFileError: the stored file name leaves the ``predictions/``
+                folder, or the file is a link or not a regular file.
+        """
         from . import store
 
         run_id = self.resolve_run(run)["run_id"]
         rows = self._q.rows("SELECT file FROM predictions WHERE run_id = ? AND split = ?", [run_id, split])
         if not rows:
             raise KeyError(f"run {run!r} has no predictions for split {split!r}")
-        return store.read_table(self.path / rows[0][0]).to_pandas()
+        return store.read_table(predictions_file(rows[0][0]), beneath=self.path).to_pandas()
 
     # -- notes, plots, documents -------------------------------------------------
     def notes(self) -> pd.DataFrame:

@@ -10,16 +10,25 @@ Timestamps travel as integer microseconds since the epoch (UTC).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import threading
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import gilio
+from . import gilio, safeio
+from .errors import DamagedFileWarning
 from .schema import SCHEMA_VERSION, table
+
+#: Longest journal line read; a longer one is skipped with one ``DamagedFileWarning``.
+MAX_LINE_BYTES = safeio.MAX_JOURNAL_LINE_BYTES
+#: Bytes read at a time: what a reader holds of a journal, besides one pending line.
+READ_CHUNK_BYTES = 4 << 20
 
 
 def now_us() -> int:
@@ -187,36 +196,130 @@ def _parse_lines(data: bytes) -> tuple[list[dict[str, Any]], int]:
     return records, bad
 
 
+@dataclass
+class JournalCursor:
+    """Where a reader stands in one journal, so that each read takes only new bytes.
+
+    ``offset`` is the start of the first line not read yet; the ``pending``
+    bytes after it hold no newline (a line being written, or torn): the next
+    read looks for a newline only past them, and re-reads them once it finds
+    one. A line longer than ``MAX_LINE_BYTES`` is dropped up to its newline
+    (``skipping``) with one ``DamagedFileWarning``; none of it is kept. The
+    holes of a sparse file read as NULs, never a newline: they are stepped over
+    unread (``SEEK_DATA``).
+    """
+
+    offset: int = 0
+    pending: int = 0
+    skipping: bool = False
+
+    @property
+    def end(self) -> int:
+        """The bytes of the file this cursor has looked at."""
+        return self.offset + self.pending
+
+
+def _warn_long_line(path: Path, offset: int) -> None:
+    warnings.warn(
+        f"{path}: the journal line at byte {offset} is longer than {MAX_LINE_BYTES} bytes; skipped",
+        DamagedFileWarning,
+        stacklevel=4,
+    )
+
+
+def _hole_at(fd: int, pos: int) -> int:
+    """How many bytes from *pos* on lie in a hole of a sparse file (they read as NULs)."""
+    try:
+        data = os.lseek(fd, pos, os.SEEK_DATA)
+    except OSError as exc:
+        if exc.errno != errno.ENXIO:
+            return 0  # no SEEK_DATA on this file system: everything is data
+        data = max(os.fstat(fd).st_size, pos)  # nothing but a hole up to the end
+    return data - pos
+
+
+def _extend(path: Path, cursor: JournalCursor, size: int) -> None:
+    """*size* more bytes without a newline belong to the pending line."""
+    cursor.pending += size
+    if not cursor.skipping and cursor.pending > MAX_LINE_BYTES:
+        cursor.skipping = True
+        _warn_long_line(path, cursor.offset)
+
+
+def _batches(fd: int, path: Path, cursor: JournalCursor) -> Iterator[tuple[list[dict[str, Any]], int]]:
+    """``(records, bad_lines)`` of each chunk of whole lines past *cursor*, which moves along.
+
+    Reads ``READ_CHUNK_BYTES`` at a time, so memory stays bounded by a chunk
+    plus one line of at most ``MAX_LINE_BYTES``, whatever the file holds. Lines
+    that lie whole in a chunk are shorter than it, far below the limit.
+    """
+    while True:
+        hole = _hole_at(fd, cursor.end)
+        if hole:  # NULs, so no newline: part of the pending line, and not worth reading
+            _extend(path, cursor, hole)
+        start = cursor.end
+        chunk = os.pread(fd, READ_CHUNK_BYTES, start)
+        if not chunk:
+            return
+        last = chunk.rfind(b"\n")
+        if last < 0:  # the pending line goes on
+            _extend(path, cursor, len(chunk))
+            continue
+        first = chunk.find(b"\n")
+        records: list[dict[str, Any]] = []
+        bad = 0
+        body = chunk[first + 1 : last + 1]
+        if cursor.skipping:
+            pass  # the end of a line too long to read, told when it passed the limit
+        elif cursor.pending + first > MAX_LINE_BYTES:
+            _warn_long_line(path, cursor.offset)
+        elif cursor.pending:  # the line began before this chunk: read it whole once
+            records, bad = _parse_lines(os.pread(fd, cursor.pending, cursor.offset) + chunk[: first + 1])
+        else:
+            body = chunk[: last + 1]
+        more, more_bad = _parse_lines(body)
+        records.extend(more)
+        cursor.offset, cursor.pending, cursor.skipping = start + last + 1, len(chunk) - last - 1, False
+        yield records, bad + more_bad
+
+
+def read_new(path: Path, cursor: JournalCursor) -> tuple[list[dict[str, Any]], int]:
+    """The records of the lines completed in *path* since *cursor*, and the count of bad lines.
+
+    *cursor* moves past them; see :class:`JournalCursor`. The journal is opened
+    without following links and must be a regular file (``mlt_kernel.safeio``).
+    """
+    records: list[dict[str, Any]] = []
+    bad = 0
+    with safeio.opened(path) as fd:
+        for chunk, chunk_bad in _batches(fd, path, cursor):
+            records.extend(chunk)
+            bad += chunk_bad
+    return records, bad
+
+
 def read_lines(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int, int]:
     """Records of *path* from byte *offset*: ``(records, new_offset, bad_lines)``.
 
     Stops before an unterminated last line (a writer may be mid-write, or it
     was torn): the returned offset points at it, so the next call retries it.
-    Lines that are not valid JSON objects are counted in *bad_lines* and skipped.
+    Lines that are not valid JSON objects are counted in *bad_lines* and skipped;
+    a line longer than ``MAX_LINE_BYTES`` is skipped with a ``DamagedFileWarning``.
+    Readers that come back for more keep a :class:`JournalCursor` (:func:`read_new`).
     """
-    with open(path, "rb") as f:
-        f.seek(offset)
-        data = f.read()
-    end = data.rfind(b"\n") + 1
-    records, bad = _parse_lines(data[:end])
-    return records, offset + end, bad
+    cursor = JournalCursor(offset)
+    records, bad = read_new(path, cursor)
+    return records, cursor.offset, bad
 
 
 def iter_chunks(path: Path, size: int = 100_000) -> Iterator[tuple[list[dict[str, Any]], int]]:
-    """``(records, bad_lines)`` of *path* in chunks of *size* lines, for journals too big to hold."""
+    """``(records, bad_lines)`` of *path* in chunks of about *size* lines, for journals too big to hold."""
     chunk: list[dict[str, Any]] = []
     bad = 0
-    with open(path, "rb") as f:
-        for raw in f:
-            if not raw.endswith(b"\n"):
-                break  # a torn last line
-            if not raw.strip():
-                continue
-            rec = _parse(raw)
-            if rec is None:
-                bad += 1
-            else:
-                chunk.append(rec)
+    with safeio.opened(path) as fd:
+        for records, batch_bad in _batches(fd, path, JournalCursor()):
+            chunk.extend(records)
+            bad += batch_bad
             if len(chunk) >= size:
                 yield chunk, bad
                 chunk, bad = [], 0
@@ -224,9 +327,10 @@ def iter_chunks(path: Path, size: int = 100_000) -> Iterator[tuple[list[dict[str
         yield chunk, bad
 
 
-
 __all__ = [
+    "MAX_LINE_BYTES",
     "SCHEMA_VERSION",
+    "JournalCursor",
     "JournalWriter",
     "encode",
     "iter_chunks",
@@ -234,4 +338,5 @@ __all__ = [
     "now_us",
     "parse_journal_name",
     "read_lines",
+    "read_new",
 ]

@@ -22,7 +22,9 @@ such note of a session loads DuckDB into the kernel; other notes only append a
 journal line.
 
 Notes are untrusted (a teammate's shared folder): stored verbatim, rendered
-only through ``mlt_kernel.render``.
+only through ``mlt_kernel.render``. A note holds at most ``MAX_NOTE_BYTES``
+(1 MiB) of UTF-8; a text file beside a plot is read without following links
+and only when it is a regular file of at most that size (``mlt_kernel.safeio``).
 """
 
 from __future__ import annotations
@@ -35,15 +37,17 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import layout
+from . import layout, safeio
 from .errors import PlotPathError
 from .journal import now_us
 
 if TYPE_CHECKING:
     from .recorder import Recorder
 
+#: Largest note (UTF-8 bytes), from a cell, ``mlt.note()`` or a ``plots/NAME.txt`` file.
+MAX_NOTE_BYTES = safeio.MAX_NOTE_BYTES
 #: Largest ``plots/NAME.txt`` read as a note; a bigger file is not a note.
-MAX_TEXT_NOTE_BYTES = 1 << 20
+MAX_TEXT_NOTE_BYTES = MAX_NOTE_BYTES
 
 #: Files under ``plots/`` that are plots; a ``plots/NAME.txt`` note explains the
 #: first ``NAME.<suffix>`` present, in this order.
@@ -105,6 +109,9 @@ def record_note(
 
     if not isinstance(markdown, str):
         raise ValueError(f"a note is Markdown text, got {type(markdown).__name__}")
+    size = len(markdown.encode("utf-8", "surrogatepass"))
+    if size > MAX_NOTE_BYTES:
+        raise ValueError(f"a note holds at most {MAX_NOTE_BYTES} bytes of text, got {size}")
     plot_file = None if plot is None else plot_name(plot, recorder.wanted_path())
     title = None if doc is None else clean_title(doc)
     cell = recorder.pending_cell or {}
@@ -122,15 +129,20 @@ def record_note(
 def record_text_note(recorder: Recorder, exp_path: Path, txt_name: str, cell: dict[str, Any]) -> str | None:
     """Record ``{exp_path}/plots/{txt_name}`` as the note of the plot beside it.
 
-    Returns the note's id, or None when the file is gone or too big to be a note.
+    The file is read without following a link, ``plots/`` included.
+
+    Returns the note's id, or None when the file is gone.
+
+    Raises:
+        UnsafeFileError: ``plots/`` or the file is a link, or the file is not a regular file.
+        FileTooLargeError: the file holds more than ``MAX_TEXT_NOTE_BYTES``.
     """
     path = exp_path / layout.PLOTS / txt_name
     try:
-        if path.stat().st_size > MAX_TEXT_NOTE_BYTES:
-            return None
-        markdown = path.read_bytes().decode("utf-8", "replace")
-    except OSError:
+        data = safeio.read_bytes(f"{layout.PLOTS}/{txt_name}", MAX_TEXT_NOTE_BYTES, beneath=exp_path, what="note")
+    except FileNotFoundError:
         return None
+    markdown = data.decode("utf-8", "replace")
     source = ("file", f"{layout.PLOTS}/{txt_name}")
     note_id = _hash_id("n", source)
     _write_note(recorder, note_id, cell, markdown, sibling_plot(path), None)
@@ -140,7 +152,7 @@ def record_text_note(recorder: Recorder, exp_path: Path, txt_name: str, cell: di
 def sibling_plot(txt: Path) -> str:
     """The plot a ``NAME.txt`` note explains: the first ``NAME.<image>`` present, else ``NAME.png``."""
     for suffix in PLOT_SUFFIXES:
-        if txt.with_suffix(suffix).is_file():
+        if safeio.regular_file(txt.parent, txt.stem + suffix) is not None:  # a link is no plot
             return txt.stem + suffix
     return txt.stem + PLOT_SUFFIXES[0]
 
@@ -212,4 +224,12 @@ def _append_to_document(recorder: Recorder, title: str, note_id: str) -> None:
         document.add_note(note_id)
 
 
-__all__ = ["MAX_TEXT_NOTE_BYTES", "PLOT_SUFFIXES", "plot_name", "record_note", "record_text_note", "sibling_plot"]
+__all__ = [
+    "MAX_NOTE_BYTES",
+    "MAX_TEXT_NOTE_BYTES",
+    "PLOT_SUFFIXES",
+    "plot_name",
+    "record_note",
+    "record_text_note",
+    "sibling_plot",
+]

@@ -1,11 +1,16 @@
 """DuckDB over an experiment folder: the one module that imports ``duckdb``.
 
 ``Scan`` lists what is in the folder (Parquet parts, live journals) and reads
-journals incrementally; ``Query`` keeps one in-memory DuckDB catalog with
+journals incrementally: in bounded chunks, from where the last read stopped
+(``journal.JournalCursor``). ``Query`` keeps one in-memory DuckDB catalog with
 one relation per table, named like the table, that always shows the latest
 version of every row: small keyed tables are materialised when their files
 change, big ones (samples, metrics) are views. Readers never write into the
 folder.
+
+The folder may be shared, and a teammate's files are untrusted: links and
+files that are not regular are skipped with a warning, and a merged file hides
+the files it replaces only when it proves it (``store.proven_replacements``).
 
 All of a process's ``Query`` objects share one DuckDB database, each in a
 catalog of its own (``ATTACH ':memory:'``): opening a database costs ~17 ms,
@@ -18,6 +23,7 @@ import contextlib
 import itertools
 import logging
 import os
+import stat
 import threading
 import time
 import warnings
@@ -31,9 +37,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from . import layout, store
-from .errors import DamagedFileWarning
-from .journal import parse_journal_name, read_lines
+from . import layout, safeio, store
+from .errors import DamagedFileWarning, UnsafeFileError
+from .journal import JournalCursor, parse_journal_name, read_new
 from .schema import SCHEMA_VERSION, TABLES, Table
 
 log = logging.getLogger("mlt_kernel.query")
@@ -45,7 +51,7 @@ RETRIES = 10
 @dataclass
 class _Journal:
     writer_id: str
-    offset: int = 0
+    cursor: JournalCursor = field(default_factory=JournalCursor)
     records: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
 
 
@@ -64,8 +70,8 @@ class Scan:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._journals: dict[Path, _Journal] = {}
-        #: file -> (mtime, size, its footer or why it is unreadable); keyed by str(path)
-        self._footers: dict[str, tuple[float, int, store.Footer | str]] = {}
+        #: file -> (mtime, size, owner, its footer or why it is unreadable); keyed by str(path)
+        self._footers: dict[str, tuple[float, int, int, store.Footer | str]] = {}
         self._warned: set[tuple[Path, str]] = set()
 
     def _warn(self, path: Path, why: str) -> None:
@@ -76,17 +82,17 @@ class Scan:
     def _footer(self, path: Path, st: os.stat_result, sort_by: str) -> store.Footer | None:
         """The footer of a Parquet file (read once; None, with a warning, when unreadable)."""
         cached = self._footers.get(str(path))
-        if cached is None or cached[:2] != (st.st_mtime, st.st_size):
-            cached = (st.st_mtime, st.st_size, store.read_footer(path, range_of=sort_by))
+        if cached is None or cached[:3] != (st.st_mtime, st.st_size, st.st_uid):
+            cached = (st.st_mtime, st.st_size, st.st_uid, store.read_footer(path, range_of=sort_by))
             self._footers[str(path)] = cached
-        if isinstance(cached[2], str):
-            self._warn(path, f"unreadable Parquet file ({cached[2]})")
+        if isinstance(cached[3], str):
+            self._warn(path, f"unreadable Parquet file ({cached[3]})")
             return None
-        return cached[2]
+        return cached[3]
 
     def _known(self, path: str) -> store.Footer | None:
         cached = self._footers.get(path)
-        return cached[2] if cached is not None and not isinstance(cached[2], str) else None
+        return cached[3] if cached is not None and not isinstance(cached[3], str) else None
 
     def same_columns(self, files: list[str]) -> bool:
         """Whether *files* (listed by the last scan) all have the same columns."""
@@ -99,14 +105,23 @@ class Scan:
         found = footer.range if footer is not None else None
         return found is None or (found[0] <= end and found[1] >= start)
 
+    def _list(self, folder: Path) -> list[os.DirEntry[str]]:
+        """The entries of a folder of the layout; none, with a warning, when it is a link."""
+        try:
+            safeio.check_folder(folder)
+        except UnsafeFileError as exc:
+            self._warn(folder, exc.reason)
+            return []
+        return list(os.scandir(folder))
+
     def _table_files(self, table: str) -> tuple[list[Path], set[str]]:
         folder = self.root / layout.TABLES / table
         try:
-            entries = list(os.scandir(folder))
+            entries = self._list(folder)
         except (FileNotFoundError, NotADirectoryError):
             return [], set()
         files: list[Path] = []
-        replaced: set[str] = set()
+        listed: dict[str, store.Listed] = {}
         for entry in entries:
             parsed = store.parse_table_file_name(entry.name)
             if parsed is None:
@@ -118,19 +133,27 @@ class Scan:
                            f"this reader's ({SCHEMA_VERSION}){'; upgrade mlt-kernel' if newer else ''}")  # fmt: skip
                 continue
             try:
-                footer = self._footer(path, entry.stat(), TABLES[table].sort_by)
+                st = entry.stat(follow_symlinks=False)  # DuckDB would follow a link: never hand it one
+                if not stat.S_ISREG(st.st_mode):
+                    self._warn(path, "not a regular file (a link or a folder)")
+                    continue
+                footer = self._footer(path, st, TABLES[table].sort_by)
                 if footer is None:
                     continue
-                replaced.update(footer.replaces)
             except FileNotFoundError:
                 continue  # replaced by a compaction while we looked
+            listed[entry.name] = store.Listed(footer, st.st_uid)
             files.append(path)
+        replaced, refused = store.proven_replacements(listed)
+        for claimant, name in refused:
+            why = f"claim to replace {name} without proof (row counts, writer or owner differ)"
+            self._warn(folder / claimant, why)
         return files, replaced
 
     def _read_journals(self) -> list[tuple[Path, int]]:
         folder = self.root / layout.JOURNALS
         try:
-            entries = list(os.scandir(folder))
+            entries = self._list(folder)
         except (FileNotFoundError, NotADirectoryError):
             entries = []
         seen = []
@@ -144,18 +167,24 @@ class Scan:
                 continue
             state = self._journals.setdefault(path, _Journal(parsed[0]))
             try:
-                size = entry.stat().st_size
-                if size < state.offset:  # replaced by a shorter file: start again
+                st = entry.stat(follow_symlinks=False)
+                if not stat.S_ISREG(st.st_mode):
+                    self._warn(path, "not a regular file (a link, a FIFO or a folder)")
+                    continue
+                if st.st_size < state.cursor.end:  # replaced by a shorter file: start again
                     state = self._journals[path] = _Journal(parsed[0])
-                if size > state.offset:
-                    records, state.offset, bad = read_lines(path, state.offset)
+                if st.st_size > state.cursor.end:  # only the bytes added since the last read
+                    records, bad = read_new(path, state.cursor)
                     if bad:
                         self._warn(path, f"{bad} unreadable journal line(s)")
                     for rec in records:
                         state.records[rec["table"]].append(rec)
             except FileNotFoundError:
                 continue  # compacted while we looked
-            seen.append((path, state.offset))
+            except UnsafeFileError as exc:  # became a link or a FIFO since the listing
+                self._warn(path, exc.reason)
+                continue
+            seen.append((path, state.cursor.offset))
         for gone in set(self._journals) - {p for p, _ in seen}:
             del self._journals[gone]
         return seen

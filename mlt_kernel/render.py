@@ -24,6 +24,8 @@ import nh3
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from . import safeio
+
 __all__ = ["CONTENT_SECURITY_POLICY", "data_uri", "html_page", "markdown_to_html", "sanitize"]
 
 ImageResolver = Callable[[str], str | None]
@@ -138,8 +140,15 @@ def markdown_to_html(markdown: str, *, images: ImageResolver | None = None) -> s
             relative paths.
 
     Returns:
-        HTML safe to insert into a page.
+        HTML safe to insert into a page; for a text larger than
+        ``safeio.MAX_NOTE_BYTES`` (a note or block written by hand into a shared
+        folder), one paragraph saying so instead.
     """
+    if len(markdown) > safeio.MAX_NOTE_BYTES // 4:  # else its UTF-8 cannot exceed the limit
+        size = len(markdown.encode("utf-8", "surrogatepass"))
+        if size > safeio.MAX_NOTE_BYTES:
+            limit = safeio.MAX_NOTE_BYTES
+            return f"<p><em>This text is not shown: {size} bytes, more than the {limit} allowed.</em></p>"
     parser = _markdown_parser()
     tokens = parser.parse(markdown)
     _alignment_to_attribute(tokens)
@@ -160,16 +169,24 @@ def sanitize(html: str) -> str:
     return _sanitize(html, None)
 
 
-def data_uri(path: str | os.PathLike[str], mime: str | None = None) -> str:
+def data_uri(
+    path: str | os.PathLike[str], mime: str | None = None, *, beneath: str | os.PathLike[str] | None = None
+) -> str:
     """Return the file at ``path`` as a base64 ``data:`` URI.
 
+    The file is read as any file of a shared folder is (``mlt_kernel.safeio``):
+    never through a link, a regular file only, at most ``safeio.MAX_PLOT_BYTES``.
+
     Args:
-        path: the file to embed.
+        path: the file to embed; relative to *beneath* when that is given.
         mime: its media type; guessed from the suffix (png, jpg/jpeg, gif, webp)
             when omitted.
+        beneath: the folder *path* lies in; no component below it may be a link.
 
     Raises:
         ValueError: ``mime`` is omitted and the suffix is not a known image type.
+        UnsafeFileError: a link, not a regular file, or a path leaving *beneath*.
+        FileTooLargeError: larger than ``safeio.MAX_PLOT_BYTES``.
     """
     file = Path(path)
     if mime is None:
@@ -179,7 +196,8 @@ def data_uri(path: str | os.PathLike[str], mime: str | None = None) -> str:
             raise ValueError(
                 f"cannot guess the image type of {str(file)!r}: expected one of {known}"
             )
-    payload = base64.b64encode(file.read_bytes()).decode("ascii")
+    data = safeio.read_bytes(file, safeio.MAX_PLOT_BYTES, beneath=beneath, what="image")
+    payload = base64.b64encode(data).decode("ascii")
     return f"data:{mime};base64,{payload}"
 
 

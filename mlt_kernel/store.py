@@ -6,6 +6,24 @@ temporary name, made durable, renamed into place, and only then are the files
 it replaces removed. Every step is idempotent, so two processes compacting the
 same writer, or a compaction interrupted at any point, leave readable data and
 never a duplicate that readers would count twice (see ``Scan`` in ``query``).
+
+A merged file must prove what it replaces, because anyone who can write the
+folder can write a file that claims anything. Its footer lists each file it
+replaces with that file's row count and writer id (``REPLACED_KEY``); a reader
+hides a listed file only when :func:`proven_replacements` holds:
+
+1. the merged file holds exactly as many rows as its list adds up to;
+2. the listed file exists with exactly the listed row count (from its footer)
+   and its name carries the listed writer id;
+3. the listed file and the merged file belong to the same account (``st_uid``):
+   compaction merges only its own user's files, so a teammate's file can be
+   replaced only by a file of that teammate.
+
+A claim that fails hides nothing, and is never a reason to delete a file.
+Merged files of earlier versions name the replaced files only
+(``REPLACES_KEY``): such claims are unproven and hide nothing either (their
+inputs were removed when they were written, so nothing is counted twice
+unless that merge was interrupted).
 """
 
 from __future__ import annotations
@@ -24,14 +42,19 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import layout
+from . import layout, safeio
 from .journal import iter_chunks, parse_journal_name
 from .schema import SCHEMA_VERSION, TABLES, arrow_schema
 
 log = logging.getLogger("mlt_kernel.store")
 
-#: Key in a merged file's metadata listing the file names it replaces.
+#: Key in a merged file's metadata listing the file names it replaces: what
+#: earlier versions wrote and read. Still written, for those readers; never
+#: believed (a name alone proves nothing).
 REPLACES_KEY = b"mlt.replaces"
+#: Key in a merged file's metadata listing what it replaces, with proof:
+#: ``[{"file": NAME, "rows": N, "writer": WRITER_ID}, …]`` (see the module docs).
+REPLACED_KEY = b"mlt.replaced"
 
 
 def session_file_name(writer_id: str) -> str:
@@ -130,15 +153,17 @@ def sort_table(table: pa.Table, table_name: str) -> pa.Table:
 
 
 def writer_journals(exp: Path, writer_id: str) -> list[Path]:
-    """Every journal of *writer_id* (kernel and watcher roles)."""
+    """Every journal of *writer_id* (kernel and watcher roles): regular files, never links."""
     folder = exp / layout.JOURNALS
-    if not folder.is_dir():
+    try:
+        safeio.check_folder(folder)
+    except OSError:
         return []
     out = []
-    for p in folder.iterdir():
-        parsed = parse_journal_name(p.name)
-        if parsed and parsed[0] == writer_id and parsed[2] == SCHEMA_VERSION:
-            out.append(p)
+    for entry in os.scandir(folder):
+        parsed = parse_journal_name(entry.name)
+        if parsed and parsed[0] == writer_id and parsed[2] == SCHEMA_VERSION and entry.is_file(follow_symlinks=False):
+            out.append(Path(entry.path))
     return sorted(out)
 
 
@@ -147,8 +172,10 @@ def compact_writer(exp: str | os.PathLike[str], writer_id: str) -> int:
 
     Returns the number of records moved. Journals are streamed in chunks, so a
     long session's millions of samples never sit in memory at once. The
-    journals are removed only after every Parquet file is durable; running it
-    twice is harmless. Journal lines are in time order already: no sort.
+    journals are removed only after every Parquet file is durable, and only
+    those of this process's user (readers skip a journal whose Parquet twin
+    exists); running it twice is harmless. Journal lines are in time order
+    already: no sort.
     """
     root = Path(exp)
     journals = writer_journals(root, writer_id)
@@ -175,7 +202,8 @@ def compact_writer(exp: str | os.PathLike[str], writer_id: str) -> int:
                     moved += len(rows)
     for path in journals:
         with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+            if safeio.is_owned(path.lstat()):
+                path.unlink()
     return moved
 
 
@@ -191,14 +219,99 @@ def write_records(exp: str | os.PathLike[str], table_name: str, records: Sequenc
 
 
 @dataclass(frozen=True)
+class Replaced:
+    """One file a merged file says it replaces (see the module docs)."""
+
+    file: str
+    rows: int | None  #: None: a claim of an earlier version, without proof
+    writer: str | None = None
+
+
+@dataclass(frozen=True)
 class Footer:
     """What readers use of a Parquet file's footer, read once per file."""
 
     columns: tuple[str, ...]
-    replaces: tuple[str, ...]  #: the file names a merged file replaces
+    replaces: tuple[Replaced, ...]  #: what a merged file says it replaces (unproven)
     #: smallest and largest stored value of the column asked for (integers and
     #: times); None when a row group has no statistics: the file may hold anything
     range: tuple[int, int] | None = None
+    rows: int = 0
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A table file as a folder listing found it: its footer and its owner's uid."""
+
+    footer: Footer
+    uid: int
+
+
+def _json_list(raw: bytes | None) -> list[Any]:
+    """The JSON list in a footer's metadata value; empty when missing or malformed (a hostile file's)."""
+    if raw is None:
+        return []
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
+
+
+def _replaced(entry: Any) -> Replaced | None:
+    """One entry of ``REPLACED_KEY``, or None when it is not well formed."""
+    if not isinstance(entry, dict):
+        return None
+    file, rows, writer = entry.get("file"), entry.get("rows"), entry.get("writer")
+    if not (isinstance(file, str) and isinstance(writer, str) and type(rows) is int and rows >= 0):
+        return None
+    return Replaced(file, rows, writer)
+
+
+def _claims(metadata: Mapping[bytes, bytes]) -> tuple[Replaced, ...]:
+    """The files a footer says it replaces: with proof (``REPLACED_KEY``), else names only."""
+    if REPLACED_KEY in metadata:
+        found = (_replaced(entry) for entry in _json_list(metadata[REPLACED_KEY]))
+        return tuple(claim for claim in found if claim is not None)
+    return tuple(Replaced(name, None) for name in _json_list(metadata.get(REPLACES_KEY)) if isinstance(name, str))
+
+
+def proven_replacements(files: Mapping[str, Listed]) -> tuple[set[str], list[tuple[str, str]]]:
+    """Of the table files of one folder (by name), those a merged file there proves it replaces.
+
+    Returns ``(replaced names, refused claims)``; a refused claim is ``(merged
+    file, listed file)`` for a listed file that exists but is not proven
+    replaced (see the module docs). A listed file that no longer exists is
+    neither: its merge removed it, as it should.
+    """
+    replaced: set[str] = set()
+    refused: list[tuple[str, str]] = []
+    for name, merged in files.items():
+        claims = merged.footer.replaces
+        if not claims:
+            continue
+        counts = [c.rows for c in claims if c.rows is not None]
+        consistent = len(counts) == len(claims) and sum(counts) == merged.footer.rows
+        for claim in claims:
+            target = files.get(claim.file)
+            if target is None or claim.file == name:
+                continue
+            if consistent and _proves(claim, merged, target):
+                replaced.add(claim.file)
+            else:
+                refused.append((name, claim.file))
+    return replaced, refused
+
+
+def _proves(claim: Replaced, merged: Listed, target: Listed) -> bool:
+    """Rules 2 and 3 of the module docs, for one listed file."""
+    parsed = parse_table_file_name(claim.file)
+    return (
+        parsed is not None
+        and parsed[1] == claim.writer
+        and target.footer.rows == claim.rows
+        and target.uid == merged.uid
+    )
 
 
 def read_footer(path: Path, range_of: str | None = None) -> Footer | str:
@@ -214,9 +327,8 @@ def read_footer(path: Path, range_of: str | None = None) -> Footer | str:
         if not path.exists():
             raise FileNotFoundError(path) from exc
         return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    raw = (meta.metadata or {}).get(REPLACES_KEY)
     names = tuple(meta.schema.names)
-    return Footer(names, tuple(json.loads(raw)) if raw else (), _range(meta, names, range_of))
+    return Footer(names, _claims(meta.metadata or {}), _range(meta, names, range_of), int(meta.num_rows))
 
 
 def _range(meta: Any, names: tuple[str, ...], column: str | None) -> tuple[int, int] | None:
@@ -243,11 +355,22 @@ MERGED_ROW_GROUP = 64 * 1024
 MERGED_ROW_GROUPS = {"metrics": 8 * 1024}
 
 
-def write_table_file(
-    exp: Path, table_name: str, tables: Iterable[pa.Table], replaces: Sequence[str]
-) -> Path:
-    """Write a merged file of *table_name* that replaces the files named in *replaces*."""
-    merged = sort_table(pa.concat_tables(list(tables), promote_options="default"), table_name)
+def write_table_file(exp: Path, table_name: str, parts: Iterable[tuple[str, pa.Table]]) -> Path:
+    """Write a merged file of *table_name* that holds and replaces *parts*, ``(file name, its rows)``.
+
+    Its footer lists each part with its row count and writer (``REPLACED_KEY``).
+    """
+    names: list[str] = []
+    tables: list[pa.Table] = []
+    claims: list[dict[str, Any]] = []
+    for file_name, part in parts:
+        parsed = parse_table_file_name(file_name)
+        if parsed is None:
+            raise ValueError(f"{file_name!r} is not the name of a table file")
+        names.append(file_name)
+        tables.append(part)
+        claims.append({"file": file_name, "rows": part.num_rows, "writer": parsed[1]})
+    merged = sort_table(pa.concat_tables(tables, promote_options="default"), table_name)
     name = f"m-{layout.new_writer_id()}.v{SCHEMA_VERSION}.parquet"
     # Integers and times (sorted times, byte counts) are stored as deltas: a
     # third of the size of dictionary + zstd at 10 M samples, and quicker to decode.
@@ -255,7 +378,7 @@ def write_table_file(
     return write_parquet_atomic(
         merged,
         exp / layout.TABLES / table_name / name,
-        metadata={REPLACES_KEY: json.dumps(list(replaces)).encode()},
+        metadata={REPLACES_KEY: json.dumps(names).encode(), REPLACED_KEY: json.dumps(claims).encode()},
         row_group_size=MERGED_ROW_GROUPS.get(table_name, MERGED_ROW_GROUP),
         use_dictionary=[col for col in merged.column_names if col not in deltas],
         column_encoding=dict.fromkeys(deltas, "DELTA_BINARY_PACKED"),
@@ -284,5 +407,11 @@ def row_count(path: Path) -> int:
     return int(pq.read_metadata(path).num_rows)
 
 
-def read_table(path: Path) -> pa.Table:
-    return pq.read_table(path)
+def read_table(path: str | os.PathLike[str], *, beneath: str | os.PathLike[str] | None = None) -> pa.Table:
+    """The Parquet file *path*, a regular file opened without following a link.
+
+    With *beneath*, *path* is relative to that folder and nothing below it may
+    be a link (``mlt_kernel.safeio``).
+    """
+    with safeio.opened(path, beneath=beneath) as fd, os.fdopen(os.dup(fd), "rb") as f:
+        return pq.read_table(f)

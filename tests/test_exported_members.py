@@ -8,8 +8,9 @@ import sys
 import mlt_kernel
 
 PUBLIC = {
-    "DamagedFileWarning", "DirectiveError", "Experiment", "MLTrackError",
-    "MLTrackWarning", "NotRecordingError", "PlotPathError", "RunError", "UnknownRunError", "__version__",
+    "DamagedFileWarning", "DirectiveError", "Experiment", "FileTooLargeError", "MLTrackError",
+    "MLTrackWarning", "NotRecordingError", "PlotPathError", "RunError", "UnknownRunError", "UnsafeFileError",
+    "__version__",
     "current_run", "load_ipython_extension", "log_metric", "log_metrics", "log_params", "log_predictions",
     "note", "start", "stop", "unload_ipython_extension",
 }  # fmt: skip
@@ -26,6 +27,8 @@ def test_errors_subclass_the_nearest_builtin():
     assert issubclass(mlt_kernel.RunError, RuntimeError)
     assert issubclass(mlt_kernel.UnknownRunError, KeyError)
     assert issubclass(mlt_kernel.NotRecordingError, RuntimeError)
+    assert issubclass(mlt_kernel.UnsafeFileError, OSError)
+    assert issubclass(mlt_kernel.FileTooLargeError, OSError)
 
 
 def test_importing_the_package_loads_no_heavy_dependency():

@@ -21,9 +21,16 @@ Three sources, each almost free when unused:
 
 Records carry the cell (``session_id, cell_seq``) and its run. A plot's id is
 derived from its path, so saving the same file again updates its row. A cell
-that plots nothing costs one ``stat`` of ``plots/`` plus one per text note there.
+that plots nothing costs one ``lstat`` of ``plots/`` plus one per text note there.
 Hooks receive only the cell, so this one reaches the session's recorder through
 ``api._recorder``.
+
+The folder may be shared, so what lies in ``plots/`` is untrusted: links are
+never followed — a link in ``plots/`` (to a file, ``/proc/self/environ``, a
+folder) is skipped, and so is ``plots/`` itself when it is a link — and only
+regular files are read, at most ``safeio.MAX_PLOT_BYTES`` of a plot and
+``MAX_TEXT_NOTE_BYTES`` of a note (``mlt_kernel.safeio``). Each refusal is one
+warning in the kernel log, once per file and session; nothing of it is recorded.
 """
 
 from __future__ import annotations
@@ -35,13 +42,16 @@ import functools
 import hashlib
 import os
 import re
+import stat
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import api, layout
+from .. import api, layout, safeio
+from ..errors import FileTooLargeError, UnsafeFileError
 from ..journal import now_us
 from ..notes import PLOT_SUFFIXES, record_text_note
 from . import CellContext, Hook, register
@@ -129,19 +139,35 @@ class _InlineImages:
         return msg
 
 
+def _ignore(message: str) -> None:
+    """Where refusals go when no kernel log is at hand."""
+
+
 @dataclass
 class _PlotsFolder:
     """What ``{EXP}/plots/`` held when last looked at."""
 
     path: Path
+    #: Writes one line to the kernel log (``recorder.log.warning``).
+    warn: Callable[[str], None] = _ignore
     files: dict[str, tuple[int, int]] = field(default_factory=dict)  #: name -> (mtime_ns, size)
     notes: list[str] = field(default_factory=list)  #: the ``.txt`` names among ``files``
     listed_mtime_ns: int | None = None  #: the folder's mtime when listed; None: list next time
+    refused: set[str] = field(default_factory=set)  #: what was refused (and told) once already
+
+    def refuse(self, what: str, reason: str) -> None:
+        """Say once per session, in the kernel log, that *what* is not recorded and why."""
+        if what not in self.refused:
+            self.refused.add(what)
+            self.warn(f"MLTrack: {what}: {reason}; not recorded")
 
     def changes(self, since_ns: int) -> list[str]:
         """Files that appeared or changed since the last look and were written after *since_ns*."""
         try:
-            st = os.stat(self.path)
+            st = safeio.check_folder(self.path)
+        except UnsafeFileError as exc:
+            self.refuse(exc.path, exc.reason)
+            return []
         except OSError:
             return []
         if st.st_mtime_ns != self.listed_mtime_ns:
@@ -160,11 +186,16 @@ class _PlotsFolder:
         listing: dict[str, tuple[int, int]] = {}
         with contextlib.suppress(OSError), os.scandir(self.path) as entries:
             for entry in entries:
-                if entry.name.startswith(".") or not entry.is_file():
+                if entry.name.startswith("."):
                     continue
                 with contextlib.suppress(OSError):
-                    est = entry.stat()
-                    listing[entry.name] = (est.st_mtime_ns, est.st_size)
+                    est = entry.stat(follow_symlinks=False)
+                    if stat.S_ISREG(est.st_mode):
+                        listing[entry.name] = (est.st_mtime_ns, est.st_size)
+                    elif stat.S_ISLNK(est.st_mode):
+                        self.refuse(os.path.join(self.path, entry.name), safeio.LINK)
+                    elif not stat.S_ISDIR(est.st_mode):  # a sub-folder is simply not a plot
+                        self.refuse(os.path.join(self.path, entry.name), "not a regular file")
         self.files = {n: s for n, s in self.files.items() if n in listing}
         self.notes = [n for n in listing if n.endswith(NOTE_SUFFIX)]
         # A folder changed within the clock's resolution of now may change again
@@ -182,10 +213,10 @@ class _PlotsFolder:
 
 def _signature(path: str) -> tuple[int, int] | None:
     try:
-        st = os.stat(path)
+        st = os.lstat(path)
     except OSError:
         return None
-    return st.st_mtime_ns, st.st_size
+    return (st.st_mtime_ns, st.st_size) if stat.S_ISREG(st.st_mode) else None
 
 
 @register
@@ -208,7 +239,7 @@ class PlotsHook(Hook):
         _saved.clear()  # saved between cells, e.g. by a skipped cell: not this cell's
         folder = cell.scratch.get("exp_path") or recorder.wanted_path()
         if folder not in self._folders:
-            state = self._folders[folder] = _PlotsFolder(folder / layout.PLOTS)
+            state = self._folders[folder] = _PlotsFolder(folder / layout.PLOTS, recorder.log.warning)
             state.changes(since_ns=sys.maxsize)  # what is there already is not this cell's
         self._start_capture(recorder.shell)
 
@@ -226,7 +257,7 @@ class PlotsHook(Hook):
         folder = cell.scratch.get("exp_path") or recorder.wanted_path()
         state = self._folders.get(folder)
         if state is None:  # EXP_PATH was set by this cell: keep only what it wrote
-            state = self._folders[folder] = _PlotsFolder(folder / layout.PLOTS)
+            state = self._folders[folder] = _PlotsFolder(folder / layout.PLOTS, recorder.log.warning)
         self._record_saved(recorder, cell, folder, state)
         self._record_folder(recorder, cell, folder, state, started - _MTIME_SLACK_NS)
         if cell.scratch.get("plots_inline"):
@@ -279,7 +310,7 @@ class PlotsHook(Hook):
             if path is not None:
                 paths[str(path)] = path
         for path in paths.values():
-            _write_plot(recorder, cell, folder, path, "savefig")
+            _record_plot(recorder, cell, folder, state, path, "savefig")
             if path.parent == state.path:
                 state.remember(path.name)
 
@@ -289,9 +320,12 @@ class PlotsHook(Hook):
         for name in state.changes(since_ns):
             suffix = os.path.splitext(name)[1].lower()
             if suffix in PLOT_SUFFIXES:
-                _write_plot(recorder, cell, folder, state.path / name, "savefig")
+                _record_plot(recorder, cell, folder, state, state.path / name, "savefig")
             elif suffix == NOTE_SUFFIX:
-                record_text_note(recorder, folder, name, _cell_of(recorder, cell))
+                try:
+                    record_text_note(recorder, folder, name, _cell_of(recorder, cell))
+                except (UnsafeFileError, FileTooLargeError) as exc:  # swapped for a link since the listing, or big
+                    state.refuse(exc.path, exc.reason)
 
     def _record_inline(
         self, recorder: Recorder, cell: CellContext, folder: Path, state: _PlotsFolder, images: list[str]
@@ -300,6 +334,11 @@ class PlotsHook(Hook):
         run_name = cell.record.get("run_name") or (run.name if run is not None else "")
         stem = f"{_UNSAFE_NAME.sub('_', run_name).strip('._') or 'cell'}-{cell.record.get('execution_count')}"
         state.path.mkdir(parents=True, exist_ok=True)
+        try:
+            safeio.check_folder(state.path)  # never write through a linked plots/ either
+        except UnsafeFileError as exc:
+            state.refuse(exc.path, exc.reason)
+            return
         seen: set[str] = set()
         for encoded in images:
             try:
@@ -311,7 +350,7 @@ class PlotsHook(Hook):
                 continue  # the same figure shown twice
             seen.add(digest)
             path = _write_new(state.path, f"{stem}-{len(seen)}", data, digest)
-            _write_plot(recorder, cell, folder, path, "inline", sha256=digest)
+            _record_plot(recorder, cell, folder, state, path, "inline")
             state.remember(path.name)
 
 
@@ -324,14 +363,34 @@ def _write_new(folder: Path, stem: str, data: bytes, digest: str) -> Path:
                 f.write(data)
             return path
         except FileExistsError:
-            if _sha256(path) == digest:
-                return path  # this very image is already there
+            try:  # "xb" never follows a link; reading what is there must not either
+                if _size_and_sha256(path, None)[1] == digest:
+                    return path  # this very image is already there
+            except OSError:
+                continue  # a link or some other file: not ours; the next name
     raise FileExistsError(f"no free file name for {stem}.png in {folder}")
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+def _size_and_sha256(path: Path, exp: Path | None) -> tuple[int, str]:
+    """Size and SHA-256 of the plot file *path*, read without following a link.
+
+    A file directly in ``{exp}/plots/`` is opened below *exp* (``plots/`` may not
+    be a link either); elsewhere it is a path the user's own ``savefig`` chose.
+
+    Raises:
+        UnsafeFileError: a link or not a regular file.
+        FileTooLargeError: larger than ``safeio.MAX_PLOT_BYTES``.
+    """
+    if exp is not None and os.path.dirname(os.path.abspath(path)) == os.path.abspath(exp / layout.PLOTS):
+        opened = safeio.opened(f"{layout.PLOTS}/{path.name}", beneath=exp)
+    else:
+        opened = safeio.opened(path)
+    with opened as fd:
+        size = os.fstat(fd).st_size
+        if size > safeio.MAX_PLOT_BYTES:
+            raise FileTooLargeError(str(path), safeio.MAX_PLOT_BYTES, "plot")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return size, hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _cell_of(recorder: Recorder, cell: CellContext) -> dict[str, Any]:
@@ -339,13 +398,20 @@ def _cell_of(recorder: Recorder, cell: CellContext) -> dict[str, Any]:
     return {**cell.record, "run_id": cell.record.get("run_id") or (run.run_id if run is not None else None)}
 
 
-def _write_plot(
-    recorder: Recorder, cell: CellContext, folder: Path, path: Path, source: str, *, sha256: str | None = None
+def _record_plot(
+    recorder: Recorder,
+    cell: CellContext,
+    folder: Path,
+    state: _PlotsFolder,
+    path: Path,
+    source: str,
 ) -> None:
-    """Append the ``plots`` record of *path* (its id follows from where it lies)."""
+    """Append the ``plots`` record of *path* (its id follows from where it lies), unless it is refused."""
     try:
-        size = path.stat().st_size
-        digest = sha256 or _sha256(path)
+        size, digest = _size_and_sha256(path, folder)
+    except (UnsafeFileError, FileTooLargeError) as exc:
+        state.refuse(exc.path, exc.reason)
+        return
     except OSError:
         return  # removed again before we looked
     real, root = os.path.realpath(path), os.path.realpath(folder)
