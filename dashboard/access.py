@@ -2,8 +2,10 @@
 
 Binding 127.0.0.1 keeps the network out, but on a shared machine (a JupyterHub
 node, a team's GPU server) every other account can open 127.0.0.1:PORT. So the
-server makes a random token at start (or takes ``--token`` /
-``MLT_DASHBOARD_TOKEN``) and prints the URL that carries it. The first request
+server makes a random token at start (or takes ``MLT_DASHBOARD_TOKEN``,
+``--token-file`` or, with a warning, ``--token``) and prints the URL that
+carries it; a browser it opens gets the URL through a 0600 file, never on a
+command line. The first request
 with the token gets an HTTP-only, same-site cookie holding a separate random
 session secret (never the token), so that links inside the app keep working.
 Pages and websockets without a valid token or cookie get no data: a page gets
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
 import re
 import secrets
 from typing import Any
@@ -37,6 +40,28 @@ code{background:#f6f8fa;padding:.1em .3em;border-radius:4px}</style></head>
 Open the URL printed in your terminal by <code>mlt-dashboard</code>
 (it ends with <code>?token=…</code>).</p></body></html>
 """
+
+
+#: A token file larger than this is not a token.
+MAX_TOKEN_FILE_BYTES = 4096
+
+
+def read_token_file(path: str | os.PathLike[str]) -> str:
+    """The token in the file at *path* (its first line, stripped).
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: it is empty or larger than ``MAX_TOKEN_FILE_BYTES``.
+    """
+    with open(path, "rb") as f:
+        data = f.read(MAX_TOKEN_FILE_BYTES + 1)
+    if len(data) > MAX_TOKEN_FILE_BYTES:
+        raise ValueError(f"larger than {MAX_TOKEN_FILE_BYTES} bytes: not a token file")
+    lines = data.decode("utf-8", "replace").splitlines()
+    token = lines[0].strip() if lines else ""
+    if not token:
+        raise ValueError("the file holds no token")
+    return token
 
 
 def new_token() -> str:

@@ -13,7 +13,6 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
-from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import panel as pn
 from mlt_kernel import layout
 
 from . import style
+from .markup import el, join, trusted
 from .page import Links, Page, html, session_arg
 from .queries import Source
 
@@ -82,12 +82,11 @@ class Shell(pn.viewable.Viewer):
         self.page: Page | None = None
         self.body = pn.Column(sizing_mode="stretch_width")
         if chosen is None:
-            self.body[:] = [html(style.empty(
-                f"No experiment in {config.root}",
-                "Choose the <b>Python (MLTrack)</b> kernel in a notebook and set "
-                "<code>EXP_PATH = \"" + escape(str(config.root)) + "/my-experiment\"</code> in its first cell; "
-                "the experiment appears here as soon as a cell has run.",
-            ))]  # fmt: skip
+            self.body[:] = [html(style.empty(f"No experiment in {config.root}", join([
+                trusted("Choose the <b>Python (MLTrack)</b> kernel in a notebook and set "),
+                el("code", f'EXP_PATH = "{config.root}/my-experiment"'),
+                " in its first cell; the experiment appears here as soon as a cell has run.",
+            ])))]
         else:
             self._open(chosen)
         self._draw_header()
@@ -127,29 +126,26 @@ class Shell(pn.viewable.Viewer):
             self.source.close()
 
     def _draw_header(self) -> None:
-        nav = "".join(
-            f'<a href="{escape(self.links.href(slug))}" class="{"active" if slug == self.slug else ""}" '
-            f'data-testid="nav-{slug}">{label}</a>'
+        nav = join(
+            el("a", label, href=self.links.href(slug), class_="active" if slug == self.slug else None,
+               data_testid=f"nav-{slug}")
             for slug, label in NAV
-        )
+        )  # fmt: skip
         if self.source is None:
-            meta = ""
+            meta = el("span")
             name = "no experiment"
         else:
             counts = self.source.counts()
             ago = max(int(time.time() - self.source.changed_at), 0)
             live = counts["running_sessions"] > 0
             status = f"live, updated {ago} s ago" if live else f"no kernel running · checked every {self.config.refresh_s:g} s"
-            meta = (
-                f'<span class="meta">{counts["sessions"]} session{"s" if counts["sessions"] != 1 else ""} · '
-                f'{counts["runs"]} run{"s" if counts["runs"] != 1 else ""} · '
-                f'<span class="mlt-live{"" if live else " idle"}"></span>{status}</span>'
-            )
+            sessions = f'{counts["sessions"]} session{"s" if counts["sessions"] != 1 else ""}'
+            runs = f'{counts["runs"]} run{"s" if counts["runs"] != 1 else ""}'
+            meta = el("span", f"{sessions} · {runs} · ", el("span", class_="mlt-live" if live else "mlt-live idle"),
+                      status, class_="meta")  # fmt: skip
             name = self.source.name
-        self.header.object = (
-            f'<div class="mlt-header"><h1>MLTrack · <span class="exp" data-testid="experiment">{escape(name)}</span>'
-            f"</h1>{meta}</div><nav class=\"mlt-nav\">{nav}</nav>"
-        )
+        heading = el("h1", "MLTrack · ", el("span", name, class_="exp", data_testid="experiment"))
+        self.header.object = join([el("div", heading, meta, class_="mlt-header"), el("nav", nav, class_="mlt-nav")])
 
     def __panel__(self) -> Any:
         top = pn.Row(self.header, sizing_mode="stretch_width")

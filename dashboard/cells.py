@@ -6,26 +6,31 @@ from typing import Any
 
 import pandas as pd
 import panel as pn
-from bokeh.models.widgets.tables import HTMLTemplateFormatter
+from bokeh.models.widgets.tables import NumberFormatter, StringFormatter
 
 from mlt_kernel.units import format_bytes, format_seconds
 
 from . import charts, style
 from .fragments import ledger_frame, post_mortem
+from .markup import trusted
 from .page import Page, bokeh, html, session_arg, set_options
 from .queries import Source
 
 ALL = "all sessions"
-_HIDDEN = ["session_id", "status_colour", "wall_text", "cpu_text", "peak_text", "delta_text", "gpu_text"]
+_HIDDEN = ["session_id", "delta_rss_bytes", "state", "status_colour", "status_style", "wall_text", "cpu_text", "peak_text", "delta_text", "gpu_text"]
 _TITLES = {
     "n": "[n]", "session": "session", "run_name": "run", "code_line": "code", "started": "started",
-    "wall_s": "wall", "cpu_s": "CPU", "peak_rss_bytes": "peak RAM", "delta_rss_bytes": "Δ RSS",
+    "wall_s": "wall", "cpu_s": "CPU", "peak_rss_bytes": "peak RAM", "delta_rss_mib": "Δ RSS",
     "peak_gpu_bytes": "peak GPU", "status": "status", "error_name": "error",
 }  # fmt: skip
-_FLAG = (
-    '<span style="color:<%- status_colour %>;font-weight:<% if (value != "ok") { %>700<% } else { %>400<% } %>">'
-    '<% if (value == "killed" || value == "error") { %>⚠ <% } %><%- value %></span>'
-)
+_SECONDS = NumberFormatter(format="0.00{ s}", nan_format="—", null_format="—", text_align="right")
+_BYTES = NumberFormatter(format="0.0 b", nan_format="—", null_format="—", text_align="right")
+#: Text and numbers only, no HTML templates (see ``summary._FORMATTERS``).
+_FORMATTERS: dict[str, Any] = {
+    "wall_s": _SECONDS, "cpu_s": _SECONDS, "peak_rss_bytes": _BYTES, "peak_gpu_bytes": _BYTES,
+    "delta_rss_mib": NumberFormatter(format="+0,0.0{ MiB}", nan_format="—", null_format="—", text_align="right"),
+    "status": StringFormatter(text_color="status_colour", font_style="status_style"),
+}  # fmt: skip
 
 
 def session_label(s: Any) -> str:
@@ -53,15 +58,7 @@ class CellsPage(Page):
             sorters=[{"field": "wall_s", "dir": "desc"}],
             header_filters={"run_name": {"type": "input", "func": "like", "placeholder": "filter"},
                             "status": {"type": "input", "func": "like", "placeholder": "filter"}},
-            formatters={
-                "wall_s": HTMLTemplateFormatter(template="<%- wall_text %>"),
-                "cpu_s": HTMLTemplateFormatter(template="<%- cpu_text %>"),
-                "peak_rss_bytes": HTMLTemplateFormatter(template="<%- peak_text %>"),
-                "delta_rss_bytes": HTMLTemplateFormatter(template="<%- delta_text %>"),
-                "peak_gpu_bytes": HTMLTemplateFormatter(template="<%- gpu_text %>"),
-                "status": HTMLTemplateFormatter(template=_FLAG),
-            },
-            titles=_TITLES, stylesheets=[":host .tabulator { font-size: 13px; }"],
+            formatters=_FORMATTERS, titles=_TITLES, stylesheets=[":host .tabulator { font-size: 13px; }"],
         )  # fmt: skip
         self.ledger = pd.DataFrame()
         self._fill_sessions()
@@ -92,8 +89,8 @@ class CellsPage(Page):
         if ledger.empty:
             self.cards.object = style.empty(
                 "No cells recorded yet",
-                "Open a notebook with the <b>Python (MLTrack)</b> kernel and run a cell; every cell is recorded "
-                "with its time, CPU and memory (add <code># mlt: skip</code> to leave one out).",
+                trusted("Open a notebook with the <b>Python (MLTrack)</b> kernel and run a cell; every cell is recorded "
+                "with its time, CPU and memory (add <code># mlt: skip</code> to leave one out)."),
             )
             self.banners.object = ""
             self.bars.visible = False

@@ -4,6 +4,10 @@ Pure functions: data in, a Bokeh model out. The served pages put them in
 ``pn.pane.Bokeh`` and the export embeds them standalone, so nothing here
 imports Panel or uses ``CustomJS`` (the export's CSP allows no ``eval``).
 Every number a person reads (hover, labels) is formatted by ``mlt_kernel.units``.
+
+Stored names are data here too (see ``markup``): tooltips take them only as
+``@column`` fields (a tooltip template is HTML), titles, axis labels and
+``Label`` text are plain text (never TeX), and long names are cut for display.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from bokeh.transform import dodge
 
 from mlt_kernel.units import format_bytes, format_metric, format_seconds
 
+from .markup import plain, short
 from .queries import LOWER_IS_BETTER, is_missing, pareto_front
 
 #: Run colours (Tableau 10): the n-th run of the experiment always gets the n-th colour.
@@ -58,19 +63,34 @@ def run_colours(run_ids: Sequence[str]) -> dict[str, str]:
 
 
 def run_labels(runs: pd.DataFrame) -> list[str]:
-    """Unique display labels: the run name, suffixed ``#2``… when names repeat."""
-    seen: dict[str, int] = {}
-    labels = []
-    for name in runs["name"].fillna("(unnamed)").astype(str):
-        seen[name] = seen.get(name, 0) + 1
-        labels.append(name if seen[name] == 1 else f"{name} #{seen[name]}")
-    return labels
+    """Unique display labels: the run name (cut when long), suffixed ``#2``… when labels repeat."""
+    return _unique([short(name, 60) for name in runs["name"].fillna("(unnamed)").astype(str)], "{} #{}")
+
+
+def _hover(renderers: list[Any], rows: Sequence[tuple[str, str]], **kwargs: Any) -> HoverTool:
+    """A hover tool whose values are columns of the data source, never text put into the template.
+
+    Bokeh shows a tooltip's label as text but parses its value as HTML; ``@{column}``
+    values are escaped. A value starting with ``$`` is one of Bokeh's own
+    variables (``$x``), written here, not taken from the folder.
+    """
+    tooltips = [(label, field if field.startswith("$") else f"@{{{field}}}") for label, field in rows]
+    return HoverTool(renderers=renderers, tooltips=tooltips, **kwargs)
 
 
 def _figure(height: int = 300, **kwargs: Any) -> Any:
     kwargs.setdefault("tools", "pan,wheel_zoom,box_zoom,reset,save")
     kwargs.setdefault("toolbar_location", "right")
+    title = kwargs.pop("title", None)
+    x_label = kwargs.pop("x_axis_label", None)
+    y_label = kwargs.pop("y_axis_label", None)
     p = figure(height=height, sizing_mode="stretch_width", **kwargs)
+    if title:
+        p.title.text = plain(title)
+    if x_label:
+        p.xaxis.axis_label = plain(x_label)
+    if y_label:
+        p.yaxis.axis_label = plain(y_label)
     p.toolbar.logo = None
     p.toolbar.autohide = True
     p.outline_line_color = None
@@ -93,14 +113,14 @@ def metrics_chart(runs: pd.DataFrame, metrics: Sequence[str], colours: Mapping[s
     if present:
         runs = runs[runs[present].notna().any(axis=1)]
     labels = run_labels(runs)
-    factors = [(m, lab) for m in metrics for lab in labels]
+    factors = [(short(m, 40), lab) for m in metrics for lab in labels]
     rows = []
     for m in metrics:
         for lab, (_, run) in zip(labels, runs.iterrows(), strict=True):
             value = run.get(m)
             if value is None or pd.isna(value):
                 continue
-            rows.append({"y": (m, lab), "value": float(value), "text": format_metric(value), "metric": m,
+            rows.append({"y": (short(m, 40), lab), "value": float(value), "text": format_metric(value), "metric": m,
                          "run": lab, "colour": colours.get(run["run_id"], PALETTE[0])})  # fmt: skip
     data = pd.DataFrame(rows, columns=["y", "value", "text", "metric", "run", "colour"])
     lo = float(data["value"].min()) if not data.empty else 0.0
@@ -117,7 +137,7 @@ def metrics_chart(runs: pd.DataFrame, metrics: Sequence[str], colours: Mapping[s
     dots = p.scatter(x="value", y="y", source=src, size=10, fill_color="colour", line_color="white")
     p.add_layout(LabelSet(x="value", y="y", text="text", source=src, x_offset=8, y_offset=-7, text_font_size="10px",
                           text_color="#555555"))  # fmt: skip
-    p.add_tools(HoverTool(renderers=[dots], tooltips=[("run", "@run"), ("@metric", "@text")]))
+    p.add_tools(_hover([dots], [("run", "run"), ("metric", "metric"), ("value", "text")]))
     p.yaxis.group_text_font_size = "12px"
     p.yaxis.group_text_font_style = "bold"
     p.yaxis.major_label_text_font_size = "10px"
@@ -165,7 +185,7 @@ def _paired_bars(
                       fill_color="colour", fill_alpha=alpha, line_color=None, legend_label=name)  # fmt: skip
         p.add_layout(LabelSet(x="value", y=dodge("run", offset, range=p.y_range), text="text", source=src, x_offset=4,
                               y_offset=-6, text_font_size="10px", text_color="#555555"))  # fmt: skip
-        p.add_tools(HoverTool(renderers=[bars], tooltips=[("run", "@run"), ("", "@text")]))
+        p.add_tools(_hover([bars], [("run", "run"), ("", "text")]))
     p.x_range = Range1d(0, (top or 1.0) * 1.45)
     p.legend.location = "bottom_right"
     p.legend.label_text_font_size = "11px"
@@ -191,8 +211,9 @@ def pareto_chart(runs: pd.DataFrame, metric: str, cost: str, colours: Mapping[st
         }
     ).dropna(subset=["x", "y"])
     better = "lower" if lower else "higher"
-    p = _figure(height=340, title=f"{metric} vs {cost} — {better} {metric} and less {cost} is better",
-                x_axis_label=axis_label, y_axis_label=metric, name="pareto")  # fmt: skip
+    name = short(metric, 40)
+    p = _figure(height=340, title=f"{name} vs {cost} — {better} {name} and less {cost} is better",
+                x_axis_label=axis_label, y_axis_label=name, name="pareto")  # fmt: skip
     front = pareto_front(list(data["x"]), list(data["y"]), lower_is_better=lower)
     data["front"] = False
     if front:
@@ -210,7 +231,7 @@ def pareto_chart(runs: pd.DataFrame, metric: str, cost: str, colours: Mapping[st
     dots = p.scatter(x="x", y="y", source=src, size=13, fill_color="colour", line_color="#333333", line_width=0.5)
     named = ColumnDataSource(data[data["front"]] if len(data) > 12 else data)
     p.add_layout(LabelSet(x="x", y="y", text="run", source=named, x_offset=8, y_offset=4, text_font_size="11px"))
-    p.add_tools(HoverTool(renderers=[dots], tooltips=[("run", "@run"), (metric, "@value_text"), (cost, "@cost_text")]))
+    p.add_tools(_hover([dots], [("run", "run"), (short(metric, 40), "value_text"), (cost, "cost_text")]))
     if p.legend:
         p.legend.location = "bottom_right" if not lower else "top_right"
         p.legend.label_text_font_size = "11px"
@@ -241,23 +262,25 @@ def parallel_chart(runs: pd.DataFrame, metric: str) -> Any | None:
         lines["xs"].append(xs)
         lines["ys"].append([a[1][i] for a in axes])
         value = run.get(metric)
-        lines["run"].append(str(run["name"]))
+        lines["run"].append(short(run["name"]))
         lines["value"].append(float(value) if value is not None and not pd.isna(value) else math.nan)
         lines["text"].append(format_metric(value))
     values = [v for v in lines["value"] if not math.isnan(v)]
     # Viridis without its pale yellow end, which vanishes on white.
     palette = Viridis256[:215] if metric not in LOWER_IS_BETTER else tuple(reversed(Viridis256[:215]))
     mapper = LinearColorMapper(palette=palette, low=min(values, default=0), high=max(values, default=1), nan_color="#cccccc")
-    p = _figure(height=320, title=f"Params against {metric} (colour: {metric}; — no value)", x_range=Range1d(-0.3, len(axes) - 0.7),
+    name = short(metric, 40)
+    p = _figure(height=320, title=f"Params against {name} (colour: {name}; — no value)", x_range=Range1d(-0.3, len(axes) - 0.7),
                 y_range=Range1d(-0.12, 1.1), tools="reset,save", name="parallel-coordinates")  # fmt: skip
     for x in xs:
         p.add_layout(Span(location=x, dimension="height", line_color="#999999", line_width=1))
     ml = p.multi_line(xs="xs", ys="ys", source=ColumnDataSource(lines), line_width=3, line_alpha=0.8,
                       line_color={"field": "value", "transform": mapper}, hover_line_width=5, hover_line_alpha=1.0)  # fmt: skip
-    p.add_tools(HoverTool(renderers=[ml], tooltips=[("run", "@run"), (metric, "@text")], line_policy="interp"))
+    p.add_tools(_hover([ml], [("run", "run"), (name, "text")], line_policy="interp"))
     ticks = {"x": [], "y": [], "text": []}
     for x, (name, _, tick_list) in zip(xs, axes, strict=True):
-        p.add_layout(Label(x=x, y=1.04, text=name, text_align="center", text_font_size="12px", text_font_style="bold"))
+        p.add_layout(Label(x=x, y=1.04, text=plain(short(name, 30)), text_align="center", text_font_size="12px",
+                           text_font_style="bold"))  # fmt: skip
         for y, text in tick_list:
             ticks["x"].append(x)
             ticks["y"].append(y)
@@ -288,7 +311,7 @@ def _axis(col: pd.Series, fmt: Any = None) -> tuple[list[float], list[tuple[floa
         names = sorted({str(v) for v in present})
         step = 1.0 / max(len(names) - 1, 1)
         where = {n: i * step for i, n in enumerate(names)}
-        ticks = [(where[n], n) for n in names]
+        ticks = [(where[n], short(n, 30)) for n in names]
         pos = [-0.08 if is_missing(v) else where[str(v)] for v in values]
     if missing:
         ticks.append((-0.08, "—"))
@@ -318,6 +341,7 @@ def timeline_chart(
         df[col.replace("_bytes", "_text")] = [format_bytes(None if pd.isna(v) else v) for v in df[col]]
     df["cpu_percent"] = pd.to_numeric(df["cpu_percent"], errors="coerce").astype(float)
     df["t_text"] = [format_seconds(v) for v in df["t"]]
+    df["cpu_text"] = [f"{v:.0f} %" if not pd.isna(v) else "—" for v in df["cpu_percent"]]
     src = ColumnDataSource(df)
     top = float(np.nanmax(df[["rss_gib", "gpu_gib"]].to_numpy(dtype=float))) if len(df) and df[["rss_gib", "gpu_gib"]].notna().any().any() else 1.0
     p.y_range = Range1d(0, top * 1.22 or 1.0)
@@ -343,9 +367,8 @@ def timeline_chart(
                                 major_label_text_font_size="11px", minor_tick_line_color=None), "right")  # fmt: skip
         p.line("t", "cpu_percent", source=src, y_range_name="cpu", line_width=1, color="#bab0ac", line_alpha=0.8,
                legend_label="CPU % (right axis)")  # fmt: skip
-    p.add_tools(HoverTool(renderers=[rss], mode="vline", tooltips=[
-        ("time", "@t_text"), ("RSS", "@rss_text"), ("children", "@children_rss_text"), ("GPU", "@gpu_text"),
-        ("CPU", "@cpu_percent{0} %")]))  # fmt: skip
+    p.add_tools(_hover([rss], [("time", "t_text"), ("RSS", "rss_text"), ("children", "children_rss_text"),
+                               ("GPU", "gpu_text"), ("CPU", "cpu_text")], mode="vline"))  # fmt: skip
     if len(df) and df["rss_gib"].notna().any():
         peak = df.loc[df["rss_gib"].idxmax()]
         p.scatter([peak["t"]], [peak["rss_gib"]], size=9, color="#4e79a7", line_color="white")
@@ -354,8 +377,8 @@ def timeline_chart(
     if killed is not None and len(df):
         last = df.iloc[-1]
         p.scatter([last["t"]], [last["rss_gib"]], size=11, color="#b0182b", marker="x", line_width=3)
-        p.add_layout(Label(x=last["t"], y=last["rss_gib"], text=f"killed: {killed.get('cause') or 'unknown cause'}, "
-                           f"last reading {last['rss_text']}", x_offset=-10, y_offset=-22, text_align="right",
+        cause = short(killed.get("cause") or "unknown cause", 60)
+        p.add_layout(Label(x=last["t"], y=last["rss_gib"], text=plain(f"killed: {cause}, last reading {last['rss_text']}"), x_offset=-10, y_offset=-22, text_align="right",
                            text_font_size="11px", text_font_style="bold", text_color="#b0182b"))  # fmt: skip
     legend = p.legend[0]
     legend.orientation = "horizontal"
@@ -372,6 +395,8 @@ def training_charts(steps: pd.DataFrame) -> list[Any]:
     if steps.empty:
         return []
     names = list(dict.fromkeys(steps["name"]))
+    # Legend entries are keyed by their label: two names cut alike must stay two entries.
+    legends = dict(zip(names, _unique([short(n, 60) for n in names]), strict=True))
     groups = [("Losses", [n for n in names if "loss" in n.lower()]), ("Other metrics", [n for n in names if "loss" not in n.lower()])]
     charts = []
     for title, group in groups:
@@ -381,11 +406,13 @@ def training_charts(steps: pd.DataFrame) -> list[Any]:
         for i, name in enumerate(group):
             d = steps[steps["name"] == name].copy()
             d["text"] = [format_metric(v) for v in d["value"]]
+            d["metric"] = name
             colour = PALETTE[(i + (0 if title == "Losses" else 4)) % len(PALETTE)]
             src = ColumnDataSource(d)
-            r = p.line("step", "value", source=src, line_width=2, color=colour, legend_label=name)
-            p.scatter("step", "value", source=src, size=4, color=colour, legend_label=name)
-            p.add_tools(HoverTool(renderers=[r], tooltips=[("metric", name), ("step", "@step"), ("value", "@text")]))
+            legend = legends[name]
+            r = p.line("step", "value", source=src, line_width=2, color=colour, legend_label=legend)
+            p.scatter("step", "value", source=src, size=4, color=colour, legend_label=legend)
+            p.add_tools(_hover([r], [("metric", "metric"), ("step", "step"), ("value", "text")]))
         p.legend.click_policy = "hide"
         p.legend.label_text_font_size = "11px"
         p.legend.location = "top_right" if title == "Losses" else "bottom_right"
@@ -400,29 +427,29 @@ def confusion_chart(labels: Sequence[str], matrix: Sequence[Sequence[int]], norm
     col_tot = m.sum(axis=0, keepdims=True)
     row_rate = np.divide(m, row_tot, out=np.zeros_like(m), where=row_tot > 0)
     col_rate = np.divide(m, col_tot, out=np.zeros_like(m), where=col_tot > 0)
+    labs = _unique([short(x, 40) for x in labels])
     rows = []
     for i, t in enumerate(labels):
         for j, pr in enumerate(labels):
-            rows.append({"true": str(t), "pred": str(pr), "count": int(m[i, j]), "rate": float(row_rate[i, j]),
+            rows.append({"true": labs[i], "pred": labs[j], "true_label": str(t), "pred_label": str(pr),
+                         "count": int(m[i, j]), "rate": float(row_rate[i, j]),
                          "row_text": f"{row_rate[i, j]:.1%}", "col_text": f"{col_rate[i, j]:.1%}",
                          "text": f"{row_rate[i, j]:.2f}" if normalized else f"{int(m[i, j])}",
                          "text_colour": "white" if row_rate[i, j] > 0.55 else "#1f2328"})  # fmt: skip
-    src = ColumnDataSource(pd.DataFrame(rows, columns=["true", "pred", "count", "rate", "row_text", "col_text", "text", "text_colour"]))
-    labs = [str(x) for x in labels]
+    columns = ["true", "pred", "true_label", "pred_label", "count", "rate", "row_text", "col_text", "text", "text_colour"]
+    src = ColumnDataSource(pd.DataFrame(rows, columns=columns))
     size = min(max(300, 120 + 80 * len(labs)), 560)
     p = figure(height=size, width=size + 90, x_range=labs, y_range=list(reversed(labs)), tools="save",
-               toolbar_location=None, x_axis_label="predicted", y_axis_label="true",
-               title=f"Confusion matrix · {split} · {'normalised by true class' if normalized else 'counts'}",
-               name="confusion-matrix")  # fmt: skip
+               toolbar_location=None, x_axis_label="predicted", y_axis_label="true", name="confusion-matrix")  # fmt: skip
+    p.title.text = plain(f"Confusion matrix · {short(split, 40)} · {'normalised by true class' if normalized else 'counts'}")
     p.title.text_font_size = "13px"
     mapper = LinearColorMapper(palette=tuple(reversed(_blues())), low=0, high=1)
     cells = p.rect(x="pred", y="true", width=0.96, height=0.96, source=src, line_color=None,
                    fill_color={"field": "rate", "transform": mapper})  # fmt: skip
     p.text(x="pred", y="true", text="text", source=src, text_align="center", text_baseline="middle",
            text_font_size="15px", text_font_style="bold", text_color="text_colour")  # fmt: skip
-    p.add_tools(HoverTool(renderers=[cells], tooltips=[
-        ("true", "@true"), ("predicted", "@pred"), ("count", "@count"),
-        ("share of true @true", "@row_text"), ("share of predicted @pred", "@col_text")]))  # fmt: skip
+    p.add_tools(_hover([cells], [("true", "true_label"), ("predicted", "pred_label"), ("count", "count"),
+                                 ("share of its true class", "row_text"), ("share of its predicted class", "col_text")]))  # fmt: skip
     p.grid.visible = False
     p.axis.major_label_text_font_size = "12px"
     p.axis.axis_line_color = None
@@ -449,9 +476,11 @@ def curve_chart(curves: pd.DataFrame, kind: str) -> Any:
     area = "AUC" if roc else "AP"
     for i, row in enumerate(curves[curves["kind"] == kind].itertuples()):
         colour = PALETTE[i % len(PALETTE)]
-        legend = f"{row.split} · class {row.label} — {area} {format_metric(row.auc)}"
-        r = p.line(list(row.x), list(row.y), line_width=2.5, color=colour, legend_label=legend)
-        p.add_tools(HoverTool(renderers=[r], tooltips=[("curve", legend), ("x", "$x{0.000}"), ("y", "$y{0.000}")]))
+        curve = f"{row.split} · class {row.label} — {area} {format_metric(row.auc)}"
+        src = ColumnDataSource({"x": list(row.x), "y": list(row.y), "curve": [curve] * len(row.x)})
+        legend = f"{short(row.split, 30)} · class {short(row.label, 30)} — {area} {format_metric(row.auc)}"
+        r = p.line("x", "y", source=src, line_width=2.5, color=colour, legend_label=legend)
+        p.add_tools(_hover([r], [("curve", "curve"), ("x", "$x{0.000}"), ("y", "$y{0.000}")]))
     if p.legend:
         p.legend.location = "bottom_right" if roc else "bottom_left"
         p.legend.label_text_font_size = "11px"
@@ -470,7 +499,7 @@ def heaviest_chart(ledger: pd.DataFrame, by: str, n: int = 10) -> Any:
         " ".join(
             part for part in (
                 f"[{int(r.execution_count) if not pd.isna(r.execution_count) else r.cell_seq}]",
-                r.run_name if isinstance(r.run_name, str) else "",
+                short(r.run_name, 40) if isinstance(r.run_name, str) else "",
                 f"· session …{str(r.session_id)[-4:]}",
             ) if part
         )
@@ -490,15 +519,16 @@ def heaviest_chart(ledger: pd.DataFrame, by: str, n: int = 10) -> Any:
     bars = p.hbar(y="label", right="value", height=0.75, source=src, fill_color="colour", line_color=None)
     p.add_layout(LabelSet(x="value", y="label", text="text", source=src, x_offset=4, y_offset=-6, text_font_size="10px",
                           text_color="#555555"))  # fmt: skip
-    p.add_tools(HoverTool(renderers=[bars], tooltips=[("cell", "@label"), ("value", "@text"), ("status", "@status_text")]))
+    p.add_tools(_hover([bars], [("cell", "label"), ("value", "text"), ("status", "status_text")]))
     p.ygrid.grid_line_color = None
     return p
 
 
-def _unique(labels: list[str]) -> list[str]:
+def _unique(labels: list[str], pattern: str = "{} ({})") -> list[str]:
+    """*labels* made distinct: a repeated label gets its count (``pattern`` of the label and the count)."""
     seen: dict[str, int] = {}
     out = []
     for lab in labels:
         seen[lab] = seen.get(lab, 0) + 1
-        out.append(lab if seen[lab] == 1 else f"{lab} ({seen[lab]})")
+        out.append(lab if seen[lab] == 1 else pattern.format(lab, seen[lab]))
     return out

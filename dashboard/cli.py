@@ -47,9 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="address to listen on (default: 127.0.0.1, this machine only); another address "
                              "lets anyone who can reach it read every run, note and document")  # fmt: skip
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
+    parser.add_argument("--token-file", metavar="FILE", type=Path, default=None,
+                        help="read the access token from FILE (default: $MLT_DASHBOARD_TOKEN, else a new random "
+                             "one); only a browser that opened the printed URL gets pages")  # fmt: skip
     parser.add_argument("--token", metavar="T", default=None,
-                        help="the access token in the URL (default: $MLT_DASHBOARD_TOKEN, else a new random one); "
-                             "only a browser that opened the printed URL gets pages")  # fmt: skip
+                        help="the access token itself; other accounts on this machine can read a command line, "
+                             "so prefer $MLT_DASHBOARD_TOKEN or --token-file")  # fmt: skip
     parser.add_argument("--no-token", action="store_true",
                         help="serve without an access token: every account on this machine can read the dashboard")  # fmt: skip
     parser.add_argument("--export", metavar="FILE.html", type=Path, default=None,
@@ -82,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             return _fail(f"cannot write {args.export}: {exc.strerror or exc}")
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
         return 0
-    if args.no_token and args.token:
-        return _fail("--token and --no-token contradict each other; give one")
+    if sum(bool(x) for x in (args.no_token, args.token, args.token_file)) > 1:
+        return _fail("--token, --token-file and --no-token contradict each other; give one")
     if args.port is not None and not 0 <= args.port <= 65535:
         return _fail(f"--port {args.port}: not a port number (0–65535)")
     if args.address not in LOOPBACK:
@@ -95,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     if not found:
         print(f"mlt-dashboard: no experiment in {root} yet; the dashboard shows it once one appears", file=sys.stderr)
 
-    from .access import TOKEN_ENV, new_token
+    from .access import TOKEN_ENV, new_token, read_token_file
     from .app import AppConfig
     from .server import ServerOptions, serve
 
@@ -103,8 +106,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_token:
         print("mlt-dashboard: access token off (--no-token): every account on this machine can open it",
               file=sys.stderr)  # fmt: skip
+    elif args.token_file is not None:
+        try:
+            token = read_token_file(args.token_file)
+        except (OSError, ValueError) as exc:
+            return _fail(f"--token-file {args.token_file}: {exc}")
+    elif args.token:
+        print("mlt-dashboard: warning: --token puts the token in this process's command line, which every account "
+              f"on this machine can read; use ${TOKEN_ENV} or --token-file instead", file=sys.stderr)  # fmt: skip
+        token = args.token
     else:
-        token = args.token or os.environ.get(TOKEN_ENV) or new_token()
+        token = os.environ.get(TOKEN_ENV) or new_token()
     options = ServerOptions(address=args.address, port=args.port, show=not args.no_browser, token=token)
     try:
         serve(AppConfig(root.absolute()), options, on_ready=lambda url: print(f"MLTrack dashboard: {url}", flush=True))

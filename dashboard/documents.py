@@ -8,20 +8,19 @@ editor shows Markdown on the left and the sanitised preview on the right.
 from __future__ import annotations
 
 import io
-from functools import partial
-from html import escape
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import panel as pn
 
-from mlt_kernel.documents import Block, Document, create_document, plot_image, render_block
+from mlt_kernel.documents import Block, Document, create_document, render_block
 from mlt_kernel.errors import MLTrackError
 from mlt_kernel.experiment import Experiment
-from mlt_kernel.render import markdown_to_html
 
 from . import style
+from .markup import Markup, el, short, trusted
+from .notes import markdown_block
 from .page import Page, html, session_arg, set_options
 from .queries import Source
 
@@ -145,8 +144,9 @@ class DocumentsPage(Page):
             self._signature = None
             self.blocks[:] = [html(style.empty(
                 "No document open" if self.doc_list.options else "No documents yet",
-                "Type a title on the left and press <b>Create document</b>, or write "
-                "<code># mlt: note doc=\"Findings\"</code> in a notebook cell: the note is added to that document."))]  # fmt: skip
+                trusted("Type a title on the left and press <b>Create document</b>, or write "
+                        "<code># mlt: note doc=\"Findings\"</code> in a notebook cell: the note is added to that "
+                        "document.")))]  # fmt: skip
             return
         self.experiment.refresh()
         blocks = self.doc.blocks()
@@ -164,12 +164,12 @@ class DocumentsPage(Page):
     def _block_row(self, block: Block, index: int, count: int, notes: dict[str, tuple[Any, Any]]) -> Any:
         inner = render_block(self.source.path, block, notes)
         if inner is None:
-            inner = f'<p class="mlt-muted">A {escape(block.kind)} block (made by a newer version).</p>'
-        body = html(
-            f'<div class="mlt-muted">{_KIND_LABEL.get(block.kind, escape(block.kind))} block</div>'
-            f'<div class="mlt-doc">{inner}</div>',
-            sizing_mode="stretch_width",
-        )
+            content = el("p", f"A {short(block.kind, 40)} block (made by a newer version).", class_="mlt-muted")
+        else:
+            content = trusted(inner)  # rendered by mlt_kernel.documents: sanitised Markdown, escaped names
+        label = _KIND_LABEL.get(block.kind, short(block.kind, 40))
+        body = html(el("div", f"{label} block", class_="mlt-muted") + el("div", content, class_="mlt-doc"),
+                    sizing_mode="stretch_width")  # fmt: skip
         buttons = []
         if block.kind in ("markdown", "note"):
             edit = pn.widgets.Button(name="Edit", width=64, css_classes=["mlt-edit"])
@@ -191,7 +191,7 @@ class DocumentsPage(Page):
         try:
             action()
         except (MLTrackError, ValueError, KeyError, OSError) as exc:
-            self.message.object = style.banner("killed", escape(str(exc)))
+            self.message.object = style.banner("killed", short(exc, 300))
             return
         self.message.object = ""
         self.source.refresh()
@@ -271,8 +271,8 @@ class DocumentsPage(Page):
     def _preview(self, event: Any) -> None:
         self.preview.object = self._render(event.new or "")
 
-    def _render(self, text: str) -> str:
-        return f'<div class="mlt-doc">{markdown_to_html(text, images=partial(plot_image, self.source.path))}</div>'
+    def _render(self, text: str) -> Markup:
+        return markdown_block(self.source, text, "mlt-doc")
 
     def _download_html(self) -> io.BytesIO:
         if self.doc is None:
@@ -281,7 +281,7 @@ class DocumentsPage(Page):
 
     def __panel__(self) -> Any:
         left = pn.Column(
-            html('<div class="mlt-section">Documents</div>'), self.doc_list, self.new_title, self.create, width=290
+            html(el("div", "Documents", class_="mlt-section")), self.doc_list, self.new_title, self.create, width=290
         )
         right = pn.Column(
             pn.Row(self.title_input, self.rename, self.download, self.delete),

@@ -11,12 +11,11 @@ other value from the folder is escaped.
 
 from __future__ import annotations
 
-import base64
-import hashlib
+import contextlib
 import os
+import tempfile
 import time
 from collections.abc import Sequence
-from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,8 @@ from mlt_kernel.experiment import Experiment
 from mlt_kernel.units import format_bytes, format_metric, format_seconds
 
 from . import charts, style
+from .markup import Markup, el, join, short, trusted
+from .policy import report_policy
 from .fragments import RunData, default_metric, header_html, killed_html, ledger_frame, post_mortem, summary_cards
 from .notes import plots_with_notes
 from .queries import LOWER_IS_BETTER, Source, metric_columns
@@ -68,10 +69,10 @@ class Charts:
     def __init__(self) -> None:
         self.models: dict[str, Any] = {}
 
-    def add(self, model: Any) -> str:
+    def add(self, model: Any) -> Markup:
         key = f"c{len(self.models)}"
         self.models[key] = model
-        return f"<!--chart:{key}-->"
+        return trusted(f"<!--chart:{key}-->")
 
     def render(self, body: str) -> tuple[str, list[str]]:
         """*body* with the charts' divs in place, and the scripts to put in the page."""
@@ -84,23 +85,14 @@ class Charts:
         return body, [*js, script]
 
 
-def _csp(scripts: Sequence[str]) -> str:
-    hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in scripts)
-    allowed = hashes or "'none'"
-    return (
-        f"default-src 'none'; script-src {allowed}; style-src 'unsafe-inline'; img-src data:; "
-        "font-src 'none'; connect-src 'none'; base-uri 'none'; form-action 'none'"
-    )
-
-
 def _page(title: str, body: str, scripts: Sequence[str]) -> str:
     tags = "".join(f"<script>{s}</script>\n" for s in scripts)
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        f'<meta http-equiv="Content-Security-Policy" content="{_csp(scripts)}">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{report_policy(scripts)}">\n'
         '<meta name="referrer" content="no-referrer">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{escape(title)}</title>\n<style>{style.CSS}{_REPORT_CSS}</style>\n</head>\n"
+        f"{el('title', title)}\n<style>{style.CSS}{_REPORT_CSS}</style>\n</head>\n"
         f"<body>\n<main>\n{body}\n</main>\n{tags}</body>\n</html>\n"
     )
 
@@ -108,30 +100,40 @@ def _page(title: str, body: str, scripts: Sequence[str]) -> str:
 # -- sections -------------------------------------------------------------------------
 
 
-def _runs_table(runs: pd.DataFrame) -> str:
+def _table(head: Sequence[str], rows: Sequence[Sequence[Markup | str]], numeric: Sequence[bool]) -> Markup:
+    """A scrolling table; cells are escaped unless Markup."""
+    header = el("tr", join(el("th", h) for h in head))
+    body = join(
+        el("tr", join(el("td", cell, class_="num" if num else None) for cell, num in zip(row, numeric, strict=True)))
+        for row in rows
+    )
+    return el("div", el("table", el("thead", header), el("tbody", body), class_="mlt-table"), class_="scroll")
+
+
+def _runs_table(runs: pd.DataFrame) -> Markup:
     metrics = [m for m in metric_columns(runs) if runs[m].notna().any()]
-    head = ["run", "status", *metrics, "wall", "CPU", "peak RAM", "peak GPU", "params", "started"]
+    head = ["run", "status", *(short(m, 40) for m in metrics), "wall", "CPU", "peak RAM", "peak GPU", "params", "started"]
+    numeric = [False, False, *(True for _ in metrics), True, True, True, True, False, False]
     rows = []
     for i, r in runs.iterrows():
-        cells = [f'<td><a href="#run-{i}">{escape(str(r["name"]))}</a></td>', f"<td>{style.badge(r['status'])}</td>"]
-        cells += [f'<td class="num">{format_metric(r[m])}</td>' for m in metrics]
-        cells += [f'<td class="num">{escape(v)}</td>' for v in (format_seconds(r["wall_s"]), format_seconds(r["cpu_s"]),
-                                                               format_bytes(r["peak_rss_bytes"]), format_bytes(r["peak_gpu_bytes"]))]  # fmt: skip
-        cells.append(f"<td>{escape(style.params_text(r['params']))}</td>")
         started = r["started_at"].strftime("%Y-%m-%d %H:%M") if not pd.isna(r["started_at"]) else ""
-        cells.append(f"<td>{escape(started)}</td>")
-        rows.append(f"<tr>{''.join(cells)}</tr>")
-    header = "".join(f"<th>{escape(h)}</th>" for h in head)
-    return f'<div class="scroll"><table class="mlt-table"><thead><tr>{header}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+        rows.append([
+            el("a", short(r["name"]), href=f"#run-{i}"), style.badge(r["status"]),
+            *(format_metric(r[m]) for m in metrics),
+            format_seconds(r["wall_s"]), format_seconds(r["cpu_s"]),
+            format_bytes(r["peak_rss_bytes"]), format_bytes(r["peak_gpu_bytes"]),
+            short(style.params_text(r["params"]), 200), started,
+        ])  # fmt: skip
+    return _table(head, rows, numeric)
 
 
-def _summary(source: Source, runs: pd.DataFrame, out: Charts) -> str:
+def _summary(source: Source, runs: pd.DataFrame, out: Charts) -> Markup:
     if runs.empty:
-        return style.empty("No runs yet", "Tag a cell with <code># mlt: record name=…</code> to make it a run.")
+        return style.empty("No runs yet", trusted("Tag a cell with <code># mlt: record name=…</code> to make it a run."))
     metrics = [m for m in metric_columns(runs) if runs[m].notna().any()]
     metric = default_metric(metrics)
     colours = charts.run_colours(list(runs["run_id"]))
-    parts = [summary_cards(runs, metric), "<h3>Runs</h3>", _runs_table(runs)]
+    parts = [summary_cards(runs, metric), el("h3", "Runs"), _runs_table(runs)]
     grid = []
     if metric:
         cost = next((c for c, spec in charts.COSTS.items() if runs[spec[0]].notna().any()), "wall time")
@@ -140,19 +142,19 @@ def _summary(source: Source, runs: pd.DataFrame, out: Charts) -> str:
         grid.append(out.add(charts.metrics_chart(runs.head(40), shown, colours)))
     grid.append(out.add(charts.time_chart(runs.head(40), colours)))
     grid.append(out.add(charts.memory_chart(runs.head(40), colours)))
-    parts.append(f'<div class="grid2">{"".join(grid)}</div>')
+    parts.append(el("div", join(grid), class_="grid2"))
     if metric:
         parallel = charts.parallel_chart(runs.head(500), metric)
         if parallel is not None:
             parts.append(out.add(parallel))
-    return "".join(parts)
+    return join(parts)
 
 
-def _run_section(source: Source, index: int, run_id: str, out: Charts) -> str:
+def _run_section(source: Source, index: int, run_id: str, out: Charts) -> Markup:
     data = RunData(source, run_id)
     if data.run is None:
-        return ""
-    parts = [f'<section class="run" id="run-{index}">', header_html(data)]
+        return Markup()
+    parts = [header_html(data)]
     if data.run["status"] == "killed":
         parts.append(killed_html(data))
     if not data.timeline.empty:
@@ -163,50 +165,44 @@ def _run_section(source: Source, index: int, run_id: str, out: Charts) -> str:
         parts.append(out.add(charts.timeline_chart(data.timeline, data.cells, data.run["started_at"], killed=killed)))
     curves = charts.training_charts(data.steps)
     if curves:
-        parts.append("<h3>Training curves</h3>" + f'<div class="grid2">{"".join(out.add(c) for c in curves)}</div>')
+        parts += [el("h3", "Training curves"), el("div", join(out.add(c) for c in curves), class_="grid2")]
     for split, (labels, matrix) in data.confusion.items():
         split_curves = data.curves[data.curves["split"] == split] if not data.curves.empty else data.curves
         row = [out.add(charts.confusion_chart(labels, matrix, False, split)),
                out.add(charts.confusion_chart(labels, matrix, True, split))]  # fmt: skip
         if not split_curves.empty:
             row += [out.add(charts.curve_chart(split_curves, "roc")), out.add(charts.curve_chart(split_curves, "pr"))]
-        parts.append(f"<h3>Predictions · {escape(split)}</h3><div class=\"grid3\">{''.join(row)}</div>")
+        parts += [el("h3", f"Predictions · {short(split, 60)}"), el("div", join(row), class_="grid3")]
     blocks = plots_with_notes(source, data.plots, data.notes)
     if blocks:
-        parts.append("<h3>Plots and notes</h3>" + "".join(blocks))
-    parts.append("</section>")
-    return "".join(parts)
+        parts += [el("h3", "Plots and notes"), *blocks]
+    return el("section", join(parts), class_="run", id=f"run-{index}")
 
 
-def _cells(source: Source, out: Charts) -> str:
+def _cells(source: Source, out: Charts) -> Markup:
     ledger = source.ledger()
     if ledger.empty:
         return style.empty("No cells recorded", "Run cells with the Python (MLTrack) kernel.")
     sessions = source.sessions()
     parts = [post_mortem(s.to_dict(), ledger) for _, s in sessions.iterrows() if s["status"] == "killed"]
-    parts.append('<div class="grid2">' + out.add(charts.heaviest_chart(ledger, "wall_s"))
-                 + out.add(charts.heaviest_chart(ledger, "peak_rss_bytes")) + "</div>")  # fmt: skip
+    heaviest = [out.add(charts.heaviest_chart(ledger, "wall_s")), out.add(charts.heaviest_chart(ledger, "peak_rss_bytes"))]
+    parts.append(el("div", join(heaviest), class_="grid2"))
     frame = ledger_frame(ledger).sort_values("wall_s", ascending=False, na_position="last").head(MAX_LEDGER_ROWS)
     cols = [("[n]", "n"), ("session", "session"), ("run", "run_name"), ("code", "code_line"), ("started", "started"),
             ("wall", "wall_text"), ("CPU", "cpu_text"), ("peak RAM", "peak_text"), ("Δ RSS", "delta_text"),
             ("peak GPU", "gpu_text"), ("status", "status"), ("error", "error_name")]  # fmt: skip
     rows = []
     for _, r in frame.iterrows():
-        tds = []
-        for _, key in cols:
-            value = escape(str(r[key]))
-            if key == "status" and r[key] in ("error", "killed"):
-                value = f'<b style="color:{style.STATUS_COLOURS[r[key]]}">⚠ {value}</b>'
-            tds.append(f"<td>{value}</td>")
-        rows.append(f"<tr>{''.join(tds)}</tr>")
-    header = "".join(f"<th>{escape(label)}</th>" for label, _ in cols)
+        row: list[Markup | str] = [short(r[key], 120) for _, key in cols]
+        if r["state"] in ("error", "killed"):
+            row[-2] = el("b", r["status"], style=f"color:{style.STATUS_COLOURS[r['state']]}")
+        rows.append(row)
     note = f" (the {MAX_LEDGER_ROWS} heaviest of {len(ledger)})" if len(ledger) > MAX_LEDGER_ROWS else ""
-    parts.append(f"<h3>Cells, heaviest first{note}</h3>")
-    parts.append(f'<div class="scroll"><table class="mlt-table"><thead><tr>{header}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
-    return "".join(parts)
+    parts += [el("h3", f"Cells, heaviest first{note}"), _table([label for label, _ in cols], rows, [False] * len(cols))]
+    return join(parts)
 
 
-def _documents(source: Source) -> str:
+def _documents(source: Source) -> Markup:
     titles = source.document_titles()
     if titles.empty:
         return style.empty("No documents", "Create one on the Documents page of the dashboard.")
@@ -215,13 +211,14 @@ def _documents(source: Source) -> str:
     try:
         for title in titles["title"]:
             doc = Document.open(experiment, str(title))
-            parts.append(f'<div class="doc"><h3>{escape(doc.title)}</h3>{doc.to_html()}</div>')
+            # to_html(): sanitised Markdown and escaped names, from mlt_kernel.documents.
+            parts.append(el("div", el("h3", doc.title), trusted(doc.to_html()), class_="doc"))
     finally:
         experiment.close()
-    return "".join(parts)
+    return join(parts)
 
 
-def experiment_html(path: Path, out: Charts) -> str:
+def experiment_html(path: Path, out: Charts) -> Markup:
     """The report's sections for one experiment."""
     source = Source(path)
     try:
@@ -232,22 +229,23 @@ def experiment_html(path: Path, out: Charts) -> str:
         order = list(runs.index)
         if metric and len(runs) > MAX_RUN_SECTIONS:
             order = list(runs.sort_values(metric, ascending=metric in LOWER_IS_BETTER).index[:MAX_RUN_SECTIONS])
-        toc = " ".join(f'<a href="#run-{i}">{escape(str(runs.loc[i, "name"]))}</a>' for i in order[:60])
+        toc = join((el("a", short(runs.loc[i, "name"], 60), href=f"#run-{i}") for i in order[:60]), " ")
+        links = join([el("a", "Summary", href="#summary"), el("a", "Cells", href="#cells"),
+                      el("a", "Documents", href="#documents")], " ")  # fmt: skip
+        written = f"written {time.strftime('%Y-%m-%d %H:%M')} from {path}"
         parts = [
-            f'<h1>MLTrack report · <span class="exp">{escape(source.name)}</span></h1>',
-            f'<div class="mlt-muted">{counts["sessions"]} sessions · {counts["runs"]} runs · '
-            f'written {escape(time.strftime("%Y-%m-%d %H:%M"))} from {escape(str(path))}</div>',
-            f'<nav class="toc"><a href="#summary">Summary</a> <a href="#cells">Cells</a> '
-            f'<a href="#documents">Documents</a> · runs: {toc}</nav>',
-            '<h2 id="summary">Summary</h2>', _summary(source, runs, out),
-            '<h2 id="runs">Runs</h2>',
+            el("h1", "MLTrack report · ", el("span", source.name, class_="exp")),
+            el("div", f"{counts['sessions']} sessions · {counts['runs']} runs · {written}", class_="mlt-muted"),
+            el("nav", links, " · runs: ", toc, class_="toc"),
+            el("h2", "Summary", id="summary"), _summary(source, runs, out),
+            el("h2", "Runs", id="runs"),
         ]  # fmt: skip
         if len(order) < len(runs):
-            parts.append(f'<p class="mlt-muted">The {len(order)} best runs by {escape(str(metric))} have a section; '
-                         "every run is in the summary table.</p>")  # fmt: skip
+            parts.append(el("p", f"The {len(order)} best runs by {short(metric, 60)} have a section; every run is "
+                                 "in the summary table.", class_="mlt-muted"))  # fmt: skip
         parts += [_run_section(source, i, runs.loc[i, "run_id"], out) for i in order]
-        parts += ['<h2 id="cells">Cells</h2>', _cells(source, out), '<h2 id="documents">Documents</h2>', _documents(source)]
-        return "\n".join(parts)
+        parts += [el("h2", "Cells", id="cells"), _cells(source, out), el("h2", "Documents", id="documents"), _documents(source)]
+        return join(parts, "\n")
     finally:
         source.close()
 
@@ -262,10 +260,25 @@ def report_html(experiments: Sequence[Path]) -> str:
 
 
 def write_report(experiments: Sequence[Path], target: str | os.PathLike[str]) -> Path:
-    """Write the report to *target* (a temporary file renamed into place)."""
+    """Write the report to *target*: a new temporary file in its folder, renamed into place.
+
+    The temporary file gets an unpredictable name and is created exclusively
+    (``mkstemp``), so a link planted at a guessable name cannot redirect the
+    write; the rename replaces *target* itself, never a file a link there
+    points to. The report gets the permissions of a new file (umask applied).
+    """
     path = Path(target).expanduser()
     html = report_html(experiments)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(html)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
     return path

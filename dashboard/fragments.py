@@ -1,12 +1,11 @@
 """HTML fragments shared by the pages and the export (no Panel here).
 
-Every value from the folder is escaped (``style`` helpers) or rendered through
-the sanitiser (``notes``).
+Every value from the folder is escaped (``markup.el``, ``style`` helpers) or
+rendered through the sanitiser (``notes``).
 """
 
 from __future__ import annotations
 
-from html import escape
 from typing import Any
 
 import pandas as pd
@@ -15,6 +14,7 @@ from mlt_kernel.experiment import METRIC_ORDER
 from mlt_kernel.units import format_bytes, format_metric, format_seconds
 
 from . import style
+from .markup import Markup, el, join, short
 from .queries import LOWER_IS_BETTER, Source, best_run
 
 
@@ -25,7 +25,7 @@ def default_metric(metrics: list[str]) -> str | None:
     return metrics[0] if metrics else None
 
 
-def summary_cards(runs: pd.DataFrame, metric: str | None) -> str:
+def summary_cards(runs: pd.DataFrame, metric: str | None) -> Markup:
     counts = runs["status"].fillna("unknown").value_counts()
     order = ["finished", "running", "error", "interrupted", "killed"]
     parts = [f"{counts[s]} {s}" for s in order if s in counts] + [f"{n} {s}" for s, n in counts.items() if s not in order]
@@ -33,7 +33,8 @@ def summary_cards(runs: pd.DataFrame, metric: str | None) -> str:
     best = best_run(runs, metric) if metric else None
     if best is not None and metric is not None:
         how = "lowest" if metric in LOWER_IS_BETTER else "highest"
-        items.append(style.card(f"best by {metric}", str(best["name"]), f"{how} {metric}: {format_metric(best[metric])}",
+        name = short(metric, 40)
+        items.append(style.card(f"best by {name}", str(best["name"]), f"{how} {name}: {format_metric(best[metric])}",
                                 best=True, testid="card-best"))  # fmt: skip
     else:
         items.append(style.card("best run", "—", "no metrics logged yet", testid="card-best"))
@@ -77,16 +78,16 @@ class RunData:
         )
 
 
-def header_html(data: RunData) -> str:
+def header_html(data: RunData) -> Markup:
     run = data.run
     assert run is not None
     cells = ", ".join(f"[{int(n)}]" for n in data.cells["execution_count"].dropna()) or "—"
-    metric_bits = []
+    metric_bits: list[Markup] = []
     test = data.metrics[data.metrics["split"].fillna("test") == "test"] if not data.metrics.empty else data.metrics
     rank = {m: i for i, m in enumerate(METRIC_ORDER)}
     test = test.sort_values("name", key=lambda names: names.map(lambda n: rank.get(n, len(rank))), kind="stable")
     for row in test.itertuples():
-        metric_bits.append(f'<span class="mlt-chip">{escape(str(row.name))} {format_metric(row.value)}</span>')
+        metric_bits.append(el("span", f"{row.name} {format_metric(row.value)}", class_="mlt-chip"))
     items = [
         style.card("wall time", format_seconds(run["wall_s"])),
         style.card("CPU time", format_seconds(run["cpu_s"])),
@@ -94,45 +95,48 @@ def header_html(data: RunData) -> str:
         style.card("peak GPU", format_bytes(run["peak_gpu_bytes"]), "" if not pd.isna(run["peak_gpu_bytes"]) else "no GPU used"),
         style.card("session", str(run["session_id"])[-8:], f"cells {cells}"),
     ]
-    return (
-        f'<div class="mlt-runhead"><h2 data-testid="run-name">{escape(str(run["name"]))} {style.badge(run["status"])}</h2>'
-        f'<div>{style.chips(run["params"])}</div>'
-        f'<div style="margin:0.3rem 0 0.6rem">{"".join(metric_bits)}</div>{style.cards(items)}</div>'
+    return el(
+        "div",
+        el("h2", short(run["name"], 200), " ", style.badge(run["status"]), data_testid="run-name", title=str(run["name"])),
+        el("div", style.chips(run["params"])),
+        el("div", join(metric_bits), style="margin:0.3rem 0 0.6rem"),
+        style.cards(items),
+        class_="mlt-runhead",
     )
 
 
-def killed_html(data: RunData) -> str:
+def killed_html(data: RunData) -> Markup:
     s = data.session or {}
     cause = style.death_cause(s.get("death_cause"), s.get("oom_kill"))
     last = format_bytes(s.get("last_rss_bytes"))
     limit = s.get("memory_limit_bytes")
     limit_text = f" (memory limit {format_bytes(limit)})" if limit is not None and not pd.isna(limit) else ""
-    return style.banner(
-        "killed",
-        f"<b>This run was killed</b>: the kernel died of {escape(cause)}. "
-        f"Last memory reading {escape(last)}{escape(limit_text)}. Everything up to that moment is kept.",
-    )
+    return style.banner("killed", join([
+        el("b", "This run was killed"),
+        f": the kernel died of {cause}. Last memory reading {last}{limit_text}. Everything up to that moment is kept.",
+    ]))  # fmt: skip
 
 
-def post_mortem(session: dict[str, Any], ledger: pd.DataFrame) -> str:
+def post_mortem(session: dict[str, Any], ledger: pd.DataFrame) -> Markup:
     """The banner of a session that died: when, why, last memory reading, the cell it was running."""
     cause = style.death_cause(session.get("death_cause"), session.get("oom_kill"))
     when = session["ended_at"].strftime("%Y-%m-%d %H:%M:%S") if not pd.isna(session.get("ended_at")) else "at an unknown time"
     cells = ledger[(ledger["session_id"] == session["session_id"]) & (ledger["status"] == "killed")]
-    during = ""
+    during: Markup | str = ""
     if not cells.empty:
         c = cells.iloc[-1]
         n = int(c["execution_count"]) if not pd.isna(c["execution_count"]) else int(c["cell_seq"])
-        run = f" (run {escape(str(c['run_name']))})" if isinstance(c["run_name"], str) and c["run_name"] else ""
-        during = f" while cell <b>[{n}]</b>{run} was running"
+        run = f" (run {c['run_name']})" if isinstance(c["run_name"], str) and c["run_name"] else ""
+        during = join([" while cell ", el("b", f"[{n}]"), f"{run} was running"])
     limit = session.get("memory_limit_bytes")
     limit_text = f", memory limit {format_bytes(limit)}" if limit is not None and not pd.isna(limit) else ""
-    return style.banner(
-        "killed",
-        f"<b>Session {escape(str(session['session_id'])[-8:])} died</b> at {escape(when)}{during}: "
-        f"{escape(cause)}. Last memory reading {escape(format_bytes(session.get('last_rss_bytes')))}"
-        f"{escape(limit_text)}.",
-    )
+    return style.banner("killed", join([
+        el("b", f"Session {str(session['session_id'])[-8:]} died"), f" at {when}", during,
+        f": {cause}. Last memory reading {format_bytes(session.get('last_rss_bytes'))}{limit_text}.",
+    ]))  # fmt: skip
+
+
+MiB = 1024**2
 
 
 def ledger_frame(ledger: pd.DataFrame) -> pd.DataFrame:
@@ -142,7 +146,7 @@ def ledger_frame(ledger: pd.DataFrame) -> pd.DataFrame:
             "n": [int(v) if not pd.isna(v) else int(s) for v, s in zip(ledger["execution_count"], ledger["cell_seq"], strict=True)],
             "session_id": ledger["session_id"],
             "session": [str(s)[-8:] for s in ledger["session_id"]],
-            "run_name": ledger["run_name"].fillna(""),
+            "run_name": [short(r, 60) for r in ledger["run_name"].fillna("")],
             "code_line": [_first_line(c) for c in ledger["code"]],
             "started": [t.strftime("%H:%M:%S") if not pd.isna(t) else "" for t in ledger["started_at"]],
         }
@@ -154,9 +158,14 @@ def ledger_frame(ledger: pd.DataFrame) -> pd.DataFrame:
     ):  # fmt: skip
         out[column] = pd.to_numeric(ledger[column], errors="coerce").astype(float)
         out[text] = [fmt(None if pd.isna(v) else v) for v in ledger[column]]
-    out["status"] = ledger["status"].fillna("")
-    out["status_colour"] = [style.STATUS_COLOURS.get(s, "#1f2328") if s != "ok" else "#1f2328" for s in out["status"]]
-    out["error_name"] = ledger["error_name"].fillna("")
+        if column == "delta_rss_bytes":  # the browser formats bytes with a unit only when they are positive
+            out["delta_rss_mib"] = out[column] / MiB
+    state = [short(s, 40) for s in ledger["status"].fillna("")]
+    out["status"] = [f"⚠ {s}" if s in ("error", "killed") else s for s in state]
+    out["state"] = state
+    out["status_colour"] = [style.STATUS_COLOURS.get(s, "#1f2328") if s != "ok" else "#1f2328" for s in state]
+    out["status_style"] = ["normal" if s == "ok" else "bold" for s in state]
+    out["error_name"] = [short(e, 60) for e in ledger["error_name"].fillna("")]
     return out
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from html import escape
 from typing import Any
 
 import panel as pn
 
 from . import charts, style
 from .fragments import RunData, header_html, killed_html, run_label
+from .markup import el, short, trusted
 from .notes import plots_with_notes
 from .page import Page, bokeh, html, session_arg, set_options
 from .queries import Source
@@ -16,30 +16,30 @@ from .queries import Source
 
 _NO_RUNS = style.empty(
     "No runs yet",
-    "Tag a cell with <code># mlt: record name=random_forest n_estimators=300</code>, or wrap several cells "
-    "in <code># mlt: record start name=mlp</code> … <code># mlt: record stop</code>.",
+    trusted("Tag a cell with <code># mlt: record name=random_forest n_estimators=300</code>, or wrap several cells "
+            "in <code># mlt: record start name=mlp</code> … <code># mlt: record stop</code>."),
 )
 _NO_TIMELINE = style.empty(
     "No memory readings for this run",
     "The resource watcher records them while cells run; they appear here within seconds.",
 )
 _NO_CURVES = style.empty(
-    "No training curves", 'Log them per epoch with <code>mlt.log_metric("loss", loss, step=epoch)</code>.'
+    "No training curves", trusted('Log them per epoch with <code>mlt.log_metric("loss", loss, step=epoch)</code>.')
 )
 _NO_PREDICTIONS = style.empty(
     "No predictions logged",
-    "Call <code>mlt.log_predictions(y_test, y_pred, y_proba=model.predict_proba(X_test))</code> in the run "
-    "to get the confusion matrix, ROC and precision-recall curves.",
+    trusted("Call <code>mlt.log_predictions(y_test, y_pred, y_proba=model.predict_proba(X_test))</code> in the "
+            "run to get the confusion matrix, ROC and precision-recall curves."),
 )
 _NO_PLOTS = style.empty(
     "No plots or notes for this run",
-    "Save figures under the experiment's <code>plots/</code> folder while the run is open, and explain them "
-    "with <code># mlt: note plot=roc.png</code>.",
+    trusted("Save figures under the experiment's <code>plots/</code> folder while the run is open, and explain "
+            "them with <code># mlt: note plot=roc.png</code>."),
 )
 
 
 def _section(title: str) -> Any:
-    return html(f'<div class="mlt-section">{escape(title)}</div>')
+    return html(el("div", title, class_="mlt-section"))
 
 
 class RunPage(Page):
@@ -110,7 +110,7 @@ class RunPage(Page):
         if data is None or data.run is None:
             self.data = None
             self.empty.object = _NO_RUNS if not run_id else style.empty(
-                "Run not found", f"No run {escape(str(run_id))} in this experiment.")  # fmt: skip
+                "Run not found", f"No run {short(run_id)} in this experiment.")  # fmt: skip
             self.empty.visible, self.content.visible = True, False
             return
         if not force and data.same_as(self.data):

@@ -8,6 +8,8 @@
 
 - With a token (the default of ``mlt-dashboard``), pages and websockets are
   served only to a browser that came with it (see ``dashboard.access``).
+- Every response carries the security headers of ``dashboard.policy``; an HTML
+  page, a Content-Security-Policy that allows exactly its own inline scripts.
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import tempfile
 import urllib.parse
 import webbrowser
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .app import AppConfig
+from .policy import SECURITY_HEADERS, inline_scripts, served_policy
 
 #: Ports tried in turn when none is given.
 DEFAULT_PORTS = range(5006, 5016)
@@ -79,6 +84,29 @@ def _root_redirect() -> tuple[Any, ...]:
     return (r"/", RootRedirect)
 
 
+def _security_headers() -> type:
+    from tornado.web import OutputTransform
+
+    class SecurityHeaders(OutputTransform):
+        """Adds ``policy.SECURITY_HEADERS`` to every response, and its CSP to every HTML page.
+
+        Bokeh writes each page in one piece, so the first chunk is the whole page
+        and its inline scripts can be hashed; a page that arrives in pieces gets
+        a policy with no inline script at all (it fails closed).
+        """
+
+        def transform_first_chunk(
+            self, status_code: int, headers: Any, chunk: bytes, finishing: bool
+        ) -> tuple[int, Any, bytes]:
+            for name, value in SECURITY_HEADERS.items():
+                headers[name] = value
+            if str(headers.get("Content-Type", "")).startswith("text/html"):
+                headers["Content-Security-Policy"] = served_policy(inline_scripts(chunk) if finishing else [])
+            return status_code, headers, chunk
+
+    return SecurityHeaders
+
+
 def build_server(config: AppConfig, options: ServerOptions) -> tuple[Any, int]:
     """A started-but-not-running Bokeh server for the app, and its port."""
     os.environ["BOKEH_RESOURCES"] = "server"  # never a CDN, whatever the user's environment says
@@ -107,22 +135,60 @@ def build_server(config: AppConfig, options: ServerOptions) -> tuple[Any, int]:
         verbose=False,
         title={slug: f"MLTrack · {label}" for slug, label in NAV},
         extra_patterns=[_root_redirect(), *options.extra_patterns],
+        transforms=[_security_headers()],  # passed through Bokeh to tornado's Application
         **kwargs,
     )
     return server, port
+
+
+def write_redirect_file(url: str, folder: str | os.PathLike[str] | None = None) -> Path:
+    """A page that sends the browser to *url*, readable by this account only (0600).
+
+    The browser is started with this file's path rather than *url*, so the
+    token never appears in a command line (``/proc/PID/cmdline`` is readable by
+    every account), as Jupyter does. It lives in Jupyter's runtime folder.
+    """
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    from .markup import el, join
+
+    where = Path(folder) if folder is not None else Path(jupyter_runtime_dir())
+    where.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, name = tempfile.mkstemp(prefix=f"mlt-dashboard-{os.getpid()}-", suffix="-open.html", dir=where)  # 0600
+    page = join([
+        el("head", el("meta", charset="utf-8"), el("meta", http_equiv="refresh", content=f"0;url={url}"),
+           el("meta", name="referrer", content="no-referrer"), el("title", "MLTrack dashboard")),
+        el("body", el("p", "Opening the MLTrack dashboard… If nothing happens, ", el("a", "click here", href=url), ".")),
+    ])  # fmt: skip
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(f"<!DOCTYPE html>\n<html>{page}</html>\n")
+    return Path(name)
+
+
+def open_browser(url: str) -> Path | None:
+    """Open *url* in the user's browser through a redirect file; returns the file (remove it when done)."""
+    try:
+        redirect = write_redirect_file(url)
+    except OSError:
+        return None
+    with contextlib.suppress(webbrowser.Error):
+        webbrowser.open(redirect.as_uri())
+    return redirect
 
 
 def serve(config: AppConfig, options: ServerOptions, on_ready: Callable[[str], None] | None = None) -> None:
     """Serve until interrupted; *on_ready* gets the URL once the server listens."""
     server, port = build_server(config, options)
     url = options.url(port)
+    opened: list[Path] = []
 
     def ready() -> None:
         if on_ready is not None:
             on_ready(url)
         if options.show:
-            with contextlib.suppress(webbrowser.Error):
-                webbrowser.open(url)
+            redirect = open_browser(url)
+            if redirect is not None:
+                opened.append(redirect)
 
     server.start()
     server.io_loop.add_callback(ready)
@@ -132,3 +198,6 @@ def serve(config: AppConfig, options: ServerOptions, on_ready: Callable[[str], N
         pass
     finally:
         server.stop()
+        for path in opened:
+            with contextlib.suppress(OSError):
+                path.unlink()

@@ -1,17 +1,18 @@
 """Looks and small HTML pieces shared by the pages and the export.
 
-Every helper escapes what it is given: run names, params and session ids come
-from a teammate's shared folder and are as untrusted as notes are. Rendered
-Markdown comes only from ``mlt_kernel.render.markdown_to_html`` (sanitised).
+Every helper builds its markup with ``markup.el``, which escapes what it is
+given: run names, params and session ids come from a teammate's shared folder
+and are as untrusted as notes are. Rendered Markdown comes only from
+``mlt_kernel.render.markdown_to_html`` (sanitised).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from html import escape
 from typing import Any
 
 from .charts import STATUS_COLOURS
+from .markup import Markup, el, join, short
 
 CSS = """
 :host, body { --mlt-ink: #1f2328; --mlt-muted: #59636e; --mlt-line: #d0d7de; --mlt-soft: #f6f8fa;
@@ -50,6 +51,8 @@ CSS = """
 .mlt-empty code, .mlt-banner code { background: var(--mlt-soft); padding: 0.05em 0.3em; border-radius: 4px; }
 .mlt-section { font-size: 1.05rem; font-weight: 650; margin: 0.6rem 0 0.1rem; color: var(--mlt-ink); }
 .mlt-runhead h2 { margin: 0 0 0.2rem; font-size: 1.4rem; }
+.mlt-runhead, .mlt-chip, .mlt-banner, .mlt-note, .mlt-doc, .mlt-empty, .mlt-muted, .mlt-header h1 {
+  overflow-wrap: anywhere; }
 .mlt-note { border-left: 3px solid var(--mlt-line); padding: 0 0.9rem; margin: 0.4rem 0; }
 .mlt-note img, .mlt-doc img { max-width: 100%; }
 .mlt-note table, .mlt-doc table { border-collapse: collapse; margin: 0.6em 0; }
@@ -64,16 +67,16 @@ figure.mlt-plot figcaption { color: var(--mlt-muted); font-size: 0.85rem; }
 """
 
 
-def badge(status: Any) -> str:
+def badge(status: Any) -> Markup:
     text = str(status) if status is not None else "—"
     colour = STATUS_COLOURS.get(text, "#8b949e")
-    return f'<span class="mlt-badge" style="background:{colour}">{escape(text)}</span>'
+    return el("span", short(text, 40), class_="mlt-badge", style=f"background:{colour}")
 
 
-def chips(params: Mapping[str, Any]) -> str:
+def chips(params: Mapping[str, Any]) -> Markup:
     if not params:
-        return '<span class="mlt-muted">no params</span>'
-    return "".join(f'<span class="mlt-chip">{escape(str(k))}={escape(_param(v))}</span>' for k, v in params.items())
+        return el("span", "no params", class_="mlt-muted")
+    return join(el("span", f"{k}={_param(v)}", class_="mlt-chip") for k, v in params.items())
 
 
 def params_text(params: Mapping[str, Any] | None) -> str:
@@ -87,26 +90,29 @@ def _param(value: Any) -> str:
     return "None" if value is None else str(value)
 
 
-def card(label: str, value: str, sub: str = "", *, best: bool = False, testid: str = "") -> str:
-    tid = f' data-testid="{escape(testid)}"' if testid else ""
-    sub_html = f'<div class="sub">{escape(sub)}</div>' if sub else ""
-    return (
-        f'<div class="mlt-card{" best" if best else ""}"{tid}><div class="label">{escape(label)}</div>'
-        f'<div class="value">{escape(value)}</div>{sub_html}</div>'
+def card(label: str, value: str, sub: str = "", *, best: bool = False, testid: str = "") -> Markup:
+    """A figure with its label (and a line below); values are cut to a card's width."""
+    return el(
+        "div",
+        el("div", label, class_="label"),
+        el("div", short(value), class_="value"),
+        el("div", short(sub, 120), class_="sub") if sub else "",
+        class_="mlt-card best" if best else "mlt-card",
+        data_testid=testid or None,
     )
 
 
-def cards(items: Iterable[str]) -> str:
-    return f'<div class="mlt-cards">{"".join(items)}</div>'
+def cards(items: Iterable[Markup]) -> Markup:
+    return el("div", join(items), class_="mlt-cards")
 
 
-def empty(title: str, what_to_do_html: str) -> str:
-    """An empty state: what is missing (escaped) and what to do (trusted HTML of ours)."""
-    return f'<div class="mlt-empty"><b>{escape(title)}</b><br>{what_to_do_html}</div>'
+def empty(title: str, what_to_do: Markup | str) -> Markup:
+    """An empty state: what is missing, and what to do (Markup of ours, or text)."""
+    return el("div", el("b", title), el("br"), what_to_do, class_="mlt-empty")
 
 
-def banner(kind: str, html: str) -> str:
-    return f'<div class="mlt-banner {escape(kind)}">{html}</div>'
+def banner(kind: str, content: Markup | str) -> Markup:
+    return el("div", content, class_=f"mlt-banner {kind}")
 
 
 def death_cause(cause: Any, oom_kill: Any = None) -> str:
@@ -114,4 +120,4 @@ def death_cause(cause: Any, oom_kill: Any = None) -> str:
     text = str(cause) if isinstance(cause, str) and cause else "unknown cause"
     if text == "oom" or oom_kill is True:
         return "out of memory (the OOM killer ended it)"
-    return text
+    return short(text, 120)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pandas as pd
 import panel as pn
-from bokeh.models.widgets.tables import HTMLTemplateFormatter, NumberFormatter
+from bokeh.models.widgets.tables import NumberFormatter, StringFormatter
 
+from mlt_kernel.experiment import METRIC_ORDER
 from mlt_kernel.units import format_bytes, format_seconds
 
 from . import charts, style
 from .fragments import default_metric, summary_cards
+from .markup import el, header, short, trusted
 from .page import Page, bokeh, html, set_options
 from .queries import LOWER_IS_BETTER, metric_columns
 
@@ -27,34 +30,61 @@ _TITLES = {
     "params_text": "params", "session": "session", "started": "started",
 }  # fmt: skip
 _HIDDEN = ["run_id", "href", "status_colour", "wall_text", "cpu_text", "rss_text", "gpu_text"]
-_BADGE = (
-    '<span style="background:<%- status_colour %>;color:#fff;border-radius:999px;padding:1px 8px;'
-    'font-size:12px;font-weight:600"><%- value %></span>'
-)
+#: How the table shows its columns. No HTML templates: Bokeh compiles those with
+#: ``new Function``, which the dashboard's Content-Security-Policy forbids. The
+#: cells are text (Tabulator's link formatter escapes its label) and numbers are
+#: formatted by the browser, bytes in binary units (``1.2 GiB``).
+_FORMATTERS: dict[str, Any] = {
+    "name": {"type": "link", "urlField": "href", "target": "_self"},
+    "status": StringFormatter(text_color="#ffffff", background_color="status_colour", font_style="bold"),
+    "wall_s": NumberFormatter(format="0.0{ s}", nan_format="—", null_format="—", text_align="right"),
+    "cpu_s": NumberFormatter(format="0.0{ s}", nan_format="—", null_format="—", text_align="right"),
+    "peak_rss_bytes": NumberFormatter(format="0.0 b", nan_format="—", null_format="—", text_align="right"),
+    "peak_gpu_bytes": NumberFormatter(format="0.0 b", nan_format="—", null_format="—", text_align="right"),
+}
+
+
+_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+#: The table's own columns (a metric field must not take one's place).
+_FIXED_COLUMNS = frozenset({*_TITLES, *_HIDDEN}) - set(METRIC_ORDER)
+
+
+def metric_field(name: str, index: int) -> str:
+    """The table's field for the *index*-th metric, *name*: the name itself only when it is a plain identifier.
+
+    Tabulator reads a field with a dot as a path into nested data, and a field
+    is written into the page's markup; any other name from the folder becomes
+    ``metric-N``, which no identifier can be (its title still shows the name).
+    """
+    return name if _FIELD.fullmatch(name) and name not in _FIXED_COLUMNS else f"metric-{index}"
 
 
 def table_frame(runs: pd.DataFrame, links: Any) -> pd.DataFrame:
-    """The runs table as the browser gets it: numbers to sort by, text to read."""
+    """The runs table as the browser gets it: numbers to sort by, text to read.
+
+    Metric columns are named :func:`metric_field` (Tabulator reads a field name
+    with a dot as a path into nested data); their titles carry the metric names.
+    """
     metrics = metric_columns(runs)
     colours = [style.STATUS_COLOURS.get(s, "#8b949e") for s in runs["status"]]
     out = pd.DataFrame(
         {
             "run_id": runs["run_id"],
             "href": [links.href("run", run=r) for r in runs["run_id"]],
-            "name": runs["name"].fillna("(unnamed)"),
+            "name": [short(n) for n in runs["name"].fillna("(unnamed)")],
             "status": runs["status"].fillna("—"),
             "status_colour": colours,
         }
     )
-    for m in metrics:
-        out[m] = pd.to_numeric(runs[m], errors="coerce")
+    for i, m in enumerate(metrics):
+        out[metric_field(m, i)] = pd.to_numeric(runs[m], errors="coerce")
     for column, text, fmt in (
         ("wall_s", "wall_text", format_seconds), ("cpu_s", "cpu_text", format_seconds),
         ("peak_rss_bytes", "rss_text", format_bytes), ("peak_gpu_bytes", "gpu_text", format_bytes),
     ):  # fmt: skip
         out[column] = pd.to_numeric(runs[column], errors="coerce").astype(float)
         out[text] = [fmt(None if pd.isna(v) else v) for v in runs[column]]
-    out["params_text"] = [style.params_text(p) for p in runs["params"]]
+    out["params_text"] = [short(style.params_text(p), 200) for p in runs["params"]]
     out["session"] = [str(s)[-8:] if isinstance(s, str) else "" for s in runs["session_id"]]
     out["started"] = [t.strftime("%Y-%m-%d %H:%M") if not pd.isna(t) else "" for t in runs["started_at"]]
     return out
@@ -121,18 +151,14 @@ class SummaryPage(Page):
     def _fill_table(self, selected: list[str] | None = None) -> None:
         frame = table_frame(self.runs, self.links)
         metrics = metric_columns(self.runs)
-        formatters: dict[str, Any] = {
-            "name": HTMLTemplateFormatter(template='<a href="<%- href %>" target="_self"><%- value %></a>'),
-            "status": HTMLTemplateFormatter(template=_BADGE),
-            "wall_s": HTMLTemplateFormatter(template="<%- wall_text %>"),
-            "cpu_s": HTMLTemplateFormatter(template="<%- cpu_text %>"),
-            "peak_rss_bytes": HTMLTemplateFormatter(template="<%- rss_text %>"),
-            "peak_gpu_bytes": HTMLTemplateFormatter(template="<%- gpu_text %>"),
-        }
-        for m in metrics:
-            formatters[m] = NumberFormatter(format="0.000", nan_format="—", null_format="—", text_align="right")
+        formatters = dict(_FORMATTERS)
+        titles = {c: header(_TITLES.get(c, c.replace("_", " "))) for c in frame.columns}
+        for i, m in enumerate(metrics):
+            field = metric_field(m, i)
+            formatters[field] = NumberFormatter(format="0.000", nan_format="—", null_format="—", text_align="right")
+            titles[field] = header(_TITLES.get(m, m))
         self.table.formatters = formatters
-        self.table.titles = {c: _TITLES.get(c, c.replace("_", " ")) for c in frame.columns}
+        self.table.titles = titles
         self.table.value = frame
         if selected:
             self.table.selection = [i for i, r in enumerate(frame["run_id"]) if r in set(selected)]
@@ -149,8 +175,9 @@ class SummaryPage(Page):
         if self.runs.empty:
             self.cards.object = style.empty(
                 "No runs yet",
-                "Tag a cell with <code># mlt: record name=random_forest n_estimators=300</code> and run it in the "
-                "<b>Python (MLTrack)</b> kernel; each tagged cell becomes a run and appears here within seconds.",
+                trusted("Tag a cell with <code># mlt: record name=random_forest n_estimators=300</code> and run it in "
+                        "the <b>Python (MLTrack)</b> kernel; each tagged cell becomes a run and appears here within "
+                        "seconds."),
             )
             self.hint.object = ""
             self.charts.visible = False
@@ -175,11 +202,11 @@ class SummaryPage(Page):
             note = f"{len(shown)} selected run(s); clear the selection to see all."
         elif len(runs) > TOP_RUNS and metric:
             shown = _top(runs, metric, TOP_RUNS)
-            note = f"The {TOP_RUNS} best of {len(runs)} runs by {metric}; tick rows in the table to compare others."
+            note = f"The {TOP_RUNS} best of {len(runs)} runs by {short(metric, 60)}; tick rows in the table to compare others."
         else:
             shown = runs
             note = "Tick rows in the table to narrow the charts."
-        self.hint.object = f'<div class="mlt-muted">{note}</div>'
+        self.hint.object = el("div", note, class_="mlt-muted")
         has_metrics = bool(metric and metrics)
         self.pareto.visible = self.metrics_per_run.visible = has_metrics
         self.no_metrics.visible = not has_metrics
@@ -189,8 +216,8 @@ class SummaryPage(Page):
         else:
             self.no_metrics.object = style.empty(
                 "No metrics yet",
-                "Log predictions in a run with <code>mlt.log_predictions(y_test, y_pred, y_proba=proba)</code> "
-                "to compare accuracy, F1, ROC AUC… across runs.",
+                trusted("Log predictions in a run with <code>mlt.log_predictions(y_test, y_pred, y_proba=proba)</code>"
+                        " to compare accuracy, F1, ROC AUC… across runs."),
             )
         self.time.object = charts.time_chart(shown, colours)
         self.memory.object = charts.memory_chart(shown, colours)

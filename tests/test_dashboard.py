@@ -28,6 +28,8 @@ from mlt_kernel import layout
 from mlt_kernel.experiment import Experiment
 from mlt_kernel.journal import JournalWriter, journal_name
 
+pytestmark = pytest.mark.browser
+
 _SCRIPT = Path(sys.executable).parent / "mlt-dashboard"
 CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "dashboard.cli"]
 SCREENSHOTS = os.environ.get("MLT_DASHBOARD_SCREENSHOTS")
@@ -149,7 +151,10 @@ def _screenshot(page: Any, name: str) -> None:
 
 _CHART_TEXTS = """() => Bokeh.documents.flatMap(d => [...d.all_models].flatMap(m => {
     const out = [];
-    if (m.name && m.title && typeof m.title.text === "string") out.push(m.name + ": " + m.title.text);
+    // A title is a string, or a PlainText model (stored names are never read as TeX).
+    const title = m.title && m.title.text;
+    const text = typeof title === "string" ? title : (title && typeof title.text === "string" ? title.text : null);
+    if (m.name && text !== null) out.push(m.name + ": " + text);
     if (Array.isArray(m.items)) for (const it of m.items) if (it.label && it.label.value) out.push("legend: " + it.label.value);
     return out;
 }))"""
