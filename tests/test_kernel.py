@@ -31,8 +31,9 @@ def test_every_cell_is_recorded_with_time_memory_and_status(start_kernel, exp):
     assert list(cells["status"]) == ["ok", "ok", "error"]
     assert cells["error_name"].iloc[2] == "ZeroDivisionError"
     sleep = cells.iloc[1]
-    assert 0.2 <= sleep["wall_s"] < 1.5
-    assert sleep["cpu_s"] < 0.1
+    # Generous above: the machine may be busy; a sleeping cell is mostly off the CPU.
+    assert 0.2 <= sleep["wall_s"] < 10
+    assert sleep["cpu_s"] < sleep["wall_s"] / 2
     assert sleep["peak_exact"]
     assert len(set(cells["session_id"])) == 1
     assert cells["code_sha1"].iloc[1] == hashlib.sha1(b"import time; time.sleep(0.2)").hexdigest()
@@ -81,12 +82,18 @@ def test_a_long_cell_shows_as_running_and_a_quick_one_is_written_once(start_kern
     first = len(mlt.Experiment(exp).cells()) + 1
     for i in range(3):
         k.run(f"quick_{i} = {i}")
-    k.kc.execute("import time; time.sleep(3)")
-    deadline = time.monotonic() + 2.5
-    while "running" not in (cells := mlt.Experiment(exp).cells())["status"].tolist():
-        assert time.monotonic() < deadline, cells["status"].tolist()
-        time.sleep(0.05)
-    assert cells["code"].iloc[-1] == "import time; time.sleep(3)"
+    # A long cell: it runs until the test has seen it running, however slow the machine.
+    release = exp.parent / "release-the-cell"
+    long_cell = f"import os, time\nwhile not os.path.exists({str(release)!r}):\n    time.sleep(0.01)"
+    k.kc.execute(long_cell)
+    try:
+        deadline = time.monotonic() + 30
+        while "running" not in (cells := mlt.Experiment(exp).cells())["status"].tolist():
+            assert time.monotonic() < deadline, cells["status"].tolist()
+            time.sleep(0.05)
+        assert cells["code"].iloc[-1] == long_cell
+    finally:
+        release.touch()
     k.settle()
     cells = mlt.Experiment(exp).cells()
     assert cells["status"].tolist()[-4:] == ["ok"] * 4
@@ -144,7 +151,11 @@ def test_interrupted_cell(start_kernel, exp):
     k = start_kernel()
     k.run(f"EXP_PATH = {str(exp)!r}")
     k.kc.execute("import time; time.sleep(30)")
-    time.sleep(1.0)
+    # Interrupted inside the cell, once it shows as running (not before it starts).
+    deadline = time.monotonic() + 30
+    while "running" not in mlt.Experiment(exp).cells()["status"].tolist():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     k.km.interrupt_kernel()
     deadline = time.time() + 20
     while time.time() < deadline:

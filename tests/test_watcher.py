@@ -3,11 +3,20 @@
 The watcher tests drive the real thing: a real ``python -m mlt_kernel.watcher``
 started by :class:`WatcherHandle`, watching a real "kernel" process that
 allocates memory on command and has a child process of its own. NVML is faked
-(no GPU here); the faked module is injected into ``sys.modules``.
+wherever a test depends on it, so the tests read the same on a machine with an
+NVIDIA GPU: a fake with a GPU is put into ``sys.modules`` for the watcher's loop
+run in this process, and a test that expects no GPU readings asks for the
+``no_gpu`` fixture, which also reaches the watcher subprocess.
+
+Time is asserted loosely (never faster than asked, busy faster than idle, a
+few samples at least): the machine running the tests may be busy. The tight
+figures — the sampling cadence, how close to a kill the last sample is, how
+fast a stop is — are measured in ``benchmarks/sampler.py``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -273,6 +282,53 @@ def _fake_pynvml(processes: dict[str, list[tuple[int, int | None]]], *, init_fai
     return mod
 
 
+# What nvidia-ml-py's nvmlInit() does on a machine without an NVIDIA driver.
+NO_GPU_PYNVML = '''"""pynvml as on a machine without an NVIDIA GPU (a test's stand-in for nvidia-ml-py)."""
+
+
+class NVMLError(Exception):
+    pass
+
+
+def nvmlInit() -> None:
+    raise NVMLError("NVML Shared Library Not Found")
+'''
+
+
+@pytest.fixture
+def no_gpu(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """NVML as on a machine without a GPU, in this process and in every process the test starts.
+
+    On a machine with an NVIDIA GPU the real ``pynvml`` answers (memory 0 for
+    processes that use none, some utilisation), so a test that expects no GPU
+    readings says so. A module ``pynvml`` whose ``nvmlInit()`` raises
+    ``NVMLError`` goes into ``sys.modules`` here and first on ``PYTHONPATH``
+    for subprocesses: the watcher runs as ``python -P -m``, and ``-P`` drops
+    only the script's folder from the path, not ``PYTHONPATH``. Returns the
+    folder holding the module.
+    """
+    folder = tmp_path_factory.mktemp("no-gpu")
+    shim = folder / "pynvml.py"
+    shim.write_text(NO_GPU_PYNVML)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, (str(folder), os.environ.get("PYTHONPATH")))))
+    spec = importlib.util.spec_from_file_location("pynvml", shim)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setitem(sys.modules, "pynvml", module)  # undone after the test, like the environment
+    return folder
+
+
+def test_no_gpu_reaches_the_watcher_subprocess(no_gpu: Path) -> None:
+    # The fixture's promise, checked on any machine: a process started the way
+    # the watcher is (python -P) imports the stand-in, and NVML shows no GPU
+    # there or here.
+    probe = "import pynvml; from mlt_kernel.nvml import Gpu; print(pynvml.__file__, Gpu().available)"
+    out = subprocess.run([sys.executable, "-P", "-c", probe], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.split() == [str(no_gpu / "pynvml.py"), "False"]
+    assert not Gpu().available
+
+
 def test_nvml_reads_memory_of_the_given_pids(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = _fake_pynvml(
         {
@@ -416,7 +472,9 @@ def test_write_many_is_one_write_of_whole_lines(tmp_path: Path, monkeypatch: pyt
 # The watcher process
 
 
-def test_samples_children_and_cell_usage(kernel: FakeKernel, start_watcher: Callable[..., WatcherHandle], tmp_path: Path) -> None:
+def test_samples_children_and_cell_usage(
+    kernel: FakeKernel, start_watcher: Callable[..., WatcherHandle], tmp_path: Path, no_gpu: Path
+) -> None:
     session = "s-busy"
     handle = start_watcher(kernel.pid, session, busy_interval=0.05, idle_interval=0.5)
     handle.set_experiment(tmp_path)
@@ -434,19 +492,24 @@ def test_samples_children_and_cell_usage(kernel: FakeKernel, start_watcher: Call
     assert all(s["run_id"] == "run-1" for s in busy)
     assert all(s["children_rss_bytes"] >= (CHILD_MIB - 4) * MiB for s in samples)
     assert max(s["rss_bytes"] - s["children_rss_bytes"] for s in busy) >= 80 * MiB
-    assert all(s["gpu_bytes"] is None for s in samples)  # no GPU on this machine
+    assert all(s["gpu_bytes"] is None and s["gpu_util"] is None for s in samples)  # no_gpu
 
     def gaps(rows: list[dict[str, Any]]) -> list[float]:
         ts = sorted(r["t"] for r in rows)
         return [(b - a) / 1e6 for a, b in zip(ts, ts[1:])]
 
-    assert 0.03 <= statistics.median(gaps(busy)) <= 0.08
-    idle_after = [s for s in idle if s["t"] > max(r["t"] for r in busy)]
-    assert len(idle_after) >= 3
-    assert 0.4 <= statistics.median(gaps(idle_after)) <= 0.65
+    # The last sample is the stop's own, taken whenever the stop came: not a gap.
+    idle_after = sorted((s for s in idle if s["t"] > max(r["t"] for r in busy)), key=lambda s: s["t"])[:-1]
+    assert len(idle_after) >= 2
+    busy_gap, idle_gap = statistics.median(gaps(busy)), statistics.median(gaps(idle_after))
+    # Never faster than asked (the next sample is due an interval after the
+    # last one began); a busy machine only makes gaps longer, so above that
+    # only the order is asserted. The cadence itself: benchmarks/sampler.py.
+    assert 0.04 <= busy_gap < idle_gap
+    assert 0.4 <= idle_gap < 2.0
 
     (usage,) = _watcher_records(tmp_path, session, "cell_usage")
-    assert usage["cell_seq"] == 1 and usage["samples"] == len(busy) >= 10
+    assert usage["cell_seq"] == 1 and usage["samples"] == len(busy) >= 2
     assert usage["children_peak_rss_bytes"] >= (CHILD_MIB - 4) * MiB
     assert usage["peak_gpu_bytes"] is None
 
@@ -523,8 +586,9 @@ def test_a_cell_too_short_to_sample_takes_the_latest_reading(
 
 
 def test_a_short_cell_with_nothing_beside_the_kernel_gets_no_usage_record(
-    start_watcher: Callable[..., WatcherHandle], tmp_path: Path
+    start_watcher: Callable[..., WatcherHandle], tmp_path: Path, no_gpu: Path
 ) -> None:
+    # Nothing beside the kernel: no child process and no GPU memory to report.
     lone = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         handle = start_watcher(lone.pid, "s-lone", busy_interval=10.0, idle_interval=10.0)
@@ -551,7 +615,7 @@ def test_nothing_written_before_the_experiment_folder_and_folder_switch(
     handle.stop()
     early = _watcher_records(first, "s-switch", "samples")
     # Samples taken before the folder was known are kept and written to it.
-    assert len([s for s in early if s["cell_seq"] == 1]) >= 5
+    assert len([s for s in early if s["cell_seq"] == 1]) >= 2
     assert _watcher_records(first, "s-switch", "cell_usage")
     later = _watcher_records(second, "s-switch", "samples")
     assert later and min(s["t"] for s in later) > max(s["t"] for s in early)
@@ -564,9 +628,9 @@ def test_stop_leaves_no_process_and_ignores_sigint(kernel: FakeKernel, start_wat
     os.kill(handle.pid, signal.SIGINT)  # what a Jupyter interrupt does to the process group
     time.sleep(0.3)
     assert handle.alive
-    t0 = time.monotonic()
-    handle.stop(timeout=3)
-    assert time.monotonic() - t0 < 1.5
+    # Status 0: it wrote its last records and exited when told, rather than
+    # being killed at the timeout (how fast: benchmarks/sampler.py).
+    handle.stop(timeout=10)
     assert not handle.alive and handle._process.returncode == 0
     assert not _pid_running(handle.pid)
     # The kernel compacts its session after a clean stop; the watcher left its journal.
@@ -652,6 +716,7 @@ def test_killed_kernel_gets_killed_rows_and_a_compacted_session(
     handle.set_experiment(tmp_path)
     handle.cell_started(2, "run-k")
     kernel.command("alloc 120")
+    allocated_us = now_us()
     time.sleep(0.6)
     kill_us = now_us()
     kernel.proc.send_signal(signal.SIGKILL)
@@ -661,7 +726,9 @@ def test_killed_kernel_gets_killed_rows_and_a_compacted_session(
     assert list((tmp_path / "journals").iterdir()) == []  # compacted
     samples = _parquet_latest(tmp_path, "samples")
     last = max(s["t"] for s in samples)
-    assert kill_us / 1e6 - last.timestamp() <= 0.1
+    # Sampled on up to the kill: a reading after the allocation, 0.6 s before
+    # it (how close to the kill the last one is: benchmarks/sampler.py).
+    assert last.timestamp() >= allocated_us / 1e6
 
     cells = {c["cell_seq"]: c for c in _parquet_latest(tmp_path, "cells")}
     assert cells[1]["status"] == "ok"
@@ -679,7 +746,7 @@ def test_killed_kernel_gets_killed_rows_and_a_compacted_session(
     assert sess["death_cause"] in ("unknown", "oom")
     assert sess["last_rss_bytes"] >= (120 + CHILD_MIB - 8) * MiB
     (usage,) = _parquet_latest(tmp_path, "cell_usage")
-    assert usage["cell_seq"] == 2 and usage["samples"] >= 5
+    assert usage["cell_seq"] == 2 and usage["samples"] >= 2
 
     # The public read path shows the same.
     from mlt_kernel import query as query_mod
