@@ -124,7 +124,12 @@ def build_server(config: AppConfig, options: ServerOptions) -> tuple[Any, int]:
         from .access import TokenAuth, redact_logs
 
         redact_logs()
-        kwargs["auth_provider"] = TokenAuth(options.token, port)
+        auth = TokenAuth(options.token, port)
+        kwargs["auth_provider"] = auth
+        # Bokeh copies the request's cookies and headers into the session token it
+        # writes into the page; the HTTP-only session secret must not be there.
+        kwargs["exclude_cookies"] = [auth.cookie_name]
+        kwargs["exclude_headers"] = ["Cookie"]
     server = pn.io.server.get_server(
         page_factories(config),
         port=port,

@@ -179,12 +179,26 @@ def _handshake(port: int, origin: str, cookie: str) -> bytes:
         return s.recv(200).split(b"\r\n")[0]
 
 
+def _session_token_payload(page: str) -> str:
+    """The context Bokeh wrote into a served page's session token (headers, cookies, arguments), as JSON."""
+    import json
+
+    from bokeh.util.token import get_token_payload
+
+    token = re.search(r'"token":\s*"([^"]+)"', page)
+    assert token is not None, "no session token in the page"
+    return json.dumps(get_token_payload(token.group(1)), default=str)
+
+
 def test_a_valid_cookie_from_a_foreign_origin_gets_no_websocket(browser: Any, served: Dashboard) -> None:
     ctx = browser.new_context()
     page = ctx.new_page()
     page.goto(served.url)
     page.locator(".tabulator-row").first.wait_for()
     cookie = next(c for c in ctx.cookies() if c["name"] == f"mlt_dashboard_{served.port}")
+    page.reload()
+    page.locator(".tabulator-row").first.wait_for()
+    assert cookie["value"] not in _session_token_payload(page.content())  # the page's scripts never see it
     ctx.close()
     jar = f"{cookie['name']}={cookie['value']}"
     # The same cookie from the dashboard's own origin opens a websocket: it is valid.
