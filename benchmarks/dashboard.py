@@ -160,7 +160,7 @@ def timed(fn: Callable[[], Any], repeat: int = 15) -> float:
 
 
 def query_times(exp: Path) -> dict[str, float]:
-    from dashboard.queries import Source
+    from mlt_dashboard.queries import Source
 
     source = Source(exp)
     try:
@@ -183,7 +183,7 @@ def query_times(exp: Path) -> dict[str, float]:
 
 def _timed_run_page(source: Any, run_id: str, repeat: int = 15) -> float:
     """RunData after the run list is loaded (the page lists the runs first), other results cold."""
-    from dashboard.fragments import RunData
+    from mlt_dashboard.fragments import RunData
 
     times = []
     for _ in range(repeat + 1):
@@ -224,7 +224,7 @@ def server_times(exp: Path, browser: bool) -> dict[str, float]:
     """Ready: the process answers on its port. First page: the browser shows run names."""
     port = _free_port()
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "dashboard.cli", str(exp), "--port", str(port), "--no-browser"],
+    proc = subprocess.Popen([sys.executable, "-m", "mlt_dashboard.cli", str(exp), "--port", str(port), "--no-browser"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)  # fmt: skip
     out: dict[str, float] = {}
     try:

@@ -31,7 +31,7 @@ from mlt_kernel.journal import JournalWriter, journal_name
 pytestmark = pytest.mark.browser
 
 _SCRIPT = Path(sys.executable).parent / "mlt-dashboard"
-CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "dashboard.cli"]
+CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "mlt_dashboard.cli"]
 SCREENSHOTS = os.environ.get("MLT_DASHBOARD_SCREENSHOTS")
 TIMEOUT_MS = 30_000
 
@@ -195,7 +195,7 @@ def test_wrong_path_is_one_line_and_exit_2(tmp_path: Path) -> None:
 
 
 def test_another_address_only_when_asked_and_with_a_warning(experiment: dict[str, Any]) -> None:
-    from dashboard.cli import build_parser
+    from mlt_dashboard.cli import build_parser
 
     assert build_parser().parse_args(["x"]).address == "127.0.0.1"
     # 127.0.0.2 is another address that still stays on this machine.
@@ -491,7 +491,7 @@ def test_export_works_offline_and_runs_nothing_hostile(browser: Any, experiment:
 
 
 def test_queries_take_identifiers_from_the_schema_only() -> None:
-    from dashboard.queries import _cols
+    from mlt_dashboard.queries import _cols
 
     assert _cols(__import__("mlt_kernel.schema").schema.RUNS, "run_id", "name") == '"run_id", "name"'
     with pytest.raises(ValueError, match="not in the schema"):
@@ -499,7 +499,7 @@ def test_queries_take_identifiers_from_the_schema_only() -> None:
 
 
 def test_pareto_front() -> None:
-    from dashboard.queries import pareto_front
+    from mlt_dashboard.queries import pareto_front
 
     # cost, value: (1, .7) (2, .9) (3, .8) (4, .95) -> the third is dominated by the second
     assert pareto_front([1, 2, 3, 4], [0.7, 0.9, 0.8, 0.95]) == [0, 1, 3]
@@ -508,7 +508,7 @@ def test_pareto_front() -> None:
 
 
 def test_timeline_is_bucketed_and_keeps_the_peak(experiment: dict[str, Any]) -> None:
-    from dashboard.queries import Source
+    from mlt_dashboard.queries import Source
 
     source = Source(experiment["path"])
     try:
@@ -526,7 +526,7 @@ def test_timeline_is_bucketed_and_keeps_the_peak(experiment: dict[str, Any]) -> 
 def test_run_page_reads_what_the_tables_hold_in_order(experiment: dict[str, Any]) -> None:
     # The run page reads its small tables in one query: each part must be what
     # the table holds for the run, in the order the page shows it.
-    from dashboard.queries import Source
+    from mlt_dashboard.queries import Source
 
     source = Source(experiment["path"])
     try:
@@ -552,7 +552,7 @@ def test_run_page_reads_what_the_tables_hold_in_order(experiment: dict[str, Any]
 def test_timeline_buckets_keep_peaks_and_average_cpu_over_known_values() -> None:
     import numpy as np
 
-    from dashboard.queries import _buckets
+    from mlt_dashboard.queries import _buckets
 
     us = np.array([0, 10, 20, 30, 40, 50])
     nan = float("nan")
@@ -576,7 +576,7 @@ def test_timeline_buckets_keep_peaks_and_average_cpu_over_known_values() -> None
 
 def test_dashboard_never_imports_the_kernel() -> None:
     code = (
-        "import sys, dashboard.app, dashboard.export, dashboard.cli, dashboard.documents;"
+        "import sys, mlt_dashboard.app, mlt_dashboard.export, mlt_dashboard.cli, mlt_dashboard.documents;"
         "bad = [m for m in ('mlt_kernel.kernel', 'mlt_kernel.recorder', 'ipykernel', 'IPython') if m in sys.modules];"
         "print(bad)"
     )

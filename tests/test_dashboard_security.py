@@ -27,9 +27,9 @@ import pytest
 from hostile_experiment import DOC_TITLE, RUN_NAMES, build_hostile_experiment
 from test_dashboard import CLI, TIMEOUT_MS, Dashboard
 
-from dashboard import charts
-from dashboard.markup import el, header, join, short, text, trusted
-from dashboard.policy import inline_scripts, report_policy, script_hash, served_policy
+from mlt_dashboard import charts
+from mlt_dashboard.markup import el, header, join, short, text, trusted
+from mlt_dashboard.policy import inline_scripts, report_policy, script_hash, served_policy
 
 pytestmark = pytest.mark.browser
 
@@ -361,8 +361,8 @@ def test_chart_tooltips_take_stored_strings_only_as_fields(hostile: dict[str, An
     """Every tooltip value of every chart is a ``@{column}`` or one of Bokeh's ``$`` variables: never stored text."""
     from bokeh.models import HoverTool
 
-    from dashboard.fragments import RunData
-    from dashboard.queries import Source
+    from mlt_dashboard.fragments import RunData
+    from mlt_dashboard.queries import Source
 
     source = Source(hostile["path"])
     try:

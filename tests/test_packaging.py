@@ -76,4 +76,5 @@ def test_wheel_ships_the_kernelspec(tmp_path):
         spec_name = next(n for n in names if n.endswith("share/jupyter/kernels/mltrack/kernel.json"))
         spec = json.loads(zf.read(spec_name))
     assert spec["display_name"] == "Python (MLTrack)"
-    assert "mlt_kernel/kernel.py" in names and "dashboard/__init__.py" in names
+    assert "mlt_kernel/kernel.py" in names and "mlt_dashboard/__init__.py" in names
+    assert not any(n.startswith("dashboard/") for n in names)  # no top-level package named "dashboard"

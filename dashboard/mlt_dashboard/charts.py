@@ -1,4 +1,4 @@
-"""Interactive Bokeh charts, built from the DataFrames of :mod:`dashboard.queries`.
+"""Interactive Bokeh charts, built from the DataFrames of :mod:`mlt_dashboard.queries`.
 
 Pure functions: data in, a Bokeh model out. The served pages put them in
 ``pn.pane.Bokeh`` and the export embeds them standalone, so nothing here

@@ -25,7 +25,7 @@ from .markup import el, join, trusted
 from .page import Links, Page, html, session_arg
 from .queries import Source
 
-log = logging.getLogger("dashboard")
+log = logging.getLogger("mlt_dashboard")
 
 #: Seconds between looks at the experiment folder.
 REFRESH_S = 3.0

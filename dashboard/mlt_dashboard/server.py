@@ -7,8 +7,8 @@
   never from a CDN: the browser makes no request to another host.
 
 - With a token (the default of ``mlt-dashboard``), pages and websockets are
-  served only to a browser that came with it (see ``dashboard.access``).
-- Every response carries the security headers of ``dashboard.policy``; an HTML
+  served only to a browser that came with it (see ``mlt_dashboard.access``).
+- Every response carries the security headers of ``mlt_dashboard.policy``; an HTML
   page, a Content-Security-Policy that allows exactly its own inline scripts.
 """
 
