@@ -109,7 +109,8 @@ class JournalWriter:
 
     def _open(self) -> int:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        # O_NOFOLLOW: a link planted at a journal's name in a shared folder is not written through.
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
 
     def write(self, table_name: str, record: Mapping[str, Any]) -> None:
         """Append one record (a single ``os.write``)."""
@@ -283,22 +284,25 @@ def _batches(fd: int, path: Path, cursor: JournalCursor) -> Iterator[tuple[list[
         yield records, bad + more_bad
 
 
-def read_new(path: Path, cursor: JournalCursor) -> tuple[list[dict[str, Any]], int]:
+def read_new(path: Path, cursor: JournalCursor, *, beneath: Path | None = None) -> tuple[list[dict[str, Any]], int]:
     """The records of the lines completed in *path* since *cursor*, and the count of bad lines.
 
     *cursor* moves past them; see :class:`JournalCursor`. The journal is opened
-    without following links and must be a regular file (``mlt_kernel.safeio``).
+    without following links and must be a regular file (``mlt_kernel.safeio``);
+    with *beneath* (the experiment folder), *path* is relative to it and no
+    folder on the way may be a link either, even one swapped in since it was listed.
     """
     records: list[dict[str, Any]] = []
     bad = 0
-    with safeio.opened(path) as fd:
-        for chunk, chunk_bad in _batches(fd, path, cursor):
+    shown = beneath / path if beneath is not None else path  # warnings name the whole path
+    with safeio.opened(path, beneath=beneath) as fd:
+        for chunk, chunk_bad in _batches(fd, shown, cursor):
             records.extend(chunk)
             bad += chunk_bad
     return records, bad
 
 
-def read_lines(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int, int]:
+def read_lines(path: Path, offset: int = 0, *, beneath: Path | None = None) -> tuple[list[dict[str, Any]], int, int]:
     """Records of *path* from byte *offset*: ``(records, new_offset, bad_lines)``.
 
     Stops before an unterminated last line (a writer may be mid-write, or it
@@ -308,16 +312,22 @@ def read_lines(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int, 
     Readers that come back for more keep a :class:`JournalCursor` (:func:`read_new`).
     """
     cursor = JournalCursor(offset)
-    records, bad = read_new(path, cursor)
+    records, bad = read_new(path, cursor, beneath=beneath)
     return records, cursor.offset, bad
 
 
-def iter_chunks(path: Path, size: int = 100_000) -> Iterator[tuple[list[dict[str, Any]], int]]:
-    """``(records, bad_lines)`` of *path* in chunks of about *size* lines, for journals too big to hold."""
+def iter_chunks(
+    path: Path, size: int = 100_000, *, beneath: Path | None = None
+) -> Iterator[tuple[list[dict[str, Any]], int]]:
+    """``(records, bad_lines)`` of *path* in chunks of about *size* lines, for journals too big to hold.
+
+    *beneath* as for :func:`read_new`.
+    """
     chunk: list[dict[str, Any]] = []
     bad = 0
-    with safeio.opened(path) as fd:
-        for records, batch_bad in _batches(fd, path, JournalCursor()):
+    shown = beneath / path if beneath is not None else path
+    with safeio.opened(path, beneath=beneath) as fd:
+        for records, batch_bad in _batches(fd, shown, JournalCursor()):
             chunk.extend(records)
             bad += batch_bad
             if len(chunk) >= size:

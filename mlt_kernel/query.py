@@ -174,7 +174,8 @@ class Scan:
                 if st.st_size < state.cursor.end:  # replaced by a shorter file: start again
                     state = self._journals[path] = _Journal(parsed[0])
                 if st.st_size > state.cursor.end:  # only the bytes added since the last read
-                    records, bad = read_new(path, state.cursor)
+                    # Opened beneath the folder: journals/ swapped for a link since the listing is refused.
+                    records, bad = read_new(Path(layout.JOURNALS, entry.name), state.cursor, beneath=self.root)
                     if bad:
                         self._warn(path, f"{bad} unreadable journal line(s)")
                     for rec in records:

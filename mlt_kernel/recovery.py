@@ -131,10 +131,10 @@ def mark_killed(exp: Path, writer_id: str) -> None:
     it happened after their last record, of an unknown cause.
     """
     path = exp / layout.JOURNALS / journal_name(writer_id, "kernel")
-    records, _, _ = read_lines(path)
+    records, _, _ = read_lines(path.relative_to(exp), beneath=exp)
     watcher = exp / layout.JOURNALS / journal_name(writer_id, "watcher")
     if watcher.exists():
-        records += read_lines(watcher)[0]
+        records += read_lines(watcher.relative_to(exp), beneath=exp)[0]
     if session_ended(records, writer_id):
         return
     died = max((r.get("recorded_at") or 0 for r in records), default=now_us())

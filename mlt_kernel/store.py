@@ -185,7 +185,7 @@ def compact_writer(exp: str | os.PathLike[str], writer_id: str) -> int:
     with contextlib.ExitStack() as stack:
         sinks: dict[str, pq.ParquetWriter] = {}
         for path in journals:
-            for records, bad in iter_chunks(path):
+            for records, bad in iter_chunks(path.relative_to(root), beneath=root):
                 if bad:
                     log.warning("%s: skipped %d unreadable journal line(s)", path, bad)
                 by_table: dict[str, list[dict[str, Any]]] = defaultdict(list)

@@ -687,3 +687,38 @@ def test_a_temp_fallback_folder_made_by_someone_else_is_refused(temp_root, tmp_p
         temp_root.mkdir()
         temp_root.chmod(0o777)
     assert private_temp_root() is None
+
+
+def test_a_journals_folder_swapped_for_a_link_after_its_listing_is_not_read(tmp_path, monkeypatch):
+    """The race a teammate can run in a loop: ``journals/`` becomes a link between the listing and the open."""
+    from mlt_kernel.query import Query, Scan
+
+    exp = layout.ensure_layout(tmp_path / "exp")
+    name = journal.journal_name("20260101T000000Z-aaaa0001")
+    shared = journal.JournalWriter(exp / layout.JOURNALS / name)
+    shared.write("runs", {"run_id": "r1", "name": "shared-run", "session_id": "20260101T000000Z-aaaa0001", "status": "finished"})
+    shared.close()
+    private = tmp_path / "private"
+    private.mkdir()
+    secret = journal.JournalWriter(private / name)
+    secret.write("runs", {"run_id": "r2", "name": "private-run", "session_id": "20260101T000000Z-aaaa0001", "status": "finished"})
+    secret.close()
+    listed = Scan._list
+
+    def list_then_swap(self: Scan, folder: Path) -> list[os.DirEntry[str]]:
+        entries = listed(self, folder)
+        if folder.name == layout.JOURNALS and not folder.is_symlink():
+            folder.rename(tmp_path / "moved-journals")
+            folder.symlink_to(private)
+        return entries
+
+    monkeypatch.setattr(Scan, "_list", list_then_swap)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        q = Query(exp)
+        try:
+            names = [row[0] for row in q.rows("SELECT name FROM runs")]
+        finally:
+            q.close()
+    assert "private-run" not in names
+    assert any("link" in str(w.message) for w in caught), [str(w.message) for w in caught]
