@@ -10,7 +10,6 @@ import panel as pn
 from bokeh.models.widgets.tables import NumberFormatter, StringFormatter
 
 from mlt_kernel.experiment import METRIC_ORDER
-from mlt_kernel.units import format_bytes, format_seconds
 
 from . import charts, style
 from .fragments import default_metric, summary_cards
@@ -29,7 +28,7 @@ _TITLES = {
     "wall_s": "wall", "cpu_s": "CPU", "peak_rss_bytes": "peak RAM", "peak_gpu_bytes": "peak GPU",
     "params_text": "params", "session": "session", "started": "started",
 }  # fmt: skip
-_HIDDEN = ["run_id", "href", "status_colour", "wall_text", "cpu_text", "rss_text", "gpu_text"]
+_HIDDEN = ["run_id", "href", "status_colour"]
 #: How the table shows its columns. No HTML templates: Bokeh compiles those with
 #: ``new Function``, which the dashboard's Content-Security-Policy forbids. The
 #: cells are text (Tabulator's link formatter escapes its label) and numbers are
@@ -78,12 +77,8 @@ def table_frame(runs: pd.DataFrame, links: Any) -> pd.DataFrame:
     )
     for i, m in enumerate(metrics):
         out[metric_field(m, i)] = pd.to_numeric(runs[m], errors="coerce")
-    for column, text, fmt in (
-        ("wall_s", "wall_text", format_seconds), ("cpu_s", "cpu_text", format_seconds),
-        ("peak_rss_bytes", "rss_text", format_bytes), ("peak_gpu_bytes", "gpu_text", format_bytes),
-    ):  # fmt: skip
+    for column in ("wall_s", "cpu_s", "peak_rss_bytes", "peak_gpu_bytes"):  # the browser formats them
         out[column] = pd.to_numeric(runs[column], errors="coerce").astype(float)
-        out[text] = [fmt(None if pd.isna(v) else v) for v in runs[column]]
     out["params_text"] = [short(style.params_text(p), 200) for p in runs["params"]]
     out["session"] = [str(s)[-8:] if isinstance(s, str) else "" for s in runs["session_id"]]
     out["started"] = [t.strftime("%Y-%m-%d %H:%M") if not pd.isna(t) else "" for t in runs["started_at"]]
