@@ -2,7 +2,7 @@
 
 Experiments are written with the real writer (``JournalWriter`` journals, one
 per kernel session and one per watcher, then ``compact_writer`` and the table
-merge of ``mlt_kernel.compaction``, as kernels leave them), at two sizes:
+merge of ``mlt_kernel.store.compaction``, as kernels leave them), at two sizes:
 
 - 200 runs (4 sessions, 80,000 samples);
 - 5,000 runs with 10 million samples (100 sessions).
@@ -44,11 +44,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mlt_kernel import layout  # noqa: E402
-from mlt_kernel.compaction import compact_experiment  # noqa: E402
-from mlt_kernel.journal import JournalWriter, journal_name  # noqa: E402
-from mlt_kernel.metrics import evaluate  # noqa: E402
-from mlt_kernel.store import compact_writer  # noqa: E402
+from mlt_kernel.core import layout
+from mlt_kernel.store.compaction import compact_experiment
+from mlt_kernel.store.journal import JournalWriter, journal_name
+from mlt_kernel.store.parquet import compact_writer
+from mlt_kernel.tracking.metrics import evaluate
 
 SIZES = {"200 runs": (4, 50, 400), "5,000 runs": (100, 50, 2000)}  # sessions, runs per session, samples per run
 SAMPLE_EVERY_US = 50_000  # the watcher's busy interval
@@ -72,47 +72,128 @@ def _session(args: tuple[Path, int, int, int, int]) -> int:
     for r in range(runs):
         name = f"{MODELS[r % len(MODELS)]}_{index}_{r}"
         run_id = f"{sid}-r{r:04d}"
-        params = {"n_estimators": int(rng.integers(50, 500)), "max_depth": int(rng.integers(2, 12)),
-                  "lr": float(10 ** rng.uniform(-4, -1))}  # fmt: skip
+        params = {
+            "n_estimators": int(rng.integers(50, 500)),
+            "max_depth": int(rng.integers(2, 12)),
+            "lr": float(10 ** rng.uniform(-4, -1)),
+        }
         start = t + 1_000_000
-        kernel.write("runs", {"run_id": run_id, "name": name, "session_id": sid, "status": "running",
-                              "started_at": start, "params": params})  # fmt: skip
+        kernel.write(
+            "runs",
+            {
+                "run_id": run_id,
+                "name": name,
+                "session_id": sid,
+                "status": "running",
+                "started_at": start,
+                "params": params,
+            },
+        )
         seq = r + 1
-        kernel.write("cells", {"session_id": sid, "cell_seq": seq, "execution_count": seq, "run_id": run_id,
-                               "run_name": name, "started_at": start, "status": "running",
-                               "code": f"# mlt: record name={name}\nmodel.fit(X, y)"})  # fmt: skip
+        kernel.write(
+            "cells",
+            {
+                "session_id": sid,
+                "cell_seq": seq,
+                "execution_count": seq,
+                "run_id": run_id,
+                "run_name": name,
+                "started_at": start,
+                "status": "running",
+                "code": f"# mlt: record name={name}\nmodel.fit(X, y)",
+            },
+        )
         base = int(rng.uniform(0.5, 2.0) * GiB)
         peak = 0
         for i in range(samples_per_run):
             rss = int(base * (1 + 0.8 * math.sin(math.pi * i / samples_per_run)))
             peak = max(peak, rss)
-            watcher.write("samples", {"session_id": sid, "t": start + i * SAMPLE_EVERY_US, "rss_bytes": rss,
-                                      "children_rss_bytes": rss // 10, "cpu_percent": 100.0 + (i % 7),
-                                      "gpu_bytes": None, "gpu_util": None, "cell_seq": seq, "run_id": run_id})  # fmt: skip
+            watcher.write(
+                "samples",
+                {
+                    "session_id": sid,
+                    "t": start + i * SAMPLE_EVERY_US,
+                    "rss_bytes": rss,
+                    "children_rss_bytes": rss // 10,
+                    "cpu_percent": 100.0 + (i % 7),
+                    "gpu_bytes": None,
+                    "gpu_util": None,
+                    "cell_seq": seq,
+                    "run_id": run_id,
+                },
+            )
         end = start + samples_per_run * SAMPLE_EVERY_US
         wall = (end - start) / 1e6
         for epoch in range(1, 11):
-            kernel.write("metrics", {"run_id": run_id, "session_id": sid, "name": "loss", "step": epoch,
-                                     "value": 0.7 * math.exp(-epoch / 4) + 0.2})  # fmt: skip
+            kernel.write(
+                "metrics",
+                {
+                    "run_id": run_id,
+                    "session_id": sid,
+                    "name": "loss",
+                    "step": epoch,
+                    "value": 0.7 * math.exp(-epoch / 4) + 0.2,
+                },
+            )
         proba = 1 / (1 + np.exp(-(rng.normal(0, 1, len(y)) + rng.uniform(0.5, 2.5) * (2 * y - 1))))
         ev = evaluate(y, y_proba=np.column_stack([1 - proba, proba]), labels=[0, 1])
         for metric, value in ev.metrics.items():
-            kernel.write("metrics", {"run_id": run_id, "session_id": sid, "name": metric, "value": value, "split": "test"})
+            kernel.write(
+                "metrics", {"run_id": run_id, "session_id": sid, "name": metric, "value": value, "split": "test"}
+            )
         kernel.write("confusion", {"run_id": run_id, "split": "test", "labels": ["0", "1"], "matrix": ev.confusion})
         for c in ev.curves:
-            kernel.write("curves", {"run_id": run_id, "split": "test", "kind": c.kind, "label": c.label,
-                                    "x": c.x, "y": c.y, "auc": c.auc})  # fmt: skip
-        kernel.write("cells", {"session_id": sid, "cell_seq": seq, "execution_count": seq, "run_id": run_id,
-                               "run_name": name, "started_at": start, "ended_at": end, "wall_s": wall,
-                               "cpu_s": wall * 1.1, "rss_before_bytes": base, "rss_after_bytes": base,
-                               "peak_rss_bytes": peak, "status": "ok",
-                               "code": f"# mlt: record name={name}\nmodel.fit(X, y)"})  # fmt: skip
-        kernel.write("runs", {"run_id": run_id, "name": name, "session_id": sid, "status": "finished",
-                              "started_at": start, "ended_at": end, "wall_s": wall, "cpu_s": wall * 1.1,
-                              "peak_rss_bytes": peak, "params": params, "first_cell_seq": seq, "last_cell_seq": seq})  # fmt: skip
+            kernel.write(
+                "curves",
+                {"run_id": run_id, "split": "test", "kind": c.kind, "label": c.label, "x": c.x, "y": c.y, "auc": c.auc},
+            )
+        kernel.write(
+            "cells",
+            {
+                "session_id": sid,
+                "cell_seq": seq,
+                "execution_count": seq,
+                "run_id": run_id,
+                "run_name": name,
+                "started_at": start,
+                "ended_at": end,
+                "wall_s": wall,
+                "cpu_s": wall * 1.1,
+                "rss_before_bytes": base,
+                "rss_after_bytes": base,
+                "peak_rss_bytes": peak,
+                "status": "ok",
+                "code": f"# mlt: record name={name}\nmodel.fit(X, y)",
+            },
+        )
+        kernel.write(
+            "runs",
+            {
+                "run_id": run_id,
+                "name": name,
+                "session_id": sid,
+                "status": "finished",
+                "started_at": start,
+                "ended_at": end,
+                "wall_s": wall,
+                "cpu_s": wall * 1.1,
+                "peak_rss_bytes": peak,
+                "params": params,
+                "first_cell_seq": seq,
+                "last_cell_seq": seq,
+            },
+        )
         t = end + 2_000_000
-    kernel.write("sessions", {"session_id": sid, "started_at": 1_767_225_600_000_000 + index * 10**11,
-                              "ended_at": t, "status": "ended", "hostname": "bench"})  # fmt: skip
+    kernel.write(
+        "sessions",
+        {
+            "session_id": sid,
+            "started_at": 1_767_225_600_000_000 + index * 10**11,
+            "ended_at": t,
+            "status": "ended",
+            "hostname": "bench",
+        },
+    )
     kernel.close()
     watcher.close()
     return compact_writer(exp, sid)
@@ -139,8 +220,10 @@ def ensure(data: Path, label: str, rebuild: bool) -> Path:
     marker = exp / "bench.json"
     wanted = {"sessions": sessions, "runs": runs, "samples": samples}
     if rebuild or not marker.exists() or json.loads(marker.read_text()) != wanted:
-        print(f"writing the {label} experiment ({sessions * runs:,} runs, {sessions * runs * samples:,} samples)…",
-              flush=True)  # fmt: skip
+        print(
+            f"writing the {label} experiment ({sessions * runs:,} runs, {sessions * runs * samples:,} samples)…",
+            flush=True,
+        )
         print(f"  done in {build(exp, sessions, runs, samples):.0f} s", flush=True)
     return exp
 
@@ -170,7 +253,9 @@ def query_times(exp: Path) -> dict[str, float]:
         out = {
             # Cold: cached results are dropped first, as when a kernel has written something.
             "summary query": timed(lambda: (source.invalidate(), source.counts(), source.runs())),
-            "summary refresh + query": timed(lambda: (source.refresh(), source.invalidate(), source.counts(), source.runs())),
+            "summary refresh + query": timed(
+                lambda: (source.refresh(), source.invalidate(), source.counts(), source.runs())
+            ),
             "run page queries": _timed_run_page(source, run_id),
             "run timeline query": timed(lambda: source.run_timeline(run)),
             "naive timeline (whole table, pandas)": timed(lambda: _naive_timeline(exp, run_id), repeat=3),
@@ -224,8 +309,13 @@ def server_times(exp: Path, browser: bool) -> dict[str, float]:
     """Ready: the process answers on its port. First page: the browser shows run names."""
     port = _free_port()
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "mlt_dashboard.cli", str(exp), "--port", str(port), "--no-browser"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlt_dashboard.cli", str(exp), "--port", str(port), "--no-browser"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+    )
     out: dict[str, float] = {}
     try:
         out["server ready"] = _wait_listening(port, proc, started)
@@ -280,12 +370,20 @@ def baseline_panel_ready() -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "mlt-bench-dashboard",
-                        help="where the benchmark experiments are written and kept")  # fmt: skip
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "mlt-bench-dashboard",
+        help="where the benchmark experiments are written and kept",
+    )
     parser.add_argument("--rebuild", action="store_true", help="write the experiments again")
     parser.add_argument("--no-browser", action="store_true", help="skip the first-page timing (needs Chromium)")
-    parser.add_argument("--starts", type=int, default=3,
-                        help="fresh servers started per experiment (and for the baseline); medians are printed")  # fmt: skip
+    parser.add_argument(
+        "--starts",
+        type=int,
+        default=3,
+        help="fresh servers started per experiment (and for the baseline); medians are printed",
+    )
     args = parser.parse_args(argv)
     if args.starts < 1:
         parser.error("--starts must be >= 1")
@@ -298,8 +396,14 @@ def main(argv: list[str] | None = None) -> int:
         starts = [server_times(exp, browser) for _ in range(args.starts)]
         s = {key: statistics.median(run[key] for run in starts) for key in starts[0]}
         n = f"{label} ({int(q['samples']):,} samples)"
-        rows.append((n, "server ready", f"{s['server ready']:.2f} s",
-                     f"≤ 3 s · plain Panel server {baseline:.2f} s (×{s['server ready'] / baseline:.2f})"))  # fmt: skip
+        rows.append(
+            (
+                n,
+                "server ready",
+                f"{s['server ready']:.2f} s",
+                f"≤ 3 s · plain Panel server {baseline:.2f} s (×{s['server ready'] / baseline:.2f})",
+            )
+        )
         if "first page with data" in s:
             rows.append((n, "first page with data (Chromium)", f"{s['first page with data']:.2f} s", "≤ 3 s"))
         target = "≤ 50 ms" if label.startswith("200") else "≤ 300 ms"
@@ -307,8 +411,14 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((n, "summary refresh + query", f"{q['summary refresh + query'] * 1e3:.1f} ms", "(every live tick)"))
         rows.append((n, "run page queries (after the run list)", f"{q['run page queries'] * 1e3:.1f} ms", "≤ 15 ms"))
         naive = q["naive timeline (whole table, pandas)"]
-        rows.append((n, "run timeline query", f"{q['run timeline query'] * 1e3:.1f} ms",
-                     f"naive whole-table read {naive * 1e3:.0f} ms (×{naive / q['run timeline query']:.0f} slower)"))  # fmt: skip
+        rows.append(
+            (
+                n,
+                "run timeline query",
+                f"{q['run timeline query'] * 1e3:.1f} ms",
+                f"naive whole-table read {naive * 1e3:.0f} ms (×{naive / q['run timeline query']:.0f} slower)",
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     heads = ("experiment", "measure", "median", "target / baseline")
     widths = [max(w, len(h)) for w, h in zip(widths, heads, strict=True)]

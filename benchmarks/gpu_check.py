@@ -58,9 +58,9 @@ def main() -> int:
 
     from mlt_kernel.hooks import CellContext
     from mlt_kernel.hooks.gpu import GpuHook
-    from mlt_kernel.journal import journal_name, read_lines
-    from mlt_kernel.nvml import Gpu
-    from mlt_kernel.watcher import WatcherHandle
+    from mlt_kernel.store.journal import journal_name, read_lines
+    from mlt_kernel.watcher.handle import WatcherHandle
+    from mlt_kernel.watcher.nvml import Gpu
 
     size = int(args.gib * GiB)
     session = "gpu-check"
@@ -109,16 +109,20 @@ def main() -> int:
     print(f"{'allocated by this check':<52} {gib(size):>12}")
     print(f"{'torch.cuda.max_memory_allocated (cell 2)':<52} {gib(allocated_peak):>12}")
     print(f"{'torch.cuda.max_memory_reserved (cell 2)':<52} {gib(reserved_peak):>12}")
-    print(f"{'kernel hook: gpu_allocator_peak_bytes (cell 2)':<52} {gib(cell.record.get('gpu_allocator_peak_bytes')):>12}")
+    print(
+        f"{'kernel hook: gpu_allocator_peak_bytes (cell 2)':<52} {gib(cell.record.get('gpu_allocator_peak_bytes')):>12}"
+    )
     print(f"{'watcher: peak_gpu_bytes, cell 1 (CUDA context only)':<52} {gib(context):>12}")
     print(f"{'watcher: peak_gpu_bytes, cell 2 (context + allocation)':<52} {gib(peak):>12}")
     print(f"{'NVML read in this process during cell 2':<52} {gib(nvml_now):>12}")
     if peak is not None and context is not None:
         print(f"{'watcher cell 2 - cell 1 (allocation as NVML saw it)':<52} {gib(peak - context):>12}")
         print(f"ratio (cell 2 - cell 1) / allocated: {(peak - context) / size:.3f}")
-    print(f"samples: {len(samples)}, cell 2 spans {usage.get(2, {}).get('samples')}; max gpu_util {max(utils, default=None)}")
+    print(
+        f"samples: {len(samples)}, cell 2 spans {usage.get(2, {}).get('samples')}; max gpu_util {max(utils, default=None)}"
+    )
     if peak is None:
-        print("the watcher recorded no GPU memory: see the mlt_kernel.nvml log line above")
+        print("the watcher recorded no GPU memory: see the mlt_kernel.watcher.nvml log line above")
         return 1
     if peak == 0:
         print("NVML lists none of this process's pids on the GPU (a container with its own pid namespace?)")

@@ -82,7 +82,10 @@ def main() -> int:
         try:
             kc.wait_for_ready(timeout=120)
             statuses = [
-                run_cell(kc, f"EXP_PATH = {str(exp)!r}\nimport time, torch\ntorch.zeros(1, device='cuda'); torch.cuda.synchronize()"),
+                run_cell(
+                    kc,
+                    f"EXP_PATH = {str(exp)!r}\nimport time, torch\ntorch.zeros(1, device='cuda'); torch.cuda.synchronize()",
+                ),
                 run_cell(
                     kc,
                     "# mlt: record name=gpu-alloc\n"
@@ -111,7 +114,11 @@ def main() -> int:
             )
         print(f"allocated by the run: {gib(size)}")
         print("cells:")
-        print(cells[["execution_count", "status", "wall_s", "peak_rss_bytes", "peak_gpu_bytes", "gpu_allocator_peak_bytes"]].to_string(index=False))
+        print(
+            cells[
+                ["execution_count", "status", "wall_s", "peak_rss_bytes", "peak_gpu_bytes", "gpu_allocator_peak_bytes"]
+            ].to_string(index=False)
+        )
         gpu_peak = runs.loc["gpu-alloc"].get("peak_gpu_bytes")
         ex.close()
     if gpu_peak is None or gpu_peak != gpu_peak or int(gpu_peak) < size:

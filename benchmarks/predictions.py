@@ -57,9 +57,10 @@ def _one_kernel(rows: int, classes: int) -> tuple[float, int, int]:
         km, kc = start_new_kernel(kernel_name="mltrack", cwd=tmp)
         out: list[str] = []
         reply = kc.execute_interactive(
-            CELL.format(rows=rows, classes=classes), timeout=600,
+            CELL.format(rows=rows, classes=classes),
+            timeout=600,
             output_hook=lambda m: out.append(m["content"]["text"]) if m["msg_type"] == "stream" else None,
-        )  # fmt: skip
+        )
         kc.stop_channels()
         km.shutdown_kernel(now=True)
         if reply["content"]["status"] != "ok":

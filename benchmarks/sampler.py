@@ -49,11 +49,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psutil  # noqa: E402
+import psutil
 
-from mlt_kernel import Experiment, procfs  # noqa: E402
-from mlt_kernel.journal import journal_name, read_lines  # noqa: E402
-from mlt_kernel.watcher import WatcherHandle  # noqa: E402
+from mlt_kernel import Experiment
+from mlt_kernel.store.journal import journal_name, read_lines
+from mlt_kernel.watcher import procfs
+from mlt_kernel.watcher.handle import WatcherHandle
 
 MiB = 1 << 20
 SPIKE_MIB = 100
@@ -164,7 +165,9 @@ def stop_s(handle: WatcherHandle) -> float:
 
 
 def measure_cpu(seconds: float, exp: Path) -> dict[str, Any]:
-    kernel = subprocess.Popen([sys.executable, "-c", IDLE_KERNEL], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    kernel = subprocess.Popen(
+        [sys.executable, "-c", IDLE_KERNEL], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     assert kernel.stdout is not None and kernel.stdin is not None
     kernel.stdout.readline()
     session = "bench-cpu"
@@ -375,10 +378,14 @@ def main() -> int:
     for label, name in rows_b:
         got = spikes[name]
         print(f"    {label:<36} {got['samples']:>8} {got['hits']:>5}/{n:<2} {rate[name]:>7.0%}")
-    print(f"    expected: a sampler every 50 ms catches {min(1.0, full_s / FAST_INTERVAL_S):.0%} to "
-          f"{min(1.0, spike_s / FAST_INTERVAL_S):.0%} of them (fully allocated for {spikes['full_ms']:.0f} ms);")
-    print(f"    one every 10 s {expected_slow:.2f} of them in all "
-          f"(its {spikes['psutil_slow']['samples']} samples x the time spent in spikes)")
+    print(
+        f"    expected: a sampler every 50 ms catches {min(1.0, full_s / FAST_INTERVAL_S):.0%} to "
+        f"{min(1.0, spike_s / FAST_INTERVAL_S):.0%} of them (fully allocated for {spikes['full_ms']:.0f} ms);"
+    )
+    print(
+        f"    one every 10 s {expected_slow:.2f} of them in all "
+        f"(its {spikes['psutil_slow']['samples']} samples x the time spent in spikes)"
+    )
     for label, name in (("psutil 50 ms", "psutil_fast"), ("psutil 10 s", "psutil_slow")):
         ratio = f"{rate['watcher'] / rate[name]:.1f}x" if rate[name] else f"inf (the {label} sampler caught none)"
         print(f"    catch-rate ratio watcher / {label}: {ratio}")
@@ -388,9 +395,13 @@ def main() -> int:
     print("(c) the watcher's cadence: gaps between samples, ms (median / p95 / max)")
     idle_gaps = cpu["idle_gaps"]
     print(f"    busy, {BUSY_INTERVAL_S * 1000:.0f} ms asked ({len(busy)} samples, spike run): {spread(gaps_s(busy))}")
-    print(f"    idle, {IDLE_INTERVAL_S * 1000:.0f} ms asked ({len(idle_gaps) + 1} samples, CPU run):", spread(idle_gaps))
-    print(f"    fewest samples in any {WINDOW_S} s of the busy timeline: {fewest_in_window(busy, WINDOW_S)} "
-          f"(at most {WINDOW_S / BUSY_INTERVAL_S:.0f} at {BUSY_INTERVAL_S * 1000:.0f} ms)")
+    print(
+        f"    idle, {IDLE_INTERVAL_S * 1000:.0f} ms asked ({len(idle_gaps) + 1} samples, CPU run):", spread(idle_gaps)
+    )
+    print(
+        f"    fewest samples in any {WINDOW_S} s of the busy timeline: {fewest_in_window(busy, WINDOW_S)} "
+        f"(at most {WINDOW_S / BUSY_INTERVAL_S:.0f} at {BUSY_INTERVAL_S * 1000:.0f} ms)"
+    )
 
     print()
     kills = len(deaths["to_exit"])

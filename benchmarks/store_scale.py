@@ -27,9 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlt_kernel import layout, store
-from mlt_kernel.compaction import compact_experiment
-from mlt_kernel.journal import JournalWriter, journal_name
+from mlt_kernel.core import layout
+from mlt_kernel.store import parquet as store
+from mlt_kernel.store.compaction import compact_experiment
+from mlt_kernel.store.journal import JournalWriter, journal_name
 
 READER = r"""
 import json, statistics, sys, time
@@ -39,7 +40,7 @@ def peak_mb():
     return int(status.split("VmHWM:")[1].split()[0]) / 1024
 t0 = time.perf_counter()
 import mlt_kernel as mlt
-import mlt_kernel.experiment  # duckdb, pyarrow, pandas
+import mlt_kernel.read.experiment  # duckdb, pyarrow, pandas
 imported = time.perf_counter() - t0
 t0 = time.perf_counter()
 e = mlt.Experiment(sys.argv[1])
@@ -73,23 +74,62 @@ def build(exp: Path, runs: int, samples: int, sessions: int) -> float:
         j.write("sessions", {"session_id": sid, "started_at": t, "status": "running"})
         for r in range(runs_per_session):
             run_id = f"{sid}-r{r:04d}"
-            params = {"n_estimators": rng.choice([100, 200, 300]), "max_depth": rng.randint(2, 12),
-                      "lr": rng.choice([0.1, 0.01]), "model": rng.choice(["rf", "gb", "lr"]), "seed": r}  # fmt: skip
+            params = {
+                "n_estimators": rng.choice([100, 200, 300]),
+                "max_depth": rng.randint(2, 12),
+                "lr": rng.choice([0.1, 0.01]),
+                "model": rng.choice(["rf", "gb", "lr"]),
+                "seed": r,
+            }
             base = {"run_id": run_id, "name": f"model_{r % 40}", "session_id": sid, "started_at": t, "params": params}
             j.write("runs", {**base, "status": "running"})
             rss = 500_000_000 + rng.randint(0, 10**9)
             for i in range(per_run):
                 t += 50_000
-                j.write("samples", {"session_id": sid, "t": t, "rss_bytes": rss + i * 1000, "children_rss_bytes": 0,
-                                    "cpu_percent": 99.0, "gpu_bytes": 2_000_000_000, "gpu_util": 80.0,
-                                    "cell_seq": r + 1, "run_id": run_id})  # fmt: skip
-            j.write("cells", {"session_id": sid, "cell_seq": r + 1, "execution_count": r + 1, "run_id": run_id,
-                              "run_name": base["name"], "started_at": base["started_at"], "wall_s": per_run * 0.05,
-                              "peak_rss_bytes": rss + per_run * 1000, "status": "ok"})  # fmt: skip
+                j.write(
+                    "samples",
+                    {
+                        "session_id": sid,
+                        "t": t,
+                        "rss_bytes": rss + i * 1000,
+                        "children_rss_bytes": 0,
+                        "cpu_percent": 99.0,
+                        "gpu_bytes": 2_000_000_000,
+                        "gpu_util": 80.0,
+                        "cell_seq": r + 1,
+                        "run_id": run_id,
+                    },
+                )
+            j.write(
+                "cells",
+                {
+                    "session_id": sid,
+                    "cell_seq": r + 1,
+                    "execution_count": r + 1,
+                    "run_id": run_id,
+                    "run_name": base["name"],
+                    "started_at": base["started_at"],
+                    "wall_s": per_run * 0.05,
+                    "peak_rss_bytes": rss + per_run * 1000,
+                    "status": "ok",
+                },
+            )
             for name in ("accuracy", "precision", "recall", "f1"):
-                j.write("metrics", {"run_id": run_id, "session_id": sid, "name": name, "value": rng.random(), "split": "test"})
-            j.write("runs", {**base, "status": "finished", "ended_at": t, "wall_s": per_run * 0.05,
-                             "peak_rss_bytes": rss + per_run * 1000, "peak_gpu_bytes": 2_000_000_000})  # fmt: skip
+                j.write(
+                    "metrics",
+                    {"run_id": run_id, "session_id": sid, "name": name, "value": rng.random(), "split": "test"},
+                )
+            j.write(
+                "runs",
+                {
+                    **base,
+                    "status": "finished",
+                    "ended_at": t,
+                    "wall_s": per_run * 0.05,
+                    "peak_rss_bytes": rss + per_run * 1000,
+                    "peak_gpu_bytes": 2_000_000_000,
+                },
+            )
         j.write("sessions", {"session_id": sid, "started_at": t, "status": "ended", "ended_at": t})
         j.close()
         store.compact_writer(exp, sid)  # what happens when a session ends
@@ -121,12 +161,19 @@ def main() -> None:
         merged_files = sum(1 for _ in (exp / layout.TABLES).rglob("*.parquet"))
         merged = read(exp)
         size = sum(p.stat().st_size for p in exp.rglob("*") if p.is_file())
-    print(f"{args.runs:,} runs, {args.samples:,} samples in {args.sessions} sessions, written by JournalWriter "
-          f"and compacted per session in {written:.1f} s; merge: {merged_s:.1f} s; {size / 2**20:.0f} MiB on disk")  # fmt: skip
+    print(
+        f"{args.runs:,} runs, {args.samples:,} samples in {args.sessions} sessions, written by JournalWriter "
+        f"and compacted per session in {written:.1f} s; merge: {merged_s:.1f} s; {size / 2**20:.0f} MiB on disk"
+    )
     print(f"{'':<28} {'per-session files':>18} {'merged':>10} {'target':>10}")
     print(f"{'Parquet files':<28} {files:>18} {merged_files:>10}")
-    rows = [("import the reader (s)", "import_s", None), ("open Experiment (s)", "open_s", 0.5), ("compare all runs (ms)", "compare_s", 0.3),
-            ("one run's timeline (ms)", "timeline_s", 0.015), ("reader peak RSS (MB)", "peak_rss_mb", 500)]  # fmt: skip
+    rows = [
+        ("import the reader (s)", "import_s", None),
+        ("open Experiment (s)", "open_s", 0.5),
+        ("compare all runs (ms)", "compare_s", 0.3),
+        ("one run's timeline (ms)", "timeline_s", 0.015),
+        ("reader peak RSS (MB)", "peak_rss_mb", 500),
+    ]
     for label, key, target in rows:
         scale = 1000 if label.endswith("(ms)") else 1
         goal = "" if target is None else f"{target * scale:.1f}"

@@ -108,7 +108,7 @@ class RunData:
 
 
 def make_workload(runs: int, samples: int, runs_per_session: int, seed: int = 0) -> list[RunData]:
-    from mlt_kernel import layout
+    from mlt_kernel.core import layout
 
     rng = random.Random(seed)
     out: list[RunData] = []
@@ -158,10 +158,11 @@ def log_mltrack(exp: Path, workload: list[RunData], compact: str | None) -> tupl
     writer=…)``: compact_writer then merge every table, what the kernel's
     end-of-session subprocess runs).
     """
-    from mlt_kernel import layout, store
-    from mlt_kernel.compaction import compact_experiment
-    from mlt_kernel.journal import JournalWriter, journal_name
-    from mlt_kernel.watcher import SAMPLE_BATCH
+    from mlt_kernel.core import layout
+    from mlt_kernel.store import parquet as store
+    from mlt_kernel.store.compaction import compact_experiment
+    from mlt_kernel.store.journal import JournalWriter, journal_name
+    from mlt_kernel.watcher.loop import SAMPLE_BATCH
 
     layout.ensure_layout(exp)
     jdir = exp / layout.JOURNALS
@@ -179,22 +180,42 @@ def log_mltrack(exp: Path, workload: list[RunData], compact: str | None) -> tupl
         )
         for seq, run in enumerate(runs, 1):
             row = {
-                "run_id": run.run_id, "name": run.name, "session_id": sid, "status": "running",
-                "started_at": run.started_at, "params": run.params, "first_cell_seq": seq, "last_cell_seq": seq,
-            }  # fmt: skip
+                "run_id": run.run_id,
+                "name": run.name,
+                "session_id": sid,
+                "status": "running",
+                "started_at": run.started_at,
+                "params": run.params,
+                "first_cell_seq": seq,
+                "last_cell_seq": seq,
+            }
             kernel.write("runs", row)
             cell = {
-                "session_id": sid, "cell_seq": seq, "execution_count": seq, "code_sha1": "0" * 40,
-                "code": "# mlt: record", "run_id": run.run_id, "run_name": run.name, "started_at": run.started_at,
-                "rss_before_bytes": run.rss[0], "status": "running",
-            }  # fmt: skip
+                "session_id": sid,
+                "cell_seq": seq,
+                "execution_count": seq,
+                "code_sha1": "0" * 40,
+                "code": "# mlt: record",
+                "run_id": run.run_id,
+                "run_name": run.name,
+                "started_at": run.started_at,
+                "rss_before_bytes": run.rss[0],
+                "status": "running",
+            }
             kernel.write("cells", cell)
             peak_rss = peak_gpu = 0
             batch: list[dict[str, Any]] = []
             for t, rss, gpu in zip(run.t, run.rss, run.gpu, strict=True):
                 peak_rss, peak_gpu = max(peak_rss, rss), max(peak_gpu, gpu)  # the watcher keeps the cell's peaks
                 batch.append(
-                    {"session_id": sid, "t": t, "rss_bytes": rss, "gpu_bytes": gpu, "cell_seq": seq, "run_id": run.run_id}
+                    {
+                        "session_id": sid,
+                        "t": t,
+                        "rss_bytes": rss,
+                        "gpu_bytes": gpu,
+                        "cell_seq": seq,
+                        "run_id": run.run_id,
+                    }
                 )
                 if len(batch) == SAMPLE_BATCH:
                     watcher.write_many("samples", batch)
@@ -203,25 +224,53 @@ def log_mltrack(exp: Path, workload: list[RunData], compact: str | None) -> tupl
             for name, value in run.finals.items():
                 kernel.write(
                     "metrics",
-                    {"run_id": run.run_id, "session_id": sid, "name": name, "step": None, "value": value, "split": "test"},
+                    {
+                        "run_id": run.run_id,
+                        "session_id": sid,
+                        "name": name,
+                        "step": None,
+                        "value": value,
+                        "split": "test",
+                    },
                 )
-            kernel.write("confusion", {"run_id": run.run_id, "split": "test", "labels": [0, 1], "matrix": run.confusion})
+            kernel.write(
+                "confusion", {"run_id": run.run_id, "split": "test", "labels": [0, 1], "matrix": run.confusion}
+            )
             wall_s = (run.ended_at - run.started_at) / 1e6
             kernel.write(
                 "cells",
-                {**cell, "status": "ok", "ended_at": run.ended_at, "wall_s": wall_s, "cpu_s": wall_s,
-                 "rss_after_bytes": run.rss[-1], "peak_rss_bytes": peak_rss, "peak_exact": True},
-            )  # fmt: skip
+                {
+                    **cell,
+                    "status": "ok",
+                    "ended_at": run.ended_at,
+                    "wall_s": wall_s,
+                    "cpu_s": wall_s,
+                    "rss_after_bytes": run.rss[-1],
+                    "peak_rss_bytes": peak_rss,
+                    "peak_exact": True,
+                },
+            )
             watcher.write(
                 "cell_usage",
-                {"session_id": sid, "cell_seq": seq, "children_peak_rss_bytes": 0, "peak_gpu_bytes": peak_gpu,
-                 "samples": len(run.t)},
-            )  # fmt: skip
+                {
+                    "session_id": sid,
+                    "cell_seq": seq,
+                    "children_peak_rss_bytes": 0,
+                    "peak_gpu_bytes": peak_gpu,
+                    "samples": len(run.t),
+                },
+            )
             kernel.write(
                 "runs",
-                {**row, "status": "finished", "ended_at": run.ended_at, "wall_s": wall_s, "cpu_s": wall_s,
-                 "peak_rss_bytes": peak_rss},
-            )  # fmt: skip
+                {
+                    **row,
+                    "status": "finished",
+                    "ended_at": run.ended_at,
+                    "wall_s": wall_s,
+                    "cpu_s": wall_s,
+                    "peak_rss_bytes": peak_rss,
+                },
+            )
         kernel.write(
             "sessions",
             {"session_id": sid, "started_at": runs[0].started_at, "ended_at": runs[-1].ended_at, "status": "ended"},
@@ -239,7 +288,7 @@ def log_mltrack(exp: Path, workload: list[RunData], compact: str | None) -> tupl
 
 
 def merge_mltrack(exp: Path) -> float:
-    from mlt_kernel.compaction import compact_experiment
+    from mlt_kernel.store.compaction import compact_experiment
 
     start = time.perf_counter()
     compact_experiment(exp, writer="no-such-writer")  # nothing left to compact: only the merge
@@ -317,7 +366,10 @@ def compare_ours(exp: Path, repeat: int, peaks: dict[str, tuple[int, int]]) -> t
     missing = [m for m in FINAL_METRICS if m not in df]
     if missing:
         raise SystemExit(f"runs() lacks final metric columns {missing}")
-    got = {name: (int(r), int(g)) for name, r, g in zip(df["name"], df["peak_rss_bytes"], df["peak_gpu_bytes"], strict=True)}
+    got = {
+        name: (int(r), int(g))
+        for name, r, g in zip(df["name"], df["peak_rss_bytes"], df["peak_gpu_bytes"], strict=True)
+    }
     if got != peaks:
         raise SystemExit(f"runs() shows other peaks than were logged in {exp}")
     with Experiment(exp) as e:
@@ -371,14 +423,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=200, help="runs to log (default 200)")
     parser.add_argument("--samples", type=int, default=600, help="RAM and GPU samples per run (default 600)")
     parser.add_argument("--runs-per-session", type=int, default=1, help="runs per kernel session (default 1)")
-    parser.add_argument("--repeat", type=int, default=3, help="repeats of each query; the median is reported (default 3)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="repeats of each query; the median is reported (default 3)"
+    )
     parser.add_argument("--keep", metavar="DIR", help="write into DIR and keep it (default: a temp dir, removed)")
     args = parser.parse_args(argv)
     if args.runs < 1 or args.samples < 1 or args.runs_per_session < 1 or args.repeat < 1:
         parser.error("--runs, --samples, --runs-per-session and --repeat must be >= 1")
 
     try:
-        import mlflow  # noqa: F401
+        import mlflow
     except ImportError:
         print("MLflow is not installed: pip install -e '.[bench]'  (or pip install 'mlflow>=2.16,<4')", file=sys.stderr)
         return 2
@@ -401,7 +455,8 @@ def main(argv: list[str] | None = None) -> int:
         live, comp = tmp / "mlt-live", tmp / "mlt-compacted"
         # Journals only: the median of --repeat folders (the first is queried below).
         ours_journal_s = statistics.median(
-            log_mltrack(live if r == 0 else tmp / f"mlt-live-{r}", workload, compact=None)[0] for r in range(args.repeat)
+            log_mltrack(live if r == 0 else tmp / f"mlt-live-{r}", workload, compact=None)[0]
+            for r in range(args.repeat)
         )
         ours_total_s, ours_compact_s = log_mltrack(comp, workload, compact="writer")
         print(f"MLTrack logged in {ours_total_s:.2f} s (compaction {ours_compact_s:.2f} s)", flush=True)

@@ -39,7 +39,11 @@ def main() -> int:
     import mlt_kernel as mlt
 
     runs = mlt.Experiment(exp).runs()
-    cols = [c for c in ("name", "status", "accuracy", "precision", "recall", "f1", "roc_auc", "wall_s", "peak_rss_bytes") if c in runs]
+    cols = [
+        c
+        for c in ("name", "status", "accuracy", "precision", "recall", "f1", "roc_auc", "wall_s", "peak_rss_bytes")
+        if c in runs
+    ]
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 3):
         print(runs[cols].to_string(index=False))
     print(f"\nrecorded into {exp} (executed notebook: {executed})")

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
-from .api import (  # noqa: E402
-    _note_cell,  # what a note cell runs: __import__('mlt_kernel')._note_cell(…)
+from mlt_kernel.api import (
+    _note_cell,  # noqa: F401 - what a note cell runs: __import__('mlt_kernel')._note_cell(…)
     current_run,
     log_metric,
     log_metrics,
@@ -30,7 +28,7 @@ from .api import (  # noqa: E402
     start,
     stop,
 )
-from .errors import (  # noqa: E402
+from mlt_kernel.core.errors import (
     DamagedFileWarning,
     DirectiveError,
     FileTooLargeError,
@@ -42,9 +40,10 @@ from .errors import (  # noqa: E402
     UnknownRunError,
     UnsafeFileError,
 )
+from mlt_kernel.core.version import __version__
 
 if TYPE_CHECKING:
-    from .experiment import Experiment
+    from mlt_kernel.experiment import Experiment
 
 __all__ = [
     "DamagedFileWarning",
@@ -74,7 +73,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "Experiment":
-        from .experiment import Experiment
+        from mlt_kernel.experiment import Experiment
 
         return Experiment
     raise AttributeError(f"module 'mlt_kernel' has no attribute {name!r}")
@@ -82,13 +81,12 @@ def __getattr__(name: str) -> Any:
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext mlt_kernel``: record cells in a plain IPython kernel."""
-    from .extension import attach
+    from mlt_kernel.recording.extension import attach
 
     attach(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    from .extension import detach
+    from mlt_kernel.recording.extension import detach
 
     detach(ipython)
-

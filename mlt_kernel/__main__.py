@@ -11,6 +11,6 @@ if sys.path and sys.path[0] in ("", os.getcwd()):
 if __name__ == "__main__":
     from ipykernel.kernelapp import IPKernelApp
 
-    from mlt_kernel.kernel import MLTrackKernel
+    from mlt_kernel.recording.kernel import MLTrackKernel
 
     IPKernelApp.launch_instance(kernel_class=MLTrackKernel)

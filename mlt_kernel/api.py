@@ -10,24 +10,25 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import NotRecordingError, RunError, UnknownRunError
+from mlt_kernel.core.errors import NotRecordingError, RunError, UnknownRunError
+from mlt_kernel.core.schema import METRICS
+from mlt_kernel.recording import current
 
 if TYPE_CHECKING:
-    from .recorder import Recorder
-
-#: The recorder of this process, set by ``extension.attach``.
-_recorder: Recorder | None = None
+    from mlt_kernel.read.experiment import Experiment
+    from mlt_kernel.recording.recorder import Recorder
 
 
 def _active() -> Recorder:
-    if _recorder is None:
+    recorder = current.recorder
+    if recorder is None:
         raise NotRecordingError(
-            "MLTrack is not recording here: choose the 'Python (MLTrack)' kernel, "
-            "or run %load_ext mlt_kernel first"
+            "MLTrack is not recording here: choose the 'Python (MLTrack)' kernel, or run %load_ext mlt_kernel first"
         )
-    return _recorder
+    return recorder
 
 
 def current_run() -> str | None:
@@ -58,8 +59,22 @@ def _resolve_run(rec: Recorder, run: str | None) -> tuple[str, str]:
         return open_run.run_id, open_run.name
     if rec.run is not None and run in (rec.run.run_id, rec.run.name):
         return rec.run.run_id, rec.run.name
-    row = rec.reader().resolve_run(run)
+    row = _reader(rec.folder()).resolve_run(run)
     return row["run_id"], row["name"]
+
+
+#: Readers of the folders written to, kept for the session: DuckDB loads into
+#: the kernel only when a call names an earlier run (``run=``).
+_readers: dict[Path, Experiment] = {}
+
+
+def _reader(folder: Path) -> Experiment:
+    from mlt_kernel.read.experiment import Experiment
+
+    reader = _readers.get(folder)
+    if reader is None:
+        reader = _readers[folder] = Experiment(folder)
+    return reader
 
 
 def _metric_value(name: str, value: Any) -> float:
@@ -70,24 +85,33 @@ def _metric_value(name: str, value: Any) -> float:
         value = item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"metric {name!r}: {value!r} is not a number")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"metric {name!r}: {value} is not finite")
-    return value
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"metric {name!r}: {number} is not finite")
+    return number
+
+
+def _check_step(step: object) -> None:
+    if step is not None and (isinstance(step, bool) or not isinstance(step, numbers.Integral)):
+        raise ValueError(f"step must be an integer, got {step!r}")
 
 
 def log_metrics(mapping: Mapping[str, Any], step: int | None = None, *, run: str | None = None) -> None:
     """Log several metric values at once (a training curve point when *step* is given)."""
     rec = _active()
-    if step is not None and (isinstance(step, bool) or not isinstance(step, numbers.Integral)):
-        raise ValueError(f"step must be an integer, got {step!r}")
+    _check_step(step)
     values = {name: _metric_value(name, value) for name, value in mapping.items()}
     run_id, _ = _resolve_run(rec, run)
     for name, value in values.items():
         rec.write(
-            "metrics",
-            {"run_id": run_id, "session_id": rec.session_id, "name": name,
-             "step": None if step is None else int(step), "value": value},
+            METRICS.name,
+            {
+                "run_id": run_id,
+                "session_id": rec.session_id,
+                "name": name,
+                "step": None if step is None else int(step),
+                "value": value,
+            },
         )
 
 
@@ -111,20 +135,26 @@ def log_predictions(
     Returns the metrics computed with scikit-learn. Bad input raises
     ``ValueError`` naming the problem, and nothing of the call is stored.
     """
-    from .predictions import record_predictions
+    from mlt_kernel.tracking.predictions import record_predictions
 
     rec = _active()
     if not isinstance(split, str) or not split.strip():
         raise ValueError(f"split must be a non-empty string, got {split!r}")
     return record_predictions(
-        rec, y_true, y_pred, y_proba=y_proba, labels=labels, run=_resolve_run(rec, run)[0],
-        split=split, task=task,
+        rec,
+        y_true,
+        y_pred,
+        y_proba=y_proba,
+        labels=labels,
+        run=_resolve_run(rec, run)[0],
+        split=split,
+        task=task,
     )
 
 
 def note(markdown: str, plot: str | None = None, doc: str | None = None) -> str:
     """Store a Markdown note, tied to a plot file and/or a document; returns its id."""
-    from .notes import record_note
+    from mlt_kernel.tracking.notes import record_note
 
     if not isinstance(markdown, str):
         raise ValueError(f"a note is Markdown text, got {type(markdown).__name__}")
@@ -133,7 +163,7 @@ def note(markdown: str, plot: str | None = None, doc: str | None = None) -> str:
 
 def _note_cell(markdown: str, plot: str | None = None, doc: str | None = None) -> None:
     """What a ``# mlt: note`` cell runs: show the Markdown and store the note."""
-    from .notes import record_note
+    from mlt_kernel.tracking.notes import record_note
 
     record_note(_active(), markdown, plot=plot, doc=doc, display=True)
 

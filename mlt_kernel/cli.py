@@ -6,11 +6,11 @@ import argparse
 import errno
 import sys
 
-from . import __version__
+from mlt_kernel.core.version import __version__
 
 
 def _install(args: argparse.Namespace) -> int:
-    from .kernelspec import install
+    from mlt_kernel.kernelspec import install
 
     prefix = sys.prefix if args.sys_prefix else args.prefix
     try:
@@ -26,7 +26,7 @@ def _install(args: argparse.Namespace) -> int:
 
 
 def _compact(args: argparse.Namespace) -> int:
-    from .compaction import compact_folder
+    from mlt_kernel.store.compaction import compact_folder
 
     try:
         report = compact_folder(args.path, progress=not args.quiet)
@@ -54,9 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     inst.add_argument("--display-name", metavar="D", help="name shown in Jupyter (default: Python (MLTrack))")
     inst.set_defaults(func=_install)
 
-    comp = sub.add_parser(
-        "compact", help="merge the Parquet files of closed sessions (makes queries faster)"
-    )
+    comp = sub.add_parser("compact", help="merge the Parquet files of closed sessions (makes queries faster)")
     comp.add_argument("path", help="an experiment folder, or a folder of experiments")
     comp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     comp.set_defaults(func=_compact)

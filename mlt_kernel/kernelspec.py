@@ -61,8 +61,6 @@ def install(
     overrides = {"display_name": display_name} if display_name else None
     tmp = write_kernel_spec(overrides=overrides)
     try:
-        return KernelSpecManager().install_kernel_spec(
-            str(tmp), kernel_name=kernel_name, user=user, prefix=prefix
-        )
+        return KernelSpecManager().install_kernel_spec(str(tmp), kernel_name=kernel_name, user=user, prefix=prefix)
     finally:
         shutil.rmtree(tmp.parent, ignore_errors=True)

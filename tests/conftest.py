@@ -52,11 +52,15 @@ class Reply:
 
     @property
     def stdout(self) -> str:
-        return "".join(o["content"]["text"] for o in self.outputs if o["msg_type"] == "stream" and o["content"]["name"] == "stdout")
+        return "".join(
+            o["content"]["text"] for o in self.outputs if o["msg_type"] == "stream" and o["content"]["name"] == "stdout"
+        )
 
     @property
     def stderr(self) -> str:
-        return "".join(o["content"]["text"] for o in self.outputs if o["msg_type"] == "stream" and o["content"]["name"] == "stderr")
+        return "".join(
+            o["content"]["text"] for o in self.outputs if o["msg_type"] == "stream" and o["content"]["name"] == "stderr"
+        )
 
     def of_type(self, msg_type: str) -> list[dict[str, Any]]:
         return [o["content"] for o in self.outputs if o["msg_type"] == msg_type]
@@ -65,7 +69,9 @@ class Reply:
 class Kernel:
     """A real kernel subprocess driven through jupyter_client."""
 
-    def __init__(self, name: str, cwd: Path, extra_arguments: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, name: str, cwd: Path, extra_arguments: list[str] | None = None, env: dict[str, str] | None = None
+    ) -> None:
         from jupyter_client.manager import KernelManager
 
         self.km = KernelManager(kernel_name=name)

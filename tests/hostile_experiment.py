@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 from test_dashboard_data import Clock, Session
 
-from mlt_kernel import layout, store
-from mlt_kernel.documents import create_document
-from mlt_kernel.metrics import evaluate
+from mlt_kernel.core import layout
+from mlt_kernel.store import parquet as store
+from mlt_kernel.tracking.documents import create_document
+from mlt_kernel.tracking.metrics import evaluate
 
 GiB = 1024**3
 
@@ -36,8 +37,8 @@ def payload(tag: str) -> str:
     return (
         f'<img src=x onerror="{js}">'
         f"</script><script>{js}</script>"
-        f"<svg onload=\"{js}\"></svg>"
-        f'\'"`${{{js}}}'
+        f'<svg onload="{js}"></svg>'
+        f"'\"`${{{js}}}"
         f"<%= {js} %>"
         f"@{{x}} $x {{{{{js}}}}}"
         f"javascript:{js}"
@@ -97,18 +98,33 @@ def _predictions(s: Session, run_id: str, rng: np.random.Generator, split: str) 
     proba = np.clip(0.5 + (y - 0.5) * 0.6 + rng.normal(0, 0.2, len(y)), 0.01, 0.99)
     ev = evaluate(y, y_proba=np.column_stack([1 - proba, proba]), labels=[0, 1])
     for name, value in ev.metrics.items():
-        s.write("metrics", {"run_id": run_id, "session_id": s.session_id, "name": name, "step": None,
-                            "value": value, "split": split})  # fmt: skip
-    s.write("metrics", {"run_id": run_id, "session_id": s.session_id, "name": METRIC, "step": None,
-                        "value": 0.5 + 0.1 * rng.random(), "split": split})  # fmt: skip
+        s.write(
+            "metrics",
+            {"run_id": run_id, "session_id": s.session_id, "name": name, "step": None, "value": value, "split": split},
+        )
+    s.write(
+        "metrics",
+        {
+            "run_id": run_id,
+            "session_id": s.session_id,
+            "name": METRIC,
+            "step": None,
+            "value": 0.5 + 0.1 * rng.random(),
+            "split": split,
+        },
+    )
     for shadow in SHADOWING_METRICS:
-        s.write("metrics", {"run_id": run_id, "session_id": s.session_id, "name": shadow, "step": None,
-                            "value": 0.25, "split": split})  # fmt: skip
+        s.write(
+            "metrics",
+            {"run_id": run_id, "session_id": s.session_id, "name": shadow, "step": None, "value": 0.25, "split": split},
+        )
     s.write("confusion", {"run_id": run_id, "split": split, "labels": LABELS, "matrix": ev.confusion})
     for c in ev.curves:
         label = LABELS[int(c.label)] if str(c.label).isdigit() else c.label
-        s.write("curves", {"run_id": run_id, "split": split, "kind": c.kind, "label": label, "x": c.x, "y": c.y,
-                           "auc": c.auc})  # fmt: skip
+        s.write(
+            "curves",
+            {"run_id": run_id, "split": split, "kind": c.kind, "label": label, "x": c.x, "y": c.y, "auc": c.auc},
+        )
 
 
 def build_hostile_experiment(parent: Path) -> dict[str, Any]:
@@ -127,33 +143,97 @@ def build_hostile_experiment(parent: Path) -> dict[str, Any]:
         base = {"run_id": run_id, "name": name, "session_id": session.session_id, "params": params}
         session.write("runs", {**base, "status": "running", "started_at": clock.now_us + 1})
         status = "error" if i == 1 else "ok"
-        rec = session.cell(CODE, 2.0 + i, peak=int((1 + i) * GiB), run=(run_id, name), status=status,
-                           error_name=ERROR_NAME if status == "error" else None)  # fmt: skip
+        rec = session.cell(
+            CODE,
+            2.0 + i,
+            peak=int((1 + i) * GiB),
+            run=(run_id, name),
+            status=status,
+            error_name=ERROR_NAME if status == "error" else None,
+        )
         for step in range(1, 6):
-            session.write("metrics", {"run_id": run_id, "session_id": session.session_id, "name": CURVE_METRIC,
-                                      "step": step, "value": math.exp(-step / 3) + 0.1 * i})  # fmt: skip
-            session.write("metrics", {"run_id": run_id, "session_id": session.session_id, "name": METRIC,
-                                      "step": step, "value": 0.5 + 0.05 * step})  # fmt: skip
+            session.write(
+                "metrics",
+                {
+                    "run_id": run_id,
+                    "session_id": session.session_id,
+                    "name": CURVE_METRIC,
+                    "step": step,
+                    "value": math.exp(-step / 3) + 0.1 * i,
+                },
+            )
+            session.write(
+                "metrics",
+                {
+                    "run_id": run_id,
+                    "session_id": session.session_id,
+                    "name": METRIC,
+                    "step": step,
+                    "value": 0.5 + 0.05 * step,
+                },
+            )
         _predictions(session, run_id, rng, SPLIT)
         _predictions(session, run_id, rng, "test")
-        session.write("runs", {**base, "status": "finished", "started_at": rec["started_at"], "ended_at": rec["ended_at"],
-                               "wall_s": 2.0 + i, "cpu_s": 1.5 + i, "peak_rss_bytes": int((1 + i) * GiB),
-                               "peak_gpu_bytes": int(0.5 * GiB) if i == 2 else None,
-                               "first_cell_seq": rec["cell_seq"], "last_cell_seq": rec["cell_seq"]})  # fmt: skip
+        session.write(
+            "runs",
+            {
+                **base,
+                "status": "finished",
+                "started_at": rec["started_at"],
+                "ended_at": rec["ended_at"],
+                "wall_s": 2.0 + i,
+                "cpu_s": 1.5 + i,
+                "peak_rss_bytes": int((1 + i) * GiB),
+                "peak_gpu_bytes": int(0.5 * GiB) if i == 2 else None,
+                "first_cell_seq": rec["cell_seq"],
+                "last_cell_seq": rec["cell_seq"],
+            },
+        )
     plot = root / layout.PLOTS / PLOT_FILE
     _png(plot)
-    session.write("plots", {"plot_id": "plot-hostile", "file": PLOT_FILE, "path": f"plots/{PLOT_FILE}",
-                            "size_bytes": plot.stat().st_size, "sha256": "0" * 64, "session_id": session.session_id,
-                            "cell_seq": session.cell_seq, "run_id": run_ids[0], "source": "savefig",
-                            "created_at": clock.now_us})  # fmt: skip
-    session.write("notes", {"note_id": "note-hostile", "session_id": session.session_id,
-                            "execution_count": session.cell_seq, "run_id": run_ids[0], "plot": PLOT_FILE,
-                            "doc": DOC_TITLE, "markdown": NOTE, "created_at": clock.advance(1), "deleted": False})  # fmt: skip
+    session.write(
+        "plots",
+        {
+            "plot_id": "plot-hostile",
+            "file": PLOT_FILE,
+            "path": f"plots/{PLOT_FILE}",
+            "size_bytes": plot.stat().st_size,
+            "sha256": "0" * 64,
+            "session_id": session.session_id,
+            "cell_seq": session.cell_seq,
+            "run_id": run_ids[0],
+            "source": "savefig",
+            "created_at": clock.now_us,
+        },
+    )
+    session.write(
+        "notes",
+        {
+            "note_id": "note-hostile",
+            "session_id": session.session_id,
+            "execution_count": session.cell_seq,
+            "run_id": run_ids[0],
+            "plot": PLOT_FILE,
+            "doc": DOC_TITLE,
+            "markdown": NOTE,
+            "created_at": clock.advance(1),
+            "deleted": False,
+        },
+    )
     # The session died: its post-mortem banner carries the hostile cause.
-    session.watcher.write("sessions", {"session_id": session.session_id, "started_at": started, "status": "killed",
-                                       "ended_at": clock.advance(5), "death_cause": FIELDS["death_cause"],
-                                       "memory_limit_bytes": 8 * GiB, "last_rss_bytes": 3 * GiB,
-                                       **{k: v for k, v in FIELDS.items() if k != "death_cause"}})  # fmt: skip
+    session.watcher.write(
+        "sessions",
+        {
+            "session_id": session.session_id,
+            "started_at": started,
+            "status": "killed",
+            "ended_at": clock.advance(5),
+            "death_cause": FIELDS["death_cause"],
+            "memory_limit_bytes": 8 * GiB,
+            "last_rss_bytes": 3 * GiB,
+            **{k: v for k, v in FIELDS.items() if k != "death_cause"},
+        },
+    )
     session.close()
     store.compact_writer(root, session.session_id)
     doc = create_document(root, DOC_TITLE)

@@ -9,10 +9,10 @@ import threading
 import pyarrow.parquet as pq
 
 import mlt_kernel as mlt
-from mlt_kernel import store
-from mlt_kernel.compaction import compact_experiment
-from mlt_kernel.journal import JournalWriter, journal_name, now_us
-from mlt_kernel import layout
+from mlt_kernel.core import layout
+from mlt_kernel.store import parquet as store
+from mlt_kernel.store.compaction import compact_experiment
+from mlt_kernel.store.journal import JournalWriter, journal_name, now_us
 
 
 def session(exp, writer, cells=20, compact=True):
@@ -32,7 +32,9 @@ def test_compact_cli_merges_and_reports(tmp_path):
     for name in ("churn", "fraud"):
         for i in range(4):
             session(team / name, f"{name}{i}")
-    out = subprocess.run([sys.executable, "-m", "mlt_kernel.cli", "compact", str(team)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "mlt_kernel.cli", "compact", str(team)], capture_output=True, text=True, check=True
+    )
     assert "compacted 2 experiment folder(s)" in out.stdout
     assert "merged 24 file(s) into 6" in out.stdout
     for name in ("churn", "fraud"):
@@ -47,7 +49,9 @@ def test_compact_cli_merges_and_reports(tmp_path):
 
 
 def test_compact_cli_wrong_path_is_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "mlt_kernel.cli", "compact", str(tmp_path / "nope")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlt_kernel.cli", "compact", str(tmp_path / "nope")], capture_output=True, text=True
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"mlt-kernel compact: no MLTrack experiment folder at {tmp_path / 'nope'}"
 
@@ -66,7 +70,7 @@ def test_readers_and_a_live_writer_during_merges(tmp_path):
         while not stop.is_set():
             try:
                 seen.append(len(reader.cells()))
-            except BaseException as exc:  # noqa: BLE001 (reported below)
+            except BaseException as exc:
                 errors.append(exc)
 
     thread = threading.Thread(target=read)

@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 from test_dashboard_data import build_experiment
 
-from mlt_kernel import layout
+from mlt_kernel.core import layout
 from mlt_kernel.experiment import Experiment
-from mlt_kernel.journal import JournalWriter, journal_name
+from mlt_kernel.store.journal import JournalWriter, journal_name
 
 pytestmark = pytest.mark.browser
 
@@ -57,8 +57,10 @@ class Dashboard:
         self.port = _free_port()
         self.proc = subprocess.Popen(
             [*CLI, str(path), "--port", str(self.port), "--no-browser", *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         self.started = time.monotonic()
         self.output: list[str] = []
         self.url = self._wait_ready()
@@ -216,7 +218,9 @@ def test_server_is_local_and_refuses_foreign_websockets(dashboard: Dashboard) ->
         page = resp.read().decode()
     # Scripts and styles come from this server, never from a CDN.
     sources = re.findall(r'(?:src|href)="([^"]+)"', page)
-    assert sources and all(not s.startswith(("http:", "https:", "//")) or s.startswith(dashboard.base) for s in sources), sources
+    assert sources and all(
+        not s.startswith(("http:", "https:", "//")) or s.startswith(dashboard.base) for s in sources
+    ), sources
     with socket.create_connection(("127.0.0.1", dashboard.port), timeout=10) as s:
         s.sendall(
             b"GET /summary/ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -373,8 +377,10 @@ def test_document_edited_in_the_browser_is_what_the_api_sees(
     assert "Verdict" in html and "<script>" not in html
     if SCREENSHOTS:  # the editor open: Markdown on the left, the sanitised preview on the right
         page.locator("button", has_text="Edit").last.click()
-        page.locator("textarea").fill("## Verdict\n\nThe **forest** wins: F1 0.979 for 25 s of training.\n\n"
-                                      "| model | F1 |\n| --- | --- |\n| random_forest | 0.979 |\n| mlp | 0.950 |")
+        page.locator("textarea").fill(
+            "## Verdict\n\nThe **forest** wins: F1 0.979 for 25 s of training.\n\n"
+            "| model | F1 |\n| --- | --- |\n| random_forest | 0.979 |\n| mlp | 0.950 |"
+        )
         page.locator(".mlt-doc h2", has_text="Verdict").first.wait_for()
         _screenshot(page, "documents")
 
@@ -420,10 +426,24 @@ def _append_run(path: Path, name: str, f1: float) -> None:
     w = JournalWriter(path / layout.JOURNALS / journal_name(writer_id, "kernel"))
     now = int(time.time() * 1e6)
     w.write("sessions", {"session_id": writer_id, "started_at": now - 5_000_000, "status": "running"})
-    w.write("runs", {"run_id": writer_id + "-r", "name": name, "session_id": writer_id, "status": "finished",
-                     "started_at": now - 4_000_000, "ended_at": now, "wall_s": 4.0, "cpu_s": 3.0,
-                     "peak_rss_bytes": 2**30, "params": {"C": 2.0}})  # fmt: skip
-    w.write("metrics", {"run_id": writer_id + "-r", "session_id": writer_id, "name": "f1", "value": f1, "split": "test"})
+    w.write(
+        "runs",
+        {
+            "run_id": writer_id + "-r",
+            "name": name,
+            "session_id": writer_id,
+            "status": "finished",
+            "started_at": now - 4_000_000,
+            "ended_at": now,
+            "wall_s": 4.0,
+            "cpu_s": 3.0,
+            "peak_rss_bytes": 2**30,
+            "params": {"C": 2.0},
+        },
+    )
+    w.write(
+        "metrics", {"run_id": writer_id + "-r", "session_id": writer_id, "name": "f1", "value": f1, "split": "test"}
+    )
     w.close()
 
 
@@ -453,14 +473,18 @@ def test_folder_of_experiments_has_a_picker_and_empty_states(
 # -- the export -------------------------------------------------------------------------------
 
 
-def test_export_works_offline_and_runs_nothing_hostile(browser: Any, experiment: dict[str, Any], tmp_path: Path) -> None:
+def test_export_works_offline_and_runs_nothing_hostile(
+    browser: Any, experiment: dict[str, Any], tmp_path: Path
+) -> None:
     target = tmp_path / "report.html"
     env = {**os.environ, "MLT_DASHBOARD_TOKEN": "s3cret-t0ken-never-exported"}
-    proc = subprocess.run([*CLI, str(experiment["path"]), "--export", str(target)], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [*CLI, str(experiment["path"]), "--export", str(target)], capture_output=True, text=True, env=env
+    )
     assert proc.returncode == 0, proc.stderr
     html = target.read_text()
     assert "s3cret-t0ken" not in html
-    assert "http-equiv=\"Content-Security-Policy\"" in html and "'unsafe-inline'; img-src data:" in html
+    assert 'http-equiv="Content-Security-Policy"' in html and "'unsafe-inline'; img-src data:" in html
     # The hostile markup survives only as inert text: no script, handler or javascript: link.
     markup = re.sub(r"<script>.*?</script>", "", html, flags=re.S)  # ours: BokehJS and the charts
     assert "<script" not in markup.lower()
@@ -468,8 +492,14 @@ def test_export_works_offline_and_runs_nothing_hostile(browser: Any, experiment:
         assert code not in markup
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
     blocked: list[str] = []
-    ctx.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file://")
-              else (blocked.append(route.request.url), route.abort()))  # fmt: skip
+    ctx.route(
+        "**/*",
+        lambda route: (
+            route.continue_()
+            if route.request.url.startswith("file://")
+            else (blocked.append(route.request.url), route.abort())
+        ),
+    )
     page = ctx.new_page()
     watched = Watched(page, lambda url: url.startswith(("file://", "data:", "blob:")))
     page.goto(target.as_uri())
@@ -492,10 +522,11 @@ def test_export_works_offline_and_runs_nothing_hostile(browser: Any, experiment:
 
 def test_queries_take_identifiers_from_the_schema_only() -> None:
     from mlt_dashboard.queries import _cols
+    from mlt_kernel.core.schema import RUNS
 
-    assert _cols(__import__("mlt_kernel.schema").schema.RUNS, "run_id", "name") == '"run_id", "name"'
+    assert _cols(RUNS, "run_id", "name") == '"run_id", "name"'
     with pytest.raises(ValueError, match="not in the schema"):
-        _cols(__import__("mlt_kernel.schema").schema.RUNS, "name; DROP TABLE runs")
+        _cols(RUNS, "name; DROP TABLE runs")
 
 
 def test_pareto_front() -> None:
@@ -577,7 +608,7 @@ def test_timeline_buckets_keep_peaks_and_average_cpu_over_known_values() -> None
 def test_dashboard_never_imports_the_kernel() -> None:
     code = (
         "import sys, mlt_dashboard.app, mlt_dashboard.export, mlt_dashboard.cli, mlt_dashboard.documents;"
-        "bad = [m for m in ('mlt_kernel.kernel', 'mlt_kernel.recorder', 'ipykernel', 'IPython') if m in sys.modules];"
+        "bad = [m for m in ('mlt_kernel.recording.kernel', 'mlt_kernel.recording.recorder', 'ipykernel', 'IPython') if m in sys.modules];"
         "print(bad)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()

@@ -4,7 +4,7 @@ Two kernel sessions comparing five binary classifiers: the first ended cleanly
 (logistic regression, random forest, gradient boosting, an MLP with training
 curves and a GPU), the second was killed by the OOM killer in the middle of a
 deep random forest. Metrics, confusion matrices and curves come from
-``mlt_kernel.metrics.evaluate`` (scikit-learn), records go through
+``mlt_kernel.tracking.metrics.evaluate`` (scikit-learn), records go through
 ``JournalWriter`` into journals, and the finished sessions are compacted to
 Parquet as a kernel would. One note is hostile (``<script>``, ``onerror=``,
 ``javascript:``).
@@ -21,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from mlt_kernel import layout, store
-from mlt_kernel.documents import create_document
-from mlt_kernel.journal import JournalWriter, journal_name
-from mlt_kernel.metrics import evaluate
+from mlt_kernel.core import layout
+from mlt_kernel.store import parquet as store
+from mlt_kernel.store.journal import JournalWriter, journal_name
+from mlt_kernel.tracking.documents import create_document
+from mlt_kernel.tracking.metrics import evaluate
 
 GiB = 1024**3
 MiB = 1024**2
@@ -33,7 +34,7 @@ HOSTILE_NOTE = (
     "# Careful\n\n<script>window.__pwned = 'script'</script>\n\n"
     '<img src="x" onerror="window.__pwned = \'onerror\'">\n\n'
     "[open me](javascript:window.__pwned='link') and "
-    '<a href="javascript:window.__pwned=\'href\'">me too</a>\n\n'
+    "<a href=\"javascript:window.__pwned='href'\">me too</a>\n\n"
     "Plain text survives: **bold hostile note**."
 )
 GOOD_NOTE = (
@@ -63,10 +64,29 @@ class Model:
 MODELS = [
     Model("logistic_regression", {"C": 1.0, "penalty": "l2", "max_iter": 200}, 1.1, 3.8, 4.1, int(1.1 * GiB)),
     Model("random_forest", {"n_estimators": 300, "max_depth": 8, "C": None}, 2.2, 24.6, 88.0, int(2.3 * GiB)),
-    Model("gradient_boosting", {"n_estimators": 200, "max_depth": 3, "learning_rate": 0.1}, 2.0, 41.2, 40.7, int(1.4 * GiB)),
-    Model("mlp", {"lr": 0.001, "hidden": 128, "epochs": 20}, 1.8, 63.0, 71.5, int(1.9 * GiB), int(1.6 * GiB), epochs=20, cells=2),
-]  # fmt: skip
-KILLED = Model("random_forest_deep", {"n_estimators": 1000, "max_depth": None}, 2.3, 55.0, 190.0, int(7.6 * GiB), status="killed")
+    Model(
+        "gradient_boosting",
+        {"n_estimators": 200, "max_depth": 3, "learning_rate": 0.1},
+        2.0,
+        41.2,
+        40.7,
+        int(1.4 * GiB),
+    ),
+    Model(
+        "mlp",
+        {"lr": 0.001, "hidden": 128, "epochs": 20},
+        1.8,
+        63.0,
+        71.5,
+        int(1.9 * GiB),
+        int(1.6 * GiB),
+        epochs=20,
+        cells=2,
+    ),
+]
+KILLED = Model(
+    "random_forest_deep", {"n_estimators": 1000, "max_depth": None}, 2.3, 55.0, 190.0, int(7.6 * GiB), status="killed"
+)
 
 
 @dataclass
@@ -97,13 +117,23 @@ class Session:
     def write(self, table: str, record: dict[str, Any]) -> None:
         self.kernel.write(table, record)
 
-    def sample(self, t_us: int, rss: int, cpu: float, gpu: int | None, cell_seq: int | None, run_id: str | None) -> None:
+    def sample(
+        self, t_us: int, rss: int, cpu: float, gpu: int | None, cell_seq: int | None, run_id: str | None
+    ) -> None:
         self.watcher.write(
             "samples",
-            {"session_id": self.session_id, "t": t_us, "rss_bytes": rss, "children_rss_bytes": int(rss * 0.08),
-             "cpu_percent": cpu, "gpu_bytes": gpu, "gpu_util": 80.0 if gpu else None,
-             "cell_seq": cell_seq, "run_id": run_id},
-        )  # fmt: skip
+            {
+                "session_id": self.session_id,
+                "t": t_us,
+                "rss_bytes": rss,
+                "children_rss_bytes": int(rss * 0.08),
+                "cpu_percent": cpu,
+                "gpu_bytes": gpu,
+                "gpu_util": 80.0 if gpu else None,
+                "cell_seq": cell_seq,
+                "run_id": run_id,
+            },
+        )
 
     def cell(
         self,
@@ -132,19 +162,37 @@ class Session:
             if frac > 0.9 and status != "running":  # memory freed as the cell ends (not when it died)
                 rss = int(after + (rss - after) * (1 - frac) * 10)
             cpu = 100 * (cpu_s or wall_s) / wall_s * (0.9 + 0.2 * math.sin(i / 3))
-            self.sample(start + int(frac * wall_s * 1e6), rss, cpu, int(gpu * min(frac * 3, 1)) if gpu else None,
-                        self.cell_seq, run[0] if run else None)  # fmt: skip
+            self.sample(
+                start + int(frac * wall_s * 1e6),
+                rss,
+                cpu,
+                int(gpu * min(frac * 3, 1)) if gpu else None,
+                self.cell_seq,
+                run[0] if run else None,
+            )
         end = self.clock.advance(wall_s)
         rec = {
-            "session_id": self.session_id, "cell_seq": self.cell_seq, "execution_count": self.cell_seq,
-            "cell_id": f"cell-{self.cell_seq}", "code_sha1": f"{self.cell_seq:040x}", "code": code,
-            "run_id": run[0] if run else None, "run_name": run[1] if run else None,
-            "started_at": start, "ended_at": end if status != "running" else None, "wall_s": wall_s,
-            "cpu_s": cpu_s if cpu_s is not None else wall_s * 0.97, "rss_before_bytes": before,
-            "rss_after_bytes": after, "peak_rss_bytes": peak, "peak_exact": True,
-            "children_peak_rss_bytes": int(peak * 0.08), "peak_gpu_bytes": gpu, "status": status,
+            "session_id": self.session_id,
+            "cell_seq": self.cell_seq,
+            "execution_count": self.cell_seq,
+            "cell_id": f"cell-{self.cell_seq}",
+            "code_sha1": f"{self.cell_seq:040x}",
+            "code": code,
+            "run_id": run[0] if run else None,
+            "run_name": run[1] if run else None,
+            "started_at": start,
+            "ended_at": end if status != "running" else None,
+            "wall_s": wall_s,
+            "cpu_s": cpu_s if cpu_s is not None else wall_s * 0.97,
+            "rss_before_bytes": before,
+            "rss_after_bytes": after,
+            "peak_rss_bytes": peak,
+            "peak_exact": True,
+            "children_peak_rss_bytes": int(peak * 0.08),
+            "peak_gpu_bytes": gpu,
+            "status": status,
             "error_name": error_name,
-        }  # fmt: skip
+        }
         self.write("cells", rec)
         self.rss = after
         return rec
@@ -152,11 +200,21 @@ class Session:
     def session_record(self, status: str, **extra: Any) -> None:
         self.write(
             "sessions",
-            {"session_id": self.session_id, "started_at": extra.pop("started_at"), "status": status,
-             "kernel_pid": 4242, "hostname": "gpu-box", "user": "ada", "python": "3.12.3",
-             "mlt_version": "0.1.0", "exp_path": str(self.exp), "notebook": "churn.ipynb",
-             "peak_exact": True, **extra},
-        )  # fmt: skip
+            {
+                "session_id": self.session_id,
+                "started_at": extra.pop("started_at"),
+                "status": status,
+                "kernel_pid": 4242,
+                "hostname": "gpu-box",
+                "user": "ada",
+                "python": "3.12.3",
+                "mlt_version": "0.1.0",
+                "exp_path": str(self.exp),
+                "notebook": "churn.ipynb",
+                "peak_exact": True,
+                **extra,
+            },
+        )
 
     def close(self) -> None:
         self.kernel.close()
@@ -171,10 +229,18 @@ def _scores(rng: np.random.Generator, y: np.ndarray, skill: float) -> np.ndarray
 def _log_predictions(s: Session, run_id: str, y: np.ndarray, proba: np.ndarray, split: str) -> dict[str, float]:
     ev = evaluate(y, y_proba=np.column_stack([1 - proba, proba]), labels=[0, 1])
     for name, value in ev.metrics.items():
-        s.write("metrics", {"run_id": run_id, "session_id": s.session_id, "name": name, "step": None, "value": value, "split": split})
-    s.write("confusion", {"run_id": run_id, "split": split, "labels": [str(x) for x in ev.labels], "matrix": ev.confusion})
+        s.write(
+            "metrics",
+            {"run_id": run_id, "session_id": s.session_id, "name": name, "step": None, "value": value, "split": split},
+        )
+    s.write(
+        "confusion", {"run_id": run_id, "split": split, "labels": [str(x) for x in ev.labels], "matrix": ev.confusion}
+    )
     for c in ev.curves:
-        s.write("curves", {"run_id": run_id, "split": split, "kind": c.kind, "label": c.label, "x": c.x, "y": c.y, "auc": c.auc})
+        s.write(
+            "curves",
+            {"run_id": run_id, "split": split, "kind": c.kind, "label": c.label, "x": c.x, "y": c.y, "auc": c.auc},
+        )
     return ev.metrics
 
 
@@ -188,23 +254,51 @@ def _run(s: Session, model: Model, rng: np.random.Generator, y_test: np.ndarray,
     for i in range(model.cells):
         code = f"# mlt: record name={model.name}\nmodel = make_{model.name}()\nmodel.fit(X_train, y_train)"
         if model.cells > 1:
-            code = "# mlt: record start name=mlp lr=0.001\n" if i == 0 else "train(model, epochs=20)\n# mlt: record stop"
+            code = (
+                "# mlt: record start name=mlp lr=0.001\n" if i == 0 else "train(model, epochs=20)\n# mlt: record stop"
+            )
         status = "running" if model.status == "killed" else "ok"
-        rec = s.cell(code, per_cell, cpu_s=model.cpu_s / model.cells, peak=model.peak_rss_bytes,
-                     after=s.rss + 120 * MiB, gpu=model.peak_gpu_bytes, run=(run_id, model.name), status=status)  # fmt: skip
+        rec = s.cell(
+            code,
+            per_cell,
+            cpu_s=model.cpu_s / model.cells,
+            peak=model.peak_rss_bytes,
+            after=s.rss + 120 * MiB,
+            gpu=model.peak_gpu_bytes,
+            run=(run_id, model.name),
+            status=status,
+        )
     if model.status == "killed":
         return run_id
     for epoch in range(1, model.epochs + 1):
         loss = 0.69 * math.exp(-epoch / 6) + 0.18 + rng.normal(0, 0.008)
         val_loss = loss + 0.02 + 0.004 * max(epoch - 12, 0)
-        for name, value in (("loss", loss), ("val_loss", val_loss), ("val_accuracy", 0.62 + 0.25 * (1 - math.exp(-epoch / 5)))):
-            s.write("metrics", {"run_id": run_id, "session_id": s.session_id, "name": name, "step": epoch, "value": value})
+        for name, value in (
+            ("loss", loss),
+            ("val_loss", val_loss),
+            ("val_accuracy", 0.62 + 0.25 * (1 - math.exp(-epoch / 5))),
+        ):
+            s.write(
+                "metrics", {"run_id": run_id, "session_id": s.session_id, "name": name, "step": epoch, "value": value}
+            )
     _log_predictions(s, run_id, y_test, _scores(rng, y_test, model.skill), "test")
     if model.name in ("random_forest", "mlp"):
         _log_predictions(s, run_id, y_val, _scores(rng, y_val, model.skill * 1.05), "val")
-    s.write("runs", {**base, "status": model.status, "started_at": started, "ended_at": rec["ended_at"],
-                     "wall_s": model.wall_s, "cpu_s": model.cpu_s, "peak_rss_bytes": model.peak_rss_bytes,
-                     "peak_gpu_bytes": model.peak_gpu_bytes, "first_cell_seq": first, "last_cell_seq": s.cell_seq})  # fmt: skip
+    s.write(
+        "runs",
+        {
+            **base,
+            "status": model.status,
+            "started_at": started,
+            "ended_at": rec["ended_at"],
+            "wall_s": model.wall_s,
+            "cpu_s": model.cpu_s,
+            "peak_rss_bytes": model.peak_rss_bytes,
+            "peak_gpu_bytes": model.peak_gpu_bytes,
+            "first_cell_seq": first,
+            "last_cell_seq": s.cell_seq,
+        },
+    )
     return run_id
 
 
@@ -238,22 +332,59 @@ def build_experiment(path: Path, *, compact: bool = True, documents: bool = True
     started1 = clock.now_us
     s1.session_record("running", started_at=started1)
     s1.cell("import numpy as np\nimport pandas as pd\nfrom sklearn import ensemble", 1.4, peak=int(0.4 * GiB))
-    s1.cell("df = pd.read_parquet('churn.parquet')\nX_train, X_test, y_train, y_test = split(df)", 6.2,
-            peak=int(1.3 * GiB), after=int(0.95 * GiB))  # fmt: skip
+    s1.cell(
+        "df = pd.read_parquet('churn.parquet')\nX_train, X_test, y_train, y_test = split(df)",
+        6.2,
+        peak=int(1.3 * GiB),
+        after=int(0.95 * GiB),
+    )
     run_ids = {m.name: _run(s1, m, rng, y_test, y_val) for m in MODELS}
     s1.cell("model.predict(X_missing)", 0.3, status="error", error_name="ValueError")
     plot = root / layout.PLOTS / "roc_rf.png"
     _png(plot, "ROC random_forest")
-    s1.write("plots", {"plot_id": "plot-roc-rf", "file": "roc_rf.png", "path": "plots/roc_rf.png",
-                       "size_bytes": plot.stat().st_size, "sha256": "0" * 64, "session_id": s1.session_id,
-                       "cell_seq": s1.cell_seq, "run_id": run_ids["random_forest"], "source": "savefig",
-                       "created_at": clock.now_us})  # fmt: skip
-    s1.write("notes", {"note_id": "note-good", "session_id": s1.session_id, "execution_count": s1.cell_seq,
-                       "run_id": run_ids["random_forest"], "plot": "roc_rf.png", "doc": "Findings",
-                       "markdown": GOOD_NOTE, "created_at": clock.advance(1), "deleted": False})  # fmt: skip
-    s1.write("notes", {"note_id": "note-hostile", "session_id": s1.session_id, "execution_count": s1.cell_seq,
-                       "run_id": run_ids["random_forest"], "plot": None, "doc": None,
-                       "markdown": HOSTILE_NOTE, "created_at": clock.advance(1), "deleted": False})  # fmt: skip
+    s1.write(
+        "plots",
+        {
+            "plot_id": "plot-roc-rf",
+            "file": "roc_rf.png",
+            "path": "plots/roc_rf.png",
+            "size_bytes": plot.stat().st_size,
+            "sha256": "0" * 64,
+            "session_id": s1.session_id,
+            "cell_seq": s1.cell_seq,
+            "run_id": run_ids["random_forest"],
+            "source": "savefig",
+            "created_at": clock.now_us,
+        },
+    )
+    s1.write(
+        "notes",
+        {
+            "note_id": "note-good",
+            "session_id": s1.session_id,
+            "execution_count": s1.cell_seq,
+            "run_id": run_ids["random_forest"],
+            "plot": "roc_rf.png",
+            "doc": "Findings",
+            "markdown": GOOD_NOTE,
+            "created_at": clock.advance(1),
+            "deleted": False,
+        },
+    )
+    s1.write(
+        "notes",
+        {
+            "note_id": "note-hostile",
+            "session_id": s1.session_id,
+            "execution_count": s1.cell_seq,
+            "run_id": run_ids["random_forest"],
+            "plot": None,
+            "doc": None,
+            "markdown": HOSTILE_NOTE,
+            "created_at": clock.advance(1),
+            "deleted": False,
+        },
+    )
     ended1 = clock.advance(30)
     s1.session_record("ended", started_at=started1, ended_at=ended1)
     s1.close()
@@ -266,19 +397,58 @@ def build_experiment(path: Path, *, compact: bool = True, documents: bool = True
     died = clock.now_us
     killed_started = died - int(KILLED.wall_s * 1e6) - 2_000_000
     # What the watcher writes when the kernel dies: killed versions of the open rows.
-    s2.watcher.write("runs", {"run_id": killed_id, "name": KILLED.name, "session_id": s2.session_id, "status": "killed",
-                              "params": KILLED.params, "started_at": killed_started, "ended_at": died,
-                              "wall_s": KILLED.wall_s, "cpu_s": KILLED.cpu_s, "peak_rss_bytes": KILLED.peak_rss_bytes,
-                              "first_cell_seq": s2.cell_seq, "last_cell_seq": s2.cell_seq})  # fmt: skip
-    s2.watcher.write("cells", {"session_id": s2.session_id, "cell_seq": s2.cell_seq, "execution_count": s2.cell_seq,
-                               "run_id": killed_id, "run_name": KILLED.name, "started_at": died - int(KILLED.wall_s * 1e6),
-                               "ended_at": died, "wall_s": KILLED.wall_s, "cpu_s": KILLED.cpu_s,
-                               "rss_before_bytes": int(0.5 * GiB), "peak_rss_bytes": KILLED.peak_rss_bytes,
-                               "status": "killed", "code": "# mlt: record name=random_forest_deep\nmodel.fit(X, y)"})  # fmt: skip
-    s2.watcher.write("sessions", {"session_id": s2.session_id, "started_at": started2, "status": "killed",
-                                  "ended_at": died, "death_cause": "oom", "memory_limit_bytes": 8 * GiB,
-                                  "oom_kill": True, "last_rss_bytes": KILLED.peak_rss_bytes, "kernel_pid": 4343,
-                                  "hostname": "gpu-box", "user": "ada", "notebook": "churn.ipynb"})  # fmt: skip
+    s2.watcher.write(
+        "runs",
+        {
+            "run_id": killed_id,
+            "name": KILLED.name,
+            "session_id": s2.session_id,
+            "status": "killed",
+            "params": KILLED.params,
+            "started_at": killed_started,
+            "ended_at": died,
+            "wall_s": KILLED.wall_s,
+            "cpu_s": KILLED.cpu_s,
+            "peak_rss_bytes": KILLED.peak_rss_bytes,
+            "first_cell_seq": s2.cell_seq,
+            "last_cell_seq": s2.cell_seq,
+        },
+    )
+    s2.watcher.write(
+        "cells",
+        {
+            "session_id": s2.session_id,
+            "cell_seq": s2.cell_seq,
+            "execution_count": s2.cell_seq,
+            "run_id": killed_id,
+            "run_name": KILLED.name,
+            "started_at": died - int(KILLED.wall_s * 1e6),
+            "ended_at": died,
+            "wall_s": KILLED.wall_s,
+            "cpu_s": KILLED.cpu_s,
+            "rss_before_bytes": int(0.5 * GiB),
+            "peak_rss_bytes": KILLED.peak_rss_bytes,
+            "status": "killed",
+            "code": "# mlt: record name=random_forest_deep\nmodel.fit(X, y)",
+        },
+    )
+    s2.watcher.write(
+        "sessions",
+        {
+            "session_id": s2.session_id,
+            "started_at": started2,
+            "status": "killed",
+            "ended_at": died,
+            "death_cause": "oom",
+            "memory_limit_bytes": 8 * GiB,
+            "oom_kill": True,
+            "last_rss_bytes": KILLED.peak_rss_bytes,
+            "kernel_pid": 4343,
+            "hostname": "gpu-box",
+            "user": "ada",
+            "notebook": "churn.ipynb",
+        },
+    )
     s2.close()
     if compact:
         for s in (s1, s2):

@@ -108,7 +108,9 @@ def hover_charts(page: Any, columns: int = 14, rows: int = 9) -> int:
 # -- served pages ------------------------------------------------------------------------
 
 
-def test_every_page_keeps_every_hostile_string_text(guarded: Guarded, served: Dashboard, hostile: dict[str, Any]) -> None:
+def test_every_page_keeps_every_hostile_string_text(
+    guarded: Guarded, served: Dashboard, hostile: dict[str, Any]
+) -> None:
     page = guarded.page
     page.goto(served.page_url("summary"))
     page.locator(".tabulator-row").first.wait_for()
@@ -159,12 +161,11 @@ def test_every_response_carries_the_security_headers(served: Dashboard) -> None:
         for body in inline_scripts(page):
             assert script_hash(body) in script_src
     # The page for visitors without the token, and static files, get the headers too.
-    try:
+    with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(f"{served.base}/summary", timeout=30)
-    except urllib.error.HTTPError as exc:
-        assert exc.code == 403
-        assert "default-src 'self'" in exc.headers["Content-Security-Policy"]
-        assert exc.headers["Referrer-Policy"] == "no-referrer"
+    assert refused.value.code == 403
+    assert "default-src 'self'" in refused.value.headers["Content-Security-Policy"]
+    assert refused.value.headers["Referrer-Policy"] == "no-referrer"
     with urllib.request.urlopen(f"{served.base}/static/js/bokeh.min.js", timeout=30) as resp:
         assert resp.headers["X-Content-Type-Options"] == "nosniff"
 
@@ -221,8 +222,9 @@ def test_the_export_keeps_every_hostile_string_text(guarded: Guarded, hostile: d
     scripts = re.findall(r"<script>(.*?)</script>", html, flags=re.S)
     assert len(scripts) == 3 and f'content="{report_policy(scripts)}"' in html  # no stored string split a script
     page = guarded.page
-    guarded.context.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file://")
-                          else route.abort())  # fmt: skip
+    guarded.context.route(
+        "**/*", lambda route: route.continue_() if route.request.url.startswith("file://") else route.abort()
+    )
     page.goto(target.as_uri())
     page.get_by_text(short(RUN_NAMES[2], 60), exact=True).first.wait_for()
     page.get_by_text("Document text survives").first.wait_for()
@@ -264,7 +266,9 @@ def _cmdlines_holding(secret: str) -> list[int]:
     return found
 
 
-def test_the_token_is_in_no_command_line(hostile: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_token_is_in_no_command_line(
+    hostile: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A "browser" that records what it was started with.
     seen = tmp_path / "browser-args"
     browser = tmp_path / "browser.sh"
@@ -274,8 +278,9 @@ def test_the_token_is_in_no_command_line(hostile: dict[str, Any], tmp_path: Path
     monkeypatch.setenv("BROWSER", str(browser))
     monkeypatch.setenv("MLT_DASHBOARD_TOKEN", secret)
     port = _free_port()
-    proc = subprocess.Popen([*CLI, str(hostile["path"]), "--port", str(port)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [*CLI, str(hostile["path"]), "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -316,8 +321,12 @@ def test_token_file_and_the_warning_for_token_on_the_command_line(hostile: dict[
     for bad, reason in ((tmp_path / "missing", "No such file"), (tmp_path / "empty", "holds no token")):
         if bad.name == "empty":
             bad.write_text("\n")
-        proc = subprocess.run([*CLI, str(hostile["path"]), "--token-file", str(bad), "--no-browser"],
-                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        proc = subprocess.run(
+            [*CLI, str(hostile["path"]), "--token-file", str(bad), "--no-browser"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 2 and reason in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
 
 
@@ -368,15 +377,21 @@ def test_chart_tooltips_take_stored_strings_only_as_fields(hostile: dict[str, An
     try:
         runs = source.runs()
         colours = charts.run_colours(list(runs["run_id"]))
-        figures = [charts.metrics_chart(runs, ["accuracy", "f1"], colours), charts.time_chart(runs, colours),
-                   charts.memory_chart(runs, colours), charts.pareto_chart(runs, "f1", "wall time", colours),
-                   charts.heaviest_chart(source.ledger(), "wall_s")]  # fmt: skip
+        figures = [
+            charts.metrics_chart(runs, ["accuracy", "f1"], colours),
+            charts.time_chart(runs, colours),
+            charts.memory_chart(runs, colours),
+            charts.pareto_chart(runs, "f1", "wall time", colours),
+            charts.heaviest_chart(source.ledger(), "wall_s"),
+        ]
         parallel = charts.parallel_chart(runs, "f1")
         assert parallel is not None
         figures.append(parallel)
         data = RunData(source, hostile["run_ids"][0])
         figures += charts.training_charts(data.steps)
-        figures.append(charts.timeline_chart(data.timeline, data.cells, data.run["started_at"], killed={"cause": RUN_NAMES[0]}))
+        figures.append(
+            charts.timeline_chart(data.timeline, data.cells, data.run["started_at"], killed={"cause": RUN_NAMES[0]})
+        )
         for split, (labels, matrix) in data.confusion.items():
             figures.append(charts.confusion_chart(labels, matrix, True, split))
             figures += [charts.curve_chart(data.curves, kind) for kind in ("roc", "pr")]
@@ -390,11 +405,10 @@ def test_chart_tooltips_take_stored_strings_only_as_fields(hostile: dict[str, An
 
 
 def test_a_document_title_is_escaped_in_its_download(hostile: dict[str, Any]) -> None:
-    from mlt_kernel.documents import Document
     from mlt_kernel.experiment import Experiment
+    from mlt_kernel.tracking.documents import Document
 
     with Experiment(hostile["path"]) as exp:
         page = Document.open(exp, DOC_TITLE).html_page()
     body = page.split("</head>", 1)[1]
     assert "<script" not in body.lower() and "onerror=" not in body.replace("onerror=&quot;", "")
-

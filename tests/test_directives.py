@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import pytest
 
-from mlt_kernel.directives import parse_cell
-from mlt_kernel.errors import DirectiveError
+from mlt_kernel.core.errors import DirectiveError
+from mlt_kernel.recording.directives import parse_cell
 
 
 def test_record_with_typed_params_and_a_trailing_comment():
-    cell = parse_cell("# mlt: record name=random_forest n_estimators=300 max_depth=8 lr=1e-3 bootstrap=false"
-                      " label='300' title=\"a b\"   # this cell is a run\nfit()\n")  # fmt: skip
+    cell = parse_cell(
+        "# mlt: record name=random_forest n_estimators=300 max_depth=8 lr=1e-3 bootstrap=false"
+        " label='300' title=\"a b\"   # this cell is a run\nfit()\n"
+    )
     (d,) = cell.directives
     assert (d.verb, d.action, d.name) == ("record", "cell", "random_forest")
-    assert d.params == {"n_estimators": 300, "max_depth": 8, "lr": 1e-3, "bootstrap": False, "label": "300", "title": "a b"}
+    assert d.params == {
+        "n_estimators": 300,
+        "max_depth": 8,
+        "lr": 1e-3,
+        "bootstrap": False,
+        "label": "300",
+        "title": "a b",
+    }
     assert cell.body == "fit()\n"
 
 

@@ -14,8 +14,11 @@ from typing import Any
 import pytest
 
 import mlt_kernel as mlt
-from mlt_kernel import layout, store
-from mlt_kernel.documents import (
+from mlt_kernel.core import layout
+from mlt_kernel.core.errors import PlotPathError
+from mlt_kernel.store import parquet as store
+from mlt_kernel.store.journal import now_us
+from mlt_kernel.tracking.documents import (
     BlockNotFoundError,
     Document,
     DocumentExistsError,
@@ -23,8 +26,6 @@ from mlt_kernel.documents import (
     create_document,
     list_documents,
 )
-from mlt_kernel.errors import PlotPathError
-from mlt_kernel.journal import now_us
 
 
 def _png(width: int, height: int) -> bytes:
@@ -41,10 +42,20 @@ def _png(width: int, height: int) -> bytes:
 def add_note(exp: Path, note_id: str, markdown: str, plot: str | None = None) -> str:
     """A note as a teammate's kernel would have left it (another writer)."""
     store.write_records(
-        exp, "notes",
-        [{"note_id": note_id, "session_id": "s-other", "execution_count": 7, "plot": plot,
-          "markdown": markdown, "created_at": now_us(), "deleted": False}],
-    )  # fmt: skip
+        exp,
+        "notes",
+        [
+            {
+                "note_id": note_id,
+                "session_id": "s-other",
+                "execution_count": 7,
+                "plot": plot,
+                "markdown": markdown,
+                "created_at": now_us(),
+                "deleted": False,
+            }
+        ],
+    )
     return note_id
 
 
@@ -120,6 +131,30 @@ def test_blocks_are_added_edited_moved_and_deleted_one_row_each(experiment):
         doc.add_plot("../secret.png")
 
 
+def test_a_doc_note_is_appended_once_by_the_helper_command(experiment, capsys):
+    from mlt_kernel.tracking.documents import main
+
+    exp = experiment.path
+    note = add_note(exp, "n-1", "## ROC\nThe forest wins.")
+    command = ["append-note", str(exp), "Findings", note]
+    assert main(command) == 0  # the document is created, with the note
+    assert main(command) == 0  # and the note is not added twice
+    document = mlt.Experiment(exp).document("Findings")
+    assert [(b.kind, b.content) for b in document.blocks()] == [("note", "n-1")]
+    document.delete_block(document.blocks()[0].block_id)
+    assert main(command) == 0  # a block deleted in the editor does not come back
+    assert document.blocks() == []
+
+    # Bad input: one line, non-zero, nothing written.
+    before = block_rows(exp)
+    for title, note_id in (("Findings", "n-missing"), ("two\nlines", note), ("", note)):
+        capsys.readouterr()
+        assert main(["append-note", str(exp), title, note_id]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "was not added to document" in err
+    assert block_rows(exp) == before
+
+
 def test_positions_never_run_out(experiment):
     doc = create_document(experiment, "Dense")
     first = doc.add_markdown("0")
@@ -132,7 +167,7 @@ def test_positions_never_run_out(experiment):
 
 CONCURRENT_WRITER = """
 import sys, time
-from mlt_kernel.documents import Document
+from mlt_kernel.tracking.documents import Document
 exp, who, go = sys.argv[1], sys.argv[2], float(sys.argv[3])
 doc = Document.open(exp, "Shared")
 time.sleep(max(0.0, go - time.time()))
@@ -211,7 +246,9 @@ def test_exported_document_with_hostile_notes_runs_and_fetches_nothing(browser: 
     requests: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.on("request", lambda r: requests.append(r.url) if not r.url.startswith(("file:", "data:")) else None)
-    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(("file:", "data:")) else route.abort())
+    page.route(
+        "**/*", lambda route: route.continue_() if route.request.url.startswith(("file:", "data:")) else route.abort()
+    )
     try:
         page.goto(report.as_uri(), wait_until="load")
         for link in page.locator("a:not([href^='http'])").all():

@@ -8,12 +8,29 @@ import sys
 import mlt_kernel
 
 PUBLIC = {
-    "DamagedFileWarning", "DirectiveError", "Experiment", "FileTooLargeError", "MLTrackError",
-    "MLTrackWarning", "NotRecordingError", "PlotPathError", "RunError", "UnknownRunError", "UnsafeFileError",
+    "DamagedFileWarning",
+    "DirectiveError",
+    "Experiment",
+    "FileTooLargeError",
+    "MLTrackError",
+    "MLTrackWarning",
+    "NotRecordingError",
+    "PlotPathError",
+    "RunError",
+    "UnknownRunError",
+    "UnsafeFileError",
     "__version__",
-    "current_run", "load_ipython_extension", "log_metric", "log_metrics", "log_params", "log_predictions",
-    "note", "start", "stop", "unload_ipython_extension",
-}  # fmt: skip
+    "current_run",
+    "load_ipython_extension",
+    "log_metric",
+    "log_metrics",
+    "log_params",
+    "log_predictions",
+    "note",
+    "start",
+    "stop",
+    "unload_ipython_extension",
+}
 
 
 def test_all_is_pinned_and_importable():
@@ -33,7 +50,7 @@ def test_errors_subclass_the_nearest_builtin():
 
 def test_importing_the_package_loads_no_heavy_dependency():
     code = (
-        "import sys, mlt_kernel, mlt_kernel.kernel\n"
+        "import sys, mlt_kernel, mlt_kernel.recording.kernel\n"
         "heavy = {'duckdb', 'pyarrow', 'pandas', 'sklearn', 'panel', 'bokeh', 'pynvml', 'matplotlib'}\n"
         "print(sorted(heavy & set(sys.modules)))"
     )

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from mlt_kernel import gilio
+from mlt_kernel.core import gilio
 
 
 def test_write_and_pread_a_file(tmp_path):
@@ -30,9 +30,13 @@ def test_write_and_pread_a_file(tmp_path):
 def test_errors_are_the_os_exceptions():
     r, w = os.pipe()
     os.set_blocking(w, False)
-    with pytest.raises(BlockingIOError):
-        while True:  # fill the pipe: a non-blocking write then fails at once
+
+    def fill() -> None:  # a non-blocking write fails at once when the pipe is full
+        while True:
             gilio.write(w, b"x" * 4096)
+
+    with pytest.raises(BlockingIOError):
+        fill()
     os.close(r)
     with pytest.raises(BrokenPipeError):
         gilio.write(w, b"x")

@@ -33,15 +33,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mlt_kernel as mlt
-from mlt_kernel import journal, layout, recovery, safeio, store
-from mlt_kernel.compaction import compact_experiment
-from mlt_kernel.destinations import private_temp_root
-from mlt_kernel.documents import MAX_BLOCK_BYTES, create_document, plot_image
-from mlt_kernel.errors import DamagedFileWarning, FileTooLargeError, UnsafeFileError
-from mlt_kernel.journal import JournalCursor, JournalWriter, journal_name, now_us, read_new
-from mlt_kernel.notes import MAX_NOTE_BYTES
-from mlt_kernel.render import markdown_to_html
-from mlt_kernel.schema import SCHEMA_VERSION
+from mlt_kernel.core import layout, safeio
+from mlt_kernel.core.errors import DamagedFileWarning, FileTooLargeError, UnsafeFileError
+from mlt_kernel.core.schema import SCHEMA_VERSION
+from mlt_kernel.store import journal, recovery
+from mlt_kernel.store import parquet as store
+from mlt_kernel.store.compaction import compact_experiment
+from mlt_kernel.store.destinations import private_temp_root
+from mlt_kernel.store.journal import JournalCursor, JournalWriter, journal_name, now_us, read_new
+from mlt_kernel.tracking.documents import MAX_BLOCK_BYTES, create_document, plot_image
+from mlt_kernel.tracking.notes import MAX_NOTE_BYTES
+from mlt_kernel.tracking.render import markdown_to_html
 
 NO_WATCHER = ["--MLTrackKernel.watcher=False"]  # not what these tests are about
 TEAMMATE_UID = 4242
@@ -65,7 +67,7 @@ class LoggedKernel(Kernel):
         from jupyter_client.manager import KernelManager
 
         self.log = log
-        self._log_file = open(log, "wb")  # noqa: SIM115 (closed in shutdown)
+        self._log_file = open(log, "wb")  # noqa: SIM115 - closed in shutdown(), after the kernel
         self.km = KernelManager(kernel_name="mltrack")
         self.km.start_kernel(cwd=str(cwd), extra_arguments=NO_WATCHER, env={**os.environ, **env}, stderr=self._log_file)
         self.kc = self.km.client()
@@ -571,7 +573,7 @@ _AS_ANOTHER_USER = textwrap.dedent(
     subprocess.run(["mount", "-t", "proc", "-o", "hidepid=2", "proc", "/proc"], check=True)
     import psutil
     from pathlib import Path
-    from mlt_kernel import recovery
+    from mlt_kernel.store import recovery
     exp, pid, uid = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     os.setgroups([])
     os.setgid(uid)
@@ -691,17 +693,22 @@ def test_a_temp_fallback_folder_made_by_someone_else_is_refused(temp_root, tmp_p
 
 def test_a_journals_folder_swapped_for_a_link_after_its_listing_is_not_read(tmp_path, monkeypatch):
     """The race a teammate can run in a loop: ``journals/`` becomes a link between the listing and the open."""
-    from mlt_kernel.query import Query, Scan
+    from mlt_kernel.read.query import Query
+    from mlt_kernel.read.scan import Scan
 
     exp = layout.ensure_layout(tmp_path / "exp")
     name = journal.journal_name("20260101T000000Z-aaaa0001")
     shared = journal.JournalWriter(exp / layout.JOURNALS / name)
-    shared.write("runs", {"run_id": "r1", "name": "shared-run", "session_id": "20260101T000000Z-aaaa0001", "status": "finished"})
+    shared.write(
+        "runs", {"run_id": "r1", "name": "shared-run", "session_id": "20260101T000000Z-aaaa0001", "status": "finished"}
+    )
     shared.close()
     private = tmp_path / "private"
     private.mkdir()
     secret = journal.JournalWriter(private / name)
-    secret.write("runs", {"run_id": "r2", "name": "private-run", "session_id": "20260101T000000Z-aaaa0001", "status": "finished"})
+    secret.write(
+        "runs", {"run_id": "r2", "name": "private-run", "session_id": "20260101T000000Z-aaaa0001", "status": "finished"}
+    )
     secret.close()
     listed = Scan._list
 

@@ -12,8 +12,8 @@ import time
 import pytest
 
 import mlt_kernel as mlt
-from mlt_kernel import layout
-from mlt_kernel.journal import read_lines
+from mlt_kernel.core import layout
+from mlt_kernel.store.journal import read_lines
 
 MiB = 2**20
 
@@ -50,10 +50,7 @@ def test_a_cell_is_written_after_its_reply_and_before_the_next_cell(start_kernel
     k = start_kernel()
     # Without the kernel's word that a reply has gone, nothing writes the record
     # before the next cell.
-    k.run(
-        f"EXP_PATH = {str(exp)!r}\n"
-        "rec = get_ipython().kernel.recorder; rec.reply_sent = lambda schedule: None"
-    )
+    k.run(f"EXP_PATH = {str(exp)!r}\nrec = get_ipython().kernel.recorder; rec.reply_sent = lambda schedule: None")
     # The next cell writes what the last one left before it starts.
     k.kc.execute("a = 1")
     k.kc.execute("import mlt_kernel as m; seen = m.Experiment(EXP_PATH).cells()['status'].tolist()")
@@ -107,7 +104,7 @@ def test_a_long_cell_shows_as_running_and_a_quick_one_is_written_once(start_kern
 def test_peak_is_exact_for_a_short_600_mib_spike(start_kernel, exp):
     k = start_kernel()
     k.run(f"EXP_PATH = {str(exp)!r}")
-    assert k.run("x = b\"\\x01\" * (600 * 2**20)\ndel x").status == "ok"
+    assert k.run('x = b"\\x01" * (600 * 2**20)\ndel x').status == "ok"
     cell = mlt.Experiment(exp).cells().iloc[-1]
     # VmHWM is exact up to Linux's per-CPU RSS counter batching (tens of KiB).
     assert cell["peak_rss_bytes"] - cell["rss_before_bytes"] >= 600 * MiB - 512 * 1024
@@ -137,8 +134,14 @@ def test_cell_id_from_the_frontend_is_kept(start_kernel, exp):
     k.run(f"EXP_PATH = {str(exp)!r}")
     request = k.kc.session.msg(
         "execute_request",
-        {"code": "z = 3", "silent": False, "store_history": True, "user_expressions": {},
-         "allow_stdin": False, "stop_on_error": True},
+        {
+            "code": "z = 3",
+            "silent": False,
+            "store_history": True,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        },
         metadata={"cellId": "cell-abc-123"},
     )
     k.kc.shell_channel.send(request)
@@ -289,8 +292,8 @@ def test_a_failing_hook_is_logged_and_the_others_still_run(tmp_path, caplog):
     # In-process IPython shell, so the hook can be one of this test's.
     from IPython.core.interactiveshell import InteractiveShell
 
-    from mlt_kernel import extension
     from mlt_kernel.hooks import Hook, default_hooks
+    from mlt_kernel.recording import extension
 
     class Broken(Hook):
         name = "broken"

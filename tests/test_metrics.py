@@ -1,4 +1,4 @@
-"""Tests of mlt_kernel.metrics: our values equal scikit-learn's, and bad input is refused."""
+"""Tests of mlt_kernel.tracking.metrics: our values equal scikit-learn's, and bad input is refused."""
 
 import numpy as np
 import pandas as pd
@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 
-from mlt_kernel.metrics import MAX_CURVE_POINTS, Curve, Evaluation, evaluate, thin_curve
+from mlt_kernel.tracking.metrics import MAX_CURVE_POINTS, Curve, Evaluation, evaluate, thin_curve
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -127,8 +127,11 @@ finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)
 
 
 @SETTINGS
-@given(st.integers(2, 50).flatmap(lambda n: st.tuples(st.lists(finite, min_size=n, max_size=n),
-                                                      st.lists(finite, min_size=n, max_size=n))))
+@given(
+    st.integers(2, 50).flatmap(
+        lambda n: st.tuples(st.lists(finite, min_size=n, max_size=n), st.lists(finite, min_size=n, max_size=n))
+    )
+)
 def test_regression_equals_sklearn(case):
     y_true, y_pred = map(np.array, case)
     ev = evaluate(y_true, y_pred, task="regression")
@@ -164,8 +167,9 @@ def test_string_labels_binary_positive_is_largest():
 
 def test_string_labels_multiclass_with_proba():
     y_true = np.array(["cat", "dog", "bird", "dog", "cat", "bird"])
-    proba = np.array([[0.1, 0.8, 0.1], [0.2, 0.2, 0.6], [0.7, 0.2, 0.1],
-                      [0.1, 0.3, 0.6], [0.3, 0.4, 0.3], [0.5, 0.25, 0.25]])
+    proba = np.array(
+        [[0.1, 0.8, 0.1], [0.2, 0.2, 0.6], [0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.3, 0.4, 0.3], [0.5, 0.25, 0.25]]
+    )
     ev = evaluate(y_true, y_proba=proba)
     assert ev.labels == ["bird", "cat", "dog"]
     assert ev.y_pred.tolist() == ["cat", "dog", "bird", "dog", "cat", "bird"]
@@ -174,8 +178,15 @@ def test_string_labels_multiclass_with_proba():
 
 
 def test_pandas_input():
-    df = pd.DataFrame({"y": ["a", "b", "a", "c"], "pred": ["a", "b", "c", "c"],
-                       "pa": [0.7, 0.1, 0.3, 0.1], "pb": [0.2, 0.8, 0.3, 0.2], "pc": [0.1, 0.1, 0.4, 0.7]})
+    df = pd.DataFrame(
+        {
+            "y": ["a", "b", "a", "c"],
+            "pred": ["a", "b", "c", "c"],
+            "pa": [0.7, 0.1, 0.3, 0.1],
+            "pb": [0.2, 0.8, 0.3, 0.2],
+            "pc": [0.1, 0.1, 0.4, 0.7],
+        }
+    )
     ev = evaluate(df["y"], df["pred"], y_proba=df[["pa", "pb", "pc"]])
     assert ev.task == "multiclass" and ev.labels == ["a", "b", "c"]
     assert ev.metrics["accuracy"] == approx(0.75)
@@ -340,8 +351,8 @@ def test_long_curves_are_thinned_to_sklearn_points():
     roc = ev.curves[0]
     assert len(roc.x) == MAX_CURVE_POINTS
     assert (roc.x[0], roc.y[0], roc.x[-1], roc.y[-1]) == (fpr[0], tpr[0], fpr[-1], tpr[-1])
-    points = set(zip(fpr.tolist(), tpr.tolist()))
-    assert all(p in points for p in zip(roc.x, roc.y))
+    points = set(zip(fpr.tolist(), tpr.tolist(), strict=True))
+    assert all(p in points for p in zip(roc.x, roc.y, strict=True))
     assert roc.auc == approx(skm.roc_auc_score(y_true, proba))  # computed on all rows
 
 

@@ -10,10 +10,12 @@ import pandas as pd
 import pytest
 
 import mlt_kernel as mlt
-from mlt_kernel.errors import PlotPathError
-from mlt_kernel.notes import plot_name
+from mlt_kernel.core.errors import PlotPathError
+from mlt_kernel.core.names import plot_name
 
 NO_WATCHER = ["--MLTrackKernel.watcher=False"]  # not what these tests are about
+#: Waits in the kernel for its helper processes (a doc= note's append) to finish.
+HELPERS_DONE = "print(get_ipython().kernel.recorder.helpers.wait(60))"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -21,10 +23,16 @@ def run_with_cell_id(kernel: Any, code: str, cell_id: str) -> str:
     """Execute *code* as JupyterLab does, with the cell's id in the request metadata."""
     request = kernel.kc.session.msg(
         "execute_request",
-        {"code": code, "silent": False, "store_history": True, "user_expressions": {},
-         "allow_stdin": False, "stop_on_error": True},
+        {
+            "code": code,
+            "silent": False,
+            "store_history": True,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        },
         metadata={"cellId": cell_id},
-    )  # fmt: skip
+    )
     kernel.kc.shell_channel.send(request)
     while True:
         reply = kernel.kc.get_shell_msg(timeout=30)
@@ -77,8 +85,13 @@ def test_note_cells_render_store_update_and_feed_their_document(start_kernel, ex
     notes = mlt.Experiment(exp).notes()
     assert len(notes) == 1 and notes.iloc[0]["note_id"] == note["note_id"]
     assert "by far" in notes.iloc[0]["markdown"] and notes.iloc[0]["execution_count"] == 3
+    # The document is found, or made, by a helper process: the kernel never reads.
+    assert k.run(HELPERS_DONE).stdout.strip() == "True"
     document = mlt.Experiment(exp).document("Findings")
     assert [(b.kind, b.content) for b in document.blocks()] == [("note", note["note_id"])]
+    # Finding the document loaded no DuckDB (nor pyarrow) into the kernel.
+    loaded = k.run("import sys; print(sorted({'duckdb', 'pyarrow'} & set(sys.modules)))")
+    assert loaded.stdout.strip() == "[]"
 
     # What another process adds to the document is what the notebook sees.
     document.add_markdown("Written in the dashboard.")
@@ -90,6 +103,7 @@ def test_note_cells_render_store_update_and_feed_their_document(start_kernel, ex
     assert reply.status == "ok" and not reply.outputs
     k.run("nid2 = mlt.note('### Tuning\\n*depth 8* is enough; 12 overfits.', doc='Findings')")
     assert k.run("print(nid == nid2)").stdout.strip() == "True"  # same first line: same note
+    assert k.run(HELPERS_DONE).stdout.strip() == "True"
     assert [b.kind for b in document.blocks()] == ["note", "markdown", "note"]
 
     # Bad plot names: one line, nothing shown, nothing stored.

@@ -26,7 +26,9 @@ def kernel(start_kernel, exp):
 
 
 def test_binary_metrics_are_scikit_learns(kernel, exp):
-    reply = kernel.run("# mlt: record name=lr\nm = mlt.log_predictions(y_true, y_pred, y_proba=proba)\nprint(sorted(m))")
+    reply = kernel.run(
+        "# mlt: record name=lr\nm = mlt.log_predictions(y_true, y_pred, y_proba=proba)\nprint(sorted(m))"
+    )
     assert reply.status == "ok", reply.content
     e = mlt.Experiment(exp)
     run = e.runs().iloc[0]
@@ -71,7 +73,9 @@ mlt.log_predictions({"y_true": list(names), "y_pred": list(model.predict(X)), "y
 
 
 def test_regression(kernel, exp):
-    reply = kernel.run("# mlt: record name=reg\nt = rng.normal(size=100)\nmlt.log_predictions(t, t + rng.normal(scale=0.1, size=100))")
+    reply = kernel.run(
+        "# mlt: record name=reg\nt = rng.normal(size=100)\nmlt.log_predictions(t, t + rng.normal(scale=0.1, size=100))"
+    )
     assert reply.status == "ok"
     run = mlt.Experiment(exp).runs().iloc[0]
     assert run["r2"] > 0.9 and run["mae"] < 0.2 and run["rmse"] < 0.2

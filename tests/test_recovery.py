@@ -9,8 +9,10 @@ import sys
 import time
 
 import mlt_kernel as mlt
-from mlt_kernel import layout, recovery
-from mlt_kernel.journal import JournalWriter, journal_name, now_us
+from mlt_kernel.core import layout
+from mlt_kernel.read import lookback
+from mlt_kernel.store import recovery
+from mlt_kernel.store.journal import JournalWriter, journal_name, now_us
 
 
 def dead_pid() -> int:
@@ -24,13 +26,28 @@ def write_dead_session(exp, sid: str, host: str) -> None:
     path = exp / "journals" / journal_name(sid)
     j = JournalWriter(path)
     start = now_us() - 60_000_000
-    j.write("sessions", {"session_id": sid, "started_at": start, "status": "running",
-                         "kernel_pid": dead_pid(), "hostname": host})  # fmt: skip
+    j.write(
+        "sessions",
+        {"session_id": sid, "started_at": start, "status": "running", "kernel_pid": dead_pid(), "hostname": host},
+    )
     j.write("runs", {"run_id": "r1", "name": "big", "session_id": sid, "status": "running", "started_at": start})
-    j.write("cells", {"session_id": sid, "cell_seq": 1, "execution_count": 1, "started_at": start - 1000, "status": "ok"})
-    j.write("cells", {"session_id": sid, "cell_seq": 2, "execution_count": 2, "run_id": "r1", "run_name": "big",
-                      "started_at": start, "rss_before_bytes": 3 * 2**30, "peak_rss_bytes": 3 * 2**30,
-                      "status": "running"})  # fmt: skip
+    j.write(
+        "cells", {"session_id": sid, "cell_seq": 1, "execution_count": 1, "started_at": start - 1000, "status": "ok"}
+    )
+    j.write(
+        "cells",
+        {
+            "session_id": sid,
+            "cell_seq": 2,
+            "execution_count": 2,
+            "run_id": "r1",
+            "run_name": "big",
+            "started_at": start,
+            "rss_before_bytes": 3 * 2**30,
+            "peak_rss_bytes": 3 * 2**30,
+            "status": "running",
+        },
+    )
     j.close()
     old = time.time() - recovery.GRACE_S - 5
     os.utime(path, (old, old))
@@ -55,9 +72,9 @@ def test_a_dead_session_on_this_host_is_marked_killed_and_compacted(tmp_path):
 def test_the_death_line_names_cell_run_and_memory(tmp_path):
     exp = tmp_path / "exp"
     write_dead_session(exp, "20261127T000000Z-dead", socket.gethostname())
-    line = recovery.recover_and_report(exp, "20261127T000009Z-self")
+    line = lookback.recover_and_report(exp, "20261127T000009Z-self")
     assert line == (
         "MLTrack: the previous session 20261127T000000Z-dead died in cell [2] (run big) at 3.0 GiB of memory; "
         "cause: unknown."
     )
-    assert recovery.recover_and_report(exp, "20261127T000009Z-self") == line  # idempotent
+    assert lookback.recover_and_report(exp, "20261127T000009Z-self") == line  # idempotent

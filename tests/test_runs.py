@@ -15,7 +15,12 @@ def kernel(start_kernel, exp):
 
 
 def test_a_tagged_cell_is_a_run_with_typed_params(kernel, exp):
-    assert kernel.run("# mlt: record name=random_forest n_estimators=300 lr=0.1 deep=true tag='7'\nimport time; time.sleep(0.1)").status == "ok"
+    assert (
+        kernel.run(
+            "# mlt: record name=random_forest n_estimators=300 lr=0.1 deep=true tag='7'\nimport time; time.sleep(0.1)"
+        ).status
+        == "ok"
+    )
     runs = mlt.Experiment(exp).runs()
     (run,) = runs.to_dict("records")
     assert run["name"] == "random_forest" and run["status"] == "finished"
@@ -43,7 +48,10 @@ def test_a_run_spanning_cells(kernel, exp):
 
 def test_runs_in_code_and_params(kernel, exp):
     assert kernel.run("rid = mlt.start('sgd', alpha=0.01)\nmlt.log_params(epochs=5)").status == "ok"
-    assert kernel.run("mlt.log_metric('loss', 0.5, step=1)\nmlt.log_metrics({'loss': 0.25, 'acc': 0.9}, step=2)").status == "ok"
+    assert (
+        kernel.run("mlt.log_metric('loss', 0.5, step=1)\nmlt.log_metrics({'loss': 0.25, 'acc': 0.9}, step=2)").status
+        == "ok"
+    )
     assert kernel.run("mlt.stop()").status == "ok"
     e = mlt.Experiment(exp)
     (run,) = e.runs().to_dict("records")

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 import mlt_kernel as mlt
-from mlt_kernel import layout, store
-from mlt_kernel.compaction import compact_experiment, merge_table
-from mlt_kernel.errors import DamagedFileWarning
-from mlt_kernel.journal import JournalWriter, journal_name, now_us, read_lines
+from mlt_kernel.core import layout
+from mlt_kernel.core.errors import DamagedFileWarning
+from mlt_kernel.store import parquet as store
+from mlt_kernel.store.compaction import compact_experiment, merge_table
+from mlt_kernel.store.journal import JournalWriter, journal_name, now_us, read_lines
 
 
 def write_session(exp: Path, writer: str, cells: int = 3) -> Path:
@@ -41,10 +42,19 @@ def test_journal_lines_and_latest_row_per_key(tmp_path):
 @pytest.mark.parametrize("utf8", [True, False], ids=["utf-8", "not-utf-8"])
 def test_journal_lines_are_read_like_json_loads_line_by_line(tmp_path, utf8):
     lines = [
-        b'{"table":"samples","t":1}', b"", b'{"table":"samples","t":2}\r', b'  {"table":"samples","t":3}',
-        b'{"table":"a"} {"table":"b"}', b'{"t":4}', b"[1,2]", b"garbage", b'{"table":"x","s":"\xc3\xa9"}',
-        b'{"table":"y","v":[1', b"2]}", b'{"table":"z"}',
-    ]  # fmt: skip
+        b'{"table":"samples","t":1}',
+        b"",
+        b'{"table":"samples","t":2}\r',
+        b'  {"table":"samples","t":3}',
+        b'{"table":"a"} {"table":"b"}',
+        b'{"t":4}',
+        b"[1,2]",
+        b"garbage",
+        b'{"table":"x","s":"\xc3\xa9"}',
+        b'{"table":"y","v":[1',
+        b"2]}",
+        b'{"table":"z"}',
+    ]
     if not utf8:  # the whole text cannot be decoded at once
         lines.append(b"\xff\xfe")
     path = tmp_path / "j.jsonl"
@@ -57,7 +67,7 @@ def test_journal_lines_are_read_like_json_loads_line_by_line(tmp_path, utf8):
 
 
 def test_parallel_reads_see_journals_and_files_alike(tmp_path):
-    from mlt_kernel.query import Query, Read
+    from mlt_kernel.read.query import Query, Read
 
     exp = tmp_path / "exp"
     write_session(exp, "s1")
@@ -80,8 +90,8 @@ def test_parallel_reads_see_journals_and_files_alike(tmp_path):
 
 def test_empty_tables_have_the_columns_and_types_of_filled_ones(tmp_path):
     # An empty table is declared from the schema; a filled one comes from Arrow.
-    from mlt_kernel.query import Query
-    from mlt_kernel.schema import TABLES
+    from mlt_kernel.core.schema import TABLES
+    from mlt_kernel.read.query import Query
 
     empty, filled = tmp_path / "empty", tmp_path / "filled"
     layout.ensure_layout(empty)
@@ -95,16 +105,16 @@ def test_empty_tables_have_the_columns_and_types_of_filled_ones(tmp_path):
         q = Query(folder)
         try:
             described.append({name: q.rows(f'DESCRIBE "{name}"') for name in TABLES})
-            assert {name: q.rows(f'SELECT count(*) FROM "{name}"')[0][0] for name in TABLES} == {
-                name: 0 if folder == empty else 1 for name in TABLES
-            }
+            assert {name: q.rows(f'SELECT count(*) FROM "{name}"')[0][0] for name in TABLES} == dict.fromkeys(
+                TABLES, 0 if folder == empty else 1
+            )
         finally:
             q.close()
     assert described[0] == described[1]
 
 
 def test_queries_in_one_process_keep_to_their_own_folder(tmp_path):
-    from mlt_kernel.query import Query
+    from mlt_kernel.read.query import Query
 
     write_session(tmp_path / "a", "s1", cells=1)
     write_session(tmp_path / "b", "s2", cells=2)
@@ -122,7 +132,7 @@ def test_queries_in_one_process_keep_to_their_own_folder(tmp_path):
 def test_a_query_dropped_without_close_leaves_no_catalog(tmp_path):
     import gc
 
-    from mlt_kernel import query
+    from mlt_kernel.read import query
 
     write_session(tmp_path / "a", "s1", cells=1)
 
@@ -143,7 +153,7 @@ def test_a_query_dropped_without_close_leaves_no_catalog(tmp_path):
 
 
 def test_a_window_reads_only_the_files_that_overlap_it(tmp_path):
-    from mlt_kernel.query import Query, Window
+    from mlt_kernel.read.query import Query, Window
 
     exp = tmp_path / "exp"
     layout.ensure_layout(exp)
@@ -158,7 +168,13 @@ def test_a_window_reads_only_the_files_that_overlap_it(tmp_path):
     try:
         per_session = "SELECT session_id, count(*), sum(rss_bytes) FROM {} WHERE epoch_us(t) BETWEEN ? AND ? GROUP BY ALL ORDER BY ALL"
         sql, everywhere = per_session.format("{window}"), per_session.format("samples")
-        for lo, hi in ((0, 50), (hour, hour + 99), (2 * hour + 10, 2 * hour + 20), (50, hour + 10), (10 * hour, 11 * hour)):
+        for lo, hi in (
+            (0, 50),
+            (hour, hour + 99),
+            (2 * hour + 10, 2 * hour + 20),
+            (50, hour + 10),
+            (10 * hour, 11 * hour),
+        ):
             window = Window("samples", lo, hi)
             assert q.rows(everywhere, [lo, hi]) == q.df(sql, [lo, hi], window=window).to_records(index=False).tolist()
         resolved, params = q._resolve(sql, [0, 50], Window("samples", 0, 50))
@@ -184,7 +200,7 @@ def test_unknown_columns_are_refused(tmp_path):
 def test_journal_survives_sigkill_mid_stream(tmp_path):
     path = tmp_path / "j.v1.jsonl"
     code = (
-        "import sys\nfrom mlt_kernel.journal import JournalWriter\nj = JournalWriter(sys.argv[1])\n"
+        "import sys\nfrom mlt_kernel.store.journal import JournalWriter\nj = JournalWriter(sys.argv[1])\n"
         "print('ready', flush=True)\ni = 0\nwhile True:\n    j.write('metrics', {'run_id': 'r', 'name': 'm', 'step': i, 'value': 1.0})\n    i += 1\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)

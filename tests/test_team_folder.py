@@ -14,7 +14,7 @@ def test_four_kernels_write_one_experiment_at_once(start_kernel, exp):
     # Interleave: every kernel has a request in flight at once.
     for step in range(CELLS):
         ids = [k.kc.execute(f"mlt.log_metric('loss', {step} / 10, step={step})\nx = [0] * 10000") for k in kernels]
-        for k, msg_id in zip(kernels, ids):
+        for k, msg_id in zip(kernels, ids, strict=True):
             while True:
                 reply = k.kc.get_shell_msg(timeout=60)
                 if reply["parent_header"].get("msg_id") == msg_id:
@@ -32,7 +32,7 @@ def test_four_kernels_write_one_experiment_at_once(start_kernel, exp):
     assert sorted(runs["name"]) == ["run0", "run1", "run2", "run3"] and set(runs["status"]) == {"finished"}
     metrics = e.metrics()
     assert len(metrics) == 4 * CELLS
-    for run_id in runs["run_id"]:
+    for run_id in runs["run_id"]:  # noqa: B007 - the query names it (@run_id)
         assert sorted(metrics.query("run_id == @run_id")["step"]) == list(range(CELLS))
     assert len(e.cells()) == 4 * (CELLS + 2)
     assert not list((exp / "journals").iterdir())

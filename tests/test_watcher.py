@@ -17,6 +17,7 @@ fast a stop is — are measured in ``benchmarks/sampler.py``.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import logging
 import os
@@ -34,12 +35,13 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from mlt_kernel import procfs
-from mlt_kernel.journal import JournalWriter, encode, journal_name, now_us, read_lines
-from mlt_kernel.nvml import Gpu
-from mlt_kernel.schema import TABLES, code_sha1
-from mlt_kernel.watcher import SAMPLE_BATCH, Sampler, Watcher, WatcherHandle
-
+from mlt_kernel.core.schema import TABLES, code_sha1
+from mlt_kernel.store.journal import JournalWriter, encode, journal_name, now_us, read_lines
+from mlt_kernel.watcher import procfs
+from mlt_kernel.watcher.handle import WatcherHandle
+from mlt_kernel.watcher.loop import SAMPLE_BATCH, Watcher
+from mlt_kernel.watcher.nvml import Gpu
+from mlt_kernel.watcher.sampler import Sampler
 
 MiB = 1 << 20
 CHILD_MIB = 64
@@ -252,7 +254,9 @@ class _NVMLError(Exception):
     pass
 
 
-def _fake_pynvml(processes: dict[str, list[tuple[int, int | None]]], *, init_fails: bool = False, util: int = 37) -> types.ModuleType:
+def _fake_pynvml(
+    processes: dict[str, list[tuple[int, int | None]]], *, init_fails: bool = False, util: int = 37
+) -> types.ModuleType:
     mod = types.ModuleType("pynvml")
     mod.NVMLError = _NVMLError  # type: ignore[attr-defined]
     calls: list[str] = []
@@ -323,7 +327,7 @@ def test_no_gpu_reaches_the_watcher_subprocess(no_gpu: Path) -> None:
     # The fixture's promise, checked on any machine: a process started the way
     # the watcher is (python -P) imports the stand-in, and NVML shows no GPU
     # there or here.
-    probe = "import pynvml; from mlt_kernel.nvml import Gpu; print(pynvml.__file__, Gpu().available)"
+    probe = "import pynvml; from mlt_kernel.watcher.nvml import Gpu; print(pynvml.__file__, Gpu().available)"
     out = subprocess.run([sys.executable, "-P", "-c", probe], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.split() == [str(no_gpu / "pynvml.py"), "False"]
     assert not Gpu().available
@@ -357,13 +361,13 @@ def test_nvml_without_driver_degrades_with_one_log_line(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", _fake_pynvml({}, init_fails=True))
-    caplog.set_level(logging.DEBUG, logger="mlt_kernel.nvml")
+    caplog.set_level(logging.DEBUG, logger="mlt_kernel.watcher.nvml")
     gpu = Gpu()
     assert not gpu.available
     for _ in range(3):
         assert gpu.process_memory({os.getpid()}) is None
         assert gpu.utilization() is None
-    lines = [r for r in caplog.records if r.name == "mlt_kernel.nvml"]
+    lines = [r for r in caplog.records if r.name == "mlt_kernel.watcher.nvml"]
     assert len(lines) == 1 and "Driver Not Loaded" in lines[0].getMessage()
 
 
@@ -371,12 +375,14 @@ def test_nvml_without_package_degrades_with_one_log_line(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml -> ImportError
-    caplog.set_level(logging.DEBUG, logger="mlt_kernel.nvml")
+    caplog.set_level(logging.DEBUG, logger="mlt_kernel.watcher.nvml")
     assert Gpu().read({1}).memory_bytes is None
-    assert len([r for r in caplog.records if r.name == "mlt_kernel.nvml"]) == 1
+    assert len([r for r in caplog.records if r.name == "mlt_kernel.watcher.nvml"]) == 1
 
 
-def test_watcher_records_gpu_peak_of_the_cell(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, kernel: FakeKernel) -> None:
+def test_watcher_records_gpu_peak_of_the_cell(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, kernel: FakeKernel
+) -> None:
     # The watcher's loop in this process, on a pipe, with a fake GPU that sees
     # the kernel's child using 700 MiB.
     monkeypatch.setitem(
@@ -402,7 +408,9 @@ def test_watcher_records_gpu_peak_of_the_cell(monkeypatch: pytest.MonkeyPatch, t
     assert usage["peak_gpu_bytes"] == 700 * MiB
 
 
-def test_a_cell_start_is_written_at_the_reading_after_the_one_that_brought_it(tmp_path: Path, kernel: FakeKernel) -> None:
+def test_a_cell_start_is_written_at_the_reading_after_the_one_that_brought_it(
+    tmp_path: Path, kernel: FakeKernel
+) -> None:
     # Driven step by step, as the watcher's loop reads its messages.
     session = "s-fresh"
     r, w = os.pipe()
@@ -454,7 +462,7 @@ def test_samples_are_written_in_batches_while_a_cell_runs(tmp_path: Path, kernel
 
 
 def test_write_many_is_one_write_of_whole_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlt_kernel import gilio
+    from mlt_kernel.core import gilio
 
     writes: list[bytes] = []
     real = gilio.write
@@ -496,7 +504,7 @@ def test_samples_children_and_cell_usage(
 
     def gaps(rows: list[dict[str, Any]]) -> list[float]:
         ts = sorted(r["t"] for r in rows)
-        return [(b - a) / 1e6 for a, b in zip(ts, ts[1:])]
+        return [(b - a) / 1e6 for a, b in itertools.pairwise(ts)]
 
     # The last sample is the stop's own, taken whenever the stop came: not a gap.
     idle_after = sorted((s for s in idle if s["t"] > max(r["t"] for r in busy)), key=lambda s: s["t"])[:-1]
@@ -516,7 +524,7 @@ def test_samples_children_and_cell_usage(
 
 SELF_WATCHED = """
 import os, sys, time
-from mlt_kernel.watcher import WatcherHandle
+from mlt_kernel.watcher.handle import WatcherHandle
 handle = WatcherHandle.start(os.getpid(), "s-self", busy_interval=0.05)
 handle.set_experiment(sys.argv[1])
 handle.cell_started(1, None)
@@ -537,15 +545,17 @@ HELPER_PARENT = """
 import subprocess, sys
 hold = "import sys; b = b'h' * (int(sys.argv[1]) << 20); sys.stdin.read()"
 user = subprocess.Popen([sys.executable, "-c", hold, "8"], stdin=subprocess.PIPE)
-# Looks like MLTrack's helpers (python -P -m mlt_kernel.recovery …) to the watcher.
-helper = subprocess.Popen([sys.executable, "-c", hold, "96", "-m", "mlt_kernel.recovery"], stdin=subprocess.PIPE)
+# Looks like MLTrack's helpers (python -P -m mlt_kernel.store.recovery …) to the watcher.
+helper = subprocess.Popen([sys.executable, "-c", hold, "96", "-m", "mlt_kernel.store.recovery"], stdin=subprocess.PIPE)
 print(user.pid, helper.pid, flush=True)
 sys.stdin.read()
 """
 
 
 def test_mltrack_helpers_are_not_counted_as_children() -> None:
-    parent = subprocess.Popen([sys.executable, "-c", HELPER_PARENT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", HELPER_PARENT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     sampler = Sampler(parent.pid)
     try:
         assert parent.stdout is not None
@@ -621,7 +631,9 @@ def test_nothing_written_before_the_experiment_folder_and_folder_switch(
     assert later and min(s["t"] for s in later) > max(s["t"] for s in early)
 
 
-def test_stop_leaves_no_process_and_ignores_sigint(kernel: FakeKernel, start_watcher: Callable[..., WatcherHandle], tmp_path: Path) -> None:
+def test_stop_leaves_no_process_and_ignores_sigint(
+    kernel: FakeKernel, start_watcher: Callable[..., WatcherHandle], tmp_path: Path
+) -> None:
     handle = start_watcher(kernel.pid, "s-stop", idle_interval=0.1)
     handle.set_experiment(tmp_path)
     _wait_for(lambda: _watcher_records(tmp_path, "s-stop", "samples"), what="a first sample")
@@ -671,7 +683,9 @@ def test_handle_never_raises_once_the_watcher_is_gone(
     assert len([r for r in caplog.records if r.name == "mlt_kernel.watcher"]) == 1
 
 
-def test_a_burst_of_cells_reaches_the_watcher(kernel: FakeKernel, start_watcher: Callable[..., WatcherHandle], tmp_path: Path) -> None:
+def test_a_burst_of_cells_reaches_the_watcher(
+    kernel: FakeKernel, start_watcher: Callable[..., WatcherHandle], tmp_path: Path
+) -> None:
     # Far more than a default 64 KiB pipe holds between two readings of it.
     session = "s-burst"
     handle = start_watcher(kernel.pid, session, busy_interval=0.05)
@@ -690,15 +704,57 @@ def _write_kernel_journal(exp: Path, session: str, kernel_pid: int, *, status: s
     """Journal rows the MLTrack kernel writes ahead: the session, an open run and an open cell."""
     t0 = now_us() - 2_000_000
     writer = JournalWriter(exp / "journals" / journal_name(session, "kernel"))
-    writer.write("sessions", {"session_id": session, "started_at": t0, "status": "running", "kernel_pid": kernel_pid,
-                              "hostname": "h", "python": sys.version.split()[0], "exp_path": str(exp)})
-    writer.write("cells", {"session_id": session, "cell_seq": 1, "execution_count": 1, "code": "x = 1",
-                           "started_at": t0 + 1000, "ended_at": t0 + 2000, "wall_s": 0.001, "status": "ok"})
-    writer.write("runs", {"run_id": "run-k", "name": "mlp", "session_id": session, "status": "running",
-                          "started_at": t0 + 5000, "params": {"lr": 0.001}, "first_cell_seq": 2})
-    writer.write("cells", {"session_id": session, "cell_seq": 2, "execution_count": 2, "code": "train()",
-                           "run_id": "run-k", "run_name": "mlp", "started_at": t0 + 5000,
-                           "rss_before_bytes": 10 * MiB, "status": "running"})
+    writer.write(
+        "sessions",
+        {
+            "session_id": session,
+            "started_at": t0,
+            "status": "running",
+            "kernel_pid": kernel_pid,
+            "hostname": "h",
+            "python": sys.version.split()[0],
+            "exp_path": str(exp),
+        },
+    )
+    writer.write(
+        "cells",
+        {
+            "session_id": session,
+            "cell_seq": 1,
+            "execution_count": 1,
+            "code": "x = 1",
+            "started_at": t0 + 1000,
+            "ended_at": t0 + 2000,
+            "wall_s": 0.001,
+            "status": "ok",
+        },
+    )
+    writer.write(
+        "runs",
+        {
+            "run_id": "run-k",
+            "name": "mlp",
+            "session_id": session,
+            "status": "running",
+            "started_at": t0 + 5000,
+            "params": {"lr": 0.001},
+            "first_cell_seq": 2,
+        },
+    )
+    writer.write(
+        "cells",
+        {
+            "session_id": session,
+            "cell_seq": 2,
+            "execution_count": 2,
+            "code": "train()",
+            "run_id": "run-k",
+            "run_name": "mlp",
+            "started_at": t0 + 5000,
+            "rss_before_bytes": 10 * MiB,
+            "status": "running",
+        },
+    )
     if status != "running":
         writer.write("cells", {"session_id": session, "cell_seq": 2, "status": "ok", "started_at": t0 + 5000})
         writer.write("runs", {"run_id": "run-k", "session_id": session, "status": "finished", "started_at": t0 + 5000})
@@ -749,7 +805,8 @@ def test_killed_kernel_gets_killed_rows_and_a_compacted_session(
     assert usage["cell_seq"] == 2 and usage["samples"] >= 2
 
     # The public read path shows the same.
-    from mlt_kernel import query as query_mod
+    from mlt_kernel.read import query as query_mod
+
     q = query_mod.Query(tmp_path)
     try:
         df = q.df("SELECT cell_seq, status FROM cells ORDER BY cell_seq")
@@ -761,8 +818,15 @@ def test_killed_kernel_gets_killed_rows_and_a_compacted_session(
 
 def _start_row(session: str, cell_seq: int, code: str) -> dict[str, Any]:
     """The start of a cell as the kernel hands it to the watcher."""
-    return {"session_id": session, "cell_seq": cell_seq, "execution_count": cell_seq, "code": code,
-            "started_at": now_us(), "rss_before_bytes": 10 * MiB, "status": "running"}  # fmt: skip
+    return {
+        "session_id": session,
+        "cell_seq": cell_seq,
+        "execution_count": cell_seq,
+        "code": code,
+        "started_at": now_us(),
+        "rss_before_bytes": 10 * MiB,
+        "status": "running",
+    }
 
 
 def test_the_watcher_writes_a_cell_start_only_once_the_cell_runs_on(
@@ -835,7 +899,7 @@ def test_oom_kill_is_recorded_from_the_cgroup(kernel: FakeKernel, tmp_path: Path
     thread = threading.Thread(target=watcher.run)
     thread.start()
     try:
-        os.write(write_end, f"exp {json.dumps(str(exp))}\nstart 2 \"run-k\"\n".encode())
+        os.write(write_end, f'exp {json.dumps(str(exp))}\nstart 2 "run-k"\n'.encode())
         time.sleep(0.3)
         (cgroup / "memory.events").write_text("oom 1\noom_kill 1\n")
         kernel.kill()

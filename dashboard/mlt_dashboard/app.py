@@ -14,16 +14,18 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import panel as pn
 
-from mlt_kernel import layout
+from mlt_dashboard import style
+from mlt_dashboard.markup import el, join, trusted
+from mlt_dashboard.page import Links, Page, html, session_arg
+from mlt_dashboard.queries import Source
+from mlt_kernel.core import layout
 
-from . import style
-from .markup import el, join, trusted
-from .page import Links, Page, html, session_arg
-from .queries import Source
+if TYPE_CHECKING:
+    from panel.io.application import TViewableFuncOrPath
 
 log = logging.getLogger("mlt_dashboard")
 
@@ -49,10 +51,10 @@ class AppConfig:
 
 def page_classes() -> dict[str, type[Page]]:
     """The pages by slug (importing them: Panel, Bokeh)."""
-    from .cells import CellsPage
-    from .documents import DocumentsPage
-    from .run import RunPage
-    from .summary import SummaryPage
+    from mlt_dashboard.cells import CellsPage
+    from mlt_dashboard.documents import DocumentsPage
+    from mlt_dashboard.run import RunPage
+    from mlt_dashboard.summary import SummaryPage
 
     return {p.slug: p for p in (SummaryPage, RunPage, CellsPage, DocumentsPage)}
 
@@ -64,7 +66,7 @@ class Shell(pn.viewable.Viewer):
     """Header, navigation and one page, refreshed while the folder changes."""
 
     def __init__(self, config: AppConfig, slug: str, **params: Any) -> None:
-        super().__init__(**params)
+        super().__init__(**params)  # type: ignore[no-untyped-call]  # param.Parameterized's is unannotated
         self.config = config
         self.slug = slug
         experiments = config.experiments()
@@ -75,18 +77,28 @@ class Shell(pn.viewable.Viewer):
         self.header = html()
         self.picker = None
         if not config.single and len(experiments) > 0:
-            self.picker = pn.widgets.Select(name="", options=names, value=chosen.name if chosen else None, width=240,
-                                            margin=(8, 10))  # fmt: skip
+            self.picker = pn.widgets.Select(
+                name="", options=names, value=chosen.name if chosen else None, width=240, margin=(8, 10)
+            )
             self.picker.param.watch(self._pick, "value")
         self.source: Source | None = None
         self.page: Page | None = None
         self.body = pn.Column(sizing_mode="stretch_width")
         if chosen is None:
-            self.body[:] = [html(style.empty(f"No experiment in {config.root}", join([
-                trusted("Choose the <b>Python (MLTrack)</b> kernel in a notebook and set "),
-                el("code", f'EXP_PATH = "{config.root}/my-experiment"'),
-                " in its first cell; the experiment appears here as soon as a cell has run.",
-            ])))]
+            self.body[:] = [
+                html(
+                    style.empty(
+                        f"No experiment in {config.root}",
+                        join(
+                            [
+                                trusted("Choose the <b>Python (MLTrack)</b> kernel in a notebook and set "),
+                                el("code", f'EXP_PATH = "{config.root}/my-experiment"'),
+                                " in its first cell; the experiment appears here as soon as a cell has run.",
+                            ]
+                        ),
+                    )
+                )
+            ]
         else:
             self._open(chosen)
         self._draw_header()
@@ -127,10 +139,15 @@ class Shell(pn.viewable.Viewer):
 
     def _draw_header(self) -> None:
         nav = join(
-            el("a", label, href=self.links.href(slug), class_="active" if slug == self.slug else None,
-               data_testid=f"nav-{slug}")
+            el(
+                "a",
+                label,
+                href=self.links.href(slug),
+                class_="active" if slug == self.slug else None,
+                data_testid=f"nav-{slug}",
+            )
             for slug, label in NAV
-        )  # fmt: skip
+        )
         if self.source is None:
             meta = el("span")
             name = "no experiment"
@@ -138,11 +155,20 @@ class Shell(pn.viewable.Viewer):
             counts = self.source.counts()
             ago = max(int(time.time() - self.source.changed_at), 0)
             live = counts["running_sessions"] > 0
-            status = f"live, updated {ago} s ago" if live else f"no kernel running · checked every {self.config.refresh_s:g} s"
-            sessions = f'{counts["sessions"]} session{"s" if counts["sessions"] != 1 else ""}'
-            runs = f'{counts["runs"]} run{"s" if counts["runs"] != 1 else ""}'
-            meta = el("span", f"{sessions} · {runs} · ", el("span", class_="mlt-live" if live else "mlt-live idle"),
-                      status, class_="meta")  # fmt: skip
+            status = (
+                f"live, updated {ago} s ago"
+                if live
+                else f"no kernel running · checked every {self.config.refresh_s:g} s"
+            )
+            sessions = f"{counts['sessions']} session{'s' if counts['sessions'] != 1 else ''}"
+            runs = f"{counts['runs']} run{'s' if counts['runs'] != 1 else ''}"
+            meta = el(
+                "span",
+                f"{sessions} · {runs} · ",
+                el("span", class_="mlt-live" if live else "mlt-live idle"),
+                status,
+                class_="meta",
+            )
             name = self.source.name
         heading = el("h1", "MLTrack · ", el("span", name, class_="exp", data_testid="experiment"))
         self.header.object = join([el("div", heading, meta, class_="mlt-header"), el("nav", nav, class_="mlt-nav")])
@@ -154,11 +180,11 @@ class Shell(pn.viewable.Viewer):
         return pn.Column(top, self.body, sizing_mode="stretch_width", margin=(0, 16))
 
 
-def page_factories(config: AppConfig) -> dict[str, Callable[[], Any]]:
+def page_factories(config: AppConfig) -> dict[str, TViewableFuncOrPath]:
     """``{slug: factory}`` for ``pn.serve``: every call builds a fresh page for one browser session."""
 
-    def factory(slug: str) -> Callable[[], Any]:
-        def build() -> Any:
+    def factory(slug: str) -> Callable[[], Shell]:
+        def build() -> Shell:
             return Shell(config, slug)
 
         build.__name__ = f"{slug}_page"

@@ -8,29 +8,51 @@ import pandas as pd
 import panel as pn
 from bokeh.models.widgets.tables import NumberFormatter, StringFormatter
 
-from mlt_kernel.units import format_bytes, format_seconds
-
-from . import charts, style
-from .fragments import ledger_frame, post_mortem
-from .markup import trusted
-from .page import Page, bokeh, html, session_arg, set_options
-from .queries import Source
+from mlt_dashboard import charts, style
+from mlt_dashboard.fragments import ledger_frame, post_mortem
+from mlt_dashboard.markup import trusted
+from mlt_dashboard.page import Page, bokeh, html, session_arg, set_options
+from mlt_dashboard.queries import Source
+from mlt_kernel.core.units import format_bytes, format_seconds
 
 ALL = "all sessions"
-_HIDDEN = ["session_id", "delta_rss_bytes", "state", "status_colour", "status_style", "wall_text", "cpu_text", "peak_text", "delta_text", "gpu_text"]
+_HIDDEN = [
+    "session_id",
+    "delta_rss_bytes",
+    "state",
+    "status_colour",
+    "status_style",
+    "wall_text",
+    "cpu_text",
+    "peak_text",
+    "delta_text",
+    "gpu_text",
+]
 _TITLES = {
-    "n": "[n]", "session": "session", "run_name": "run", "code_line": "code", "started": "started",
-    "wall_s": "wall", "cpu_s": "CPU", "peak_rss_bytes": "peak RAM", "delta_rss_mib": "Δ RSS",
-    "peak_gpu_bytes": "peak GPU", "status": "status", "error_name": "error",
-}  # fmt: skip
+    "n": "[n]",
+    "session": "session",
+    "run_name": "run",
+    "code_line": "code",
+    "started": "started",
+    "wall_s": "wall",
+    "cpu_s": "CPU",
+    "peak_rss_bytes": "peak RAM",
+    "delta_rss_mib": "Δ RSS",
+    "peak_gpu_bytes": "peak GPU",
+    "status": "status",
+    "error_name": "error",
+}
 _SECONDS = NumberFormatter(format="0.00{ s}", nan_format="—", null_format="—", text_align="right")
 _BYTES = NumberFormatter(format="0.0 b", nan_format="—", null_format="—", text_align="right")
 #: Text and numbers only, no HTML templates (see ``summary._FORMATTERS``).
 _FORMATTERS: dict[str, Any] = {
-    "wall_s": _SECONDS, "cpu_s": _SECONDS, "peak_rss_bytes": _BYTES, "peak_gpu_bytes": _BYTES,
+    "wall_s": _SECONDS,
+    "cpu_s": _SECONDS,
+    "peak_rss_bytes": _BYTES,
+    "peak_gpu_bytes": _BYTES,
     "delta_rss_mib": NumberFormatter(format="+0,0.0{ MiB}", nan_format="—", null_format="—", text_align="right"),
     "status": StringFormatter(text_color="status_colour", font_style="status_style"),
-}  # fmt: skip
+}
 
 
 def session_label(s: Any) -> str:
@@ -53,13 +75,24 @@ class CellsPage(Page):
         self.by_memory = bokeh(None, min_height=180)
         self.bars = pn.Row(self.by_time, self.by_memory, sizing_mode="stretch_width")
         self.table = pn.widgets.Tabulator(
-            ledger_frame(source.ledger()), show_index=False, disabled=True, selectable=False, pagination="remote", page_size=50,
-            layout="fit_data_table", sizing_mode="stretch_width", hidden_columns=_HIDDEN,
+            ledger_frame(source.ledger()),
+            show_index=False,
+            disabled=True,
+            selectable=False,
+            pagination="remote",
+            page_size=50,
+            layout="fit_data_table",
+            sizing_mode="stretch_width",
+            hidden_columns=_HIDDEN,
             sorters=[{"field": "wall_s", "dir": "desc"}],
-            header_filters={"run_name": {"type": "input", "func": "like", "placeholder": "filter"},
-                            "status": {"type": "input", "func": "like", "placeholder": "filter"}},
-            formatters=_FORMATTERS, titles=_TITLES, stylesheets=[":host .tabulator { font-size: 13px; }"],
-        )  # fmt: skip
+            header_filters={
+                "run_name": {"type": "input", "func": "like", "placeholder": "filter"},
+                "status": {"type": "input", "func": "like", "placeholder": "filter"},
+            },
+            formatters=_FORMATTERS,
+            titles=_TITLES,
+            stylesheets=[":host .tabulator { font-size: 13px; }"],
+        )
         self.ledger = pd.DataFrame()
         self._fill_sessions()
         wanted = session_arg("session")
@@ -89,8 +122,10 @@ class CellsPage(Page):
         if ledger.empty:
             self.cards.object = style.empty(
                 "No cells recorded yet",
-                trusted("Open a notebook with the <b>Python (MLTrack)</b> kernel and run a cell; every cell is recorded "
-                "with its time, CPU and memory (add <code># mlt: skip</code> to leave one out)."),
+                trusted(
+                    "Open a notebook with the <b>Python (MLTrack)</b> kernel and run a cell; every cell is recorded "
+                    "with its time, CPU and memory (add <code># mlt: skip</code> to leave one out)."
+                ),
             )
             self.banners.object = ""
             self.bars.visible = False
@@ -101,13 +136,17 @@ class CellsPage(Page):
         self.banners.object = "".join(post_mortem(s.to_dict(), ledger) for s in dead)
         errors = int((ledger["status"] == "error").sum())
         killed = int((ledger["status"] == "killed").sum())
-        self.cards.object = style.cards([
-            style.card("cells", str(len(ledger)), f"{ledger['session_id'].nunique()} session(s)"),
-            style.card("wall time", format_seconds(ledger["wall_s"].sum()), f"CPU {format_seconds(ledger['cpu_s'].sum())}"),
-            style.card("highest peak RAM", format_bytes(ledger["peak_rss_bytes"].max())),
-            style.card("errors", str(errors), "cells that raised"),
-            style.card("killed", str(killed), "cells the kernel died in"),
-        ])  # fmt: skip
+        self.cards.object = style.cards(
+            [
+                style.card("cells", str(len(ledger)), f"{ledger['session_id'].nunique()} session(s)"),
+                style.card(
+                    "wall time", format_seconds(ledger["wall_s"].sum()), f"CPU {format_seconds(ledger['cpu_s'].sum())}"
+                ),
+                style.card("highest peak RAM", format_bytes(ledger["peak_rss_bytes"].max())),
+                style.card("errors", str(errors), "cells that raised"),
+                style.card("killed", str(killed), "cells the kernel died in"),
+            ]
+        )
         self.bars.visible = True
         self.by_time.object = charts.heaviest_chart(ledger, "wall_s")
         self.by_memory.object = charts.heaviest_chart(ledger, "peak_rss_bytes")
@@ -115,7 +154,11 @@ class CellsPage(Page):
 
     def __panel__(self) -> Any:
         return pn.Column(
-            self.session, self.banners, self.cards, self.bars,
+            self.session,
+            self.banners,
+            self.cards,
+            self.bars,
             pn.pane.Markdown("### Every cell (heaviest first; click a header to sort)", margin=(10, 10, 0, 10)),
-            self.table, sizing_mode="stretch_width",
-        )  # fmt: skip
+            self.table,
+            sizing_mode="stretch_width",
+        )

@@ -3,7 +3,7 @@
 Pure functions: data in, a Bokeh model out. The served pages put them in
 ``pn.pane.Bokeh`` and the export embeds them standalone, so nothing here
 imports Panel or uses ``CustomJS`` (the export's CSP allows no ``eval``).
-Every number a person reads (hover, labels) is formatted by ``mlt_kernel.units``.
+Every number a person reads (hover, labels) is formatted by ``mlt_kernel.core.units``.
 
 Stored names are data here too (see ``markup``): tooltips take them only as
 ``@column`` fields (a tooltip template is HTML), titles, axis labels and
@@ -14,38 +14,41 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
-from bokeh.models import (
-    BoxAnnotation,
-    ColumnDataSource,
-    FactorRange,
-    HoverTool,
-    Label,
-    LabelSet,
-    LinearAxis,
-    LinearColorMapper,
-    Range1d,
-    Span,
-)
+from bokeh.models import ColumnDataSource, FactorRange, HoverTool, LinearAxis, LinearColorMapper, Range1d
+from bokeh.models.annotations import BoxAnnotation, Label, LabelSet, Span, Title
 from bokeh.palettes import Viridis256
 from bokeh.plotting import figure
 from bokeh.transform import dodge
 
-from mlt_kernel.units import format_bytes, format_metric, format_seconds
-
-from .markup import plain, short
-from .queries import LOWER_IS_BETTER, is_missing, pareto_front
+from mlt_dashboard.markup import plain, short
+from mlt_dashboard.queries import LOWER_IS_BETTER, is_missing, pareto_front
+from mlt_kernel.core.units import format_bytes, format_metric, format_seconds
 
 #: Run colours (Tableau 10): the n-th run of the experiment always gets the n-th colour.
 PALETTE = (
-    "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2",
-    "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac",
-)  # fmt: skip
-STATUS_COLOURS = {"ok": "#59a14f", "finished": "#59a14f", "running": "#4e79a7", "error": "#e15759",
-                  "interrupted": "#edc948", "killed": "#b0182b"}  # fmt: skip
+    "#4e79a7",
+    "#f28e2b",
+    "#59a14f",
+    "#e15759",
+    "#76b7b2",
+    "#edc948",
+    "#b07aa1",
+    "#ff9da7",
+    "#9c755f",
+    "#bab0ac",
+)
+STATUS_COLOURS = {
+    "ok": "#59a14f",
+    "finished": "#59a14f",
+    "running": "#4e79a7",
+    "error": "#e15759",
+    "interrupted": "#edc948",
+    "killed": "#b0182b",
+}
 GiB = 1024**3
 
 #: The costs a metric can be plotted against: label -> (column, formatter, axis scale, axis label).
@@ -78,6 +81,11 @@ def _hover(renderers: list[Any], rows: Sequence[tuple[str, str]], **kwargs: Any)
     return HoverTool(renderers=renderers, tooltips=tooltips, **kwargs)
 
 
+def _title(p: figure) -> Title:
+    """The title model of *p*: ``figure`` always makes one (the property also admits text or None)."""
+    return cast(Title, p.title)
+
+
 def _figure(height: int = 300, **kwargs: Any) -> Any:
     kwargs.setdefault("tools", "pan,wheel_zoom,box_zoom,reset,save")
     kwargs.setdefault("toolbar_location", "right")
@@ -86,7 +94,7 @@ def _figure(height: int = 300, **kwargs: Any) -> Any:
     y_label = kwargs.pop("y_axis_label", None)
     p = figure(height=height, sizing_mode="stretch_width", **kwargs)
     if title:
-        p.title.text = plain(title)
+        _title(p).text = plain(title)
     if x_label:
         p.xaxis.axis_label = plain(x_label)
     if y_label:
@@ -99,8 +107,8 @@ def _figure(height: int = 300, **kwargs: Any) -> Any:
     p.axis.major_tick_line_color = "#999999"
     p.axis.minor_tick_line_color = None
     p.axis.major_label_text_font_size = "11px"
-    p.title.text_font_size = "13px"
-    p.title.text_font_style = "bold"
+    _title(p).text_font_size = "13px"
+    _title(p).text_font_style = "bold"
     return p
 
 
@@ -120,23 +128,44 @@ def metrics_chart(runs: pd.DataFrame, metrics: Sequence[str], colours: Mapping[s
             value = run.get(m)
             if value is None or pd.isna(value):
                 continue
-            rows.append({"y": (short(m, 40), lab), "value": float(value), "text": format_metric(value), "metric": m,
-                         "run": lab, "colour": colours.get(run["run_id"], PALETTE[0])})  # fmt: skip
+            rows.append(
+                {
+                    "y": (short(m, 40), lab),
+                    "value": float(value),
+                    "text": format_metric(value),
+                    "metric": m,
+                    "run": lab,
+                    "colour": colours.get(run["run_id"], PALETTE[0]),
+                }
+            )
     data = pd.DataFrame(rows, columns=["y", "value", "text", "metric", "run", "colour"])
     lo = float(data["value"].min()) if not data.empty else 0.0
     hi = float(data["value"].max()) if not data.empty else 1.0
     pad = max((hi - lo) * 0.15, 0.01)
     start = max(lo - pad, 0.0) if lo >= 0 else lo - pad
     p = _figure(
-        height=max(220, 18 * len(factors) + 60), y_range=FactorRange(*reversed(factors)),
-        x_range=Range1d(start, hi + pad), title=title or "Metrics per run", name="metrics-per-run",
-    )  # fmt: skip
+        height=max(220, 18 * len(factors) + 60),
+        y_range=FactorRange(factors=list(reversed(factors))),
+        x_range=Range1d(start=start, end=hi + pad),
+        title=title or "Metrics per run",
+        name="metrics-per-run",
+    )
     data["start"] = start
     src = ColumnDataSource(data)
     p.segment(x0="start", y0="y", x1="value", y1="y", source=src, line_color="colour", line_width=2, line_alpha=0.6)
     dots = p.scatter(x="value", y="y", source=src, size=10, fill_color="colour", line_color="white")
-    p.add_layout(LabelSet(x="value", y="y", text="text", source=src, x_offset=8, y_offset=-7, text_font_size="10px",
-                          text_color="#555555"))  # fmt: skip
+    p.add_layout(
+        LabelSet(
+            x="value",
+            y="y",
+            text="text",
+            source=src,
+            x_offset=8,
+            y_offset=-7,
+            text_font_size="10px",
+            text_color="#555555",
+        )
+    )
     p.add_tools(_hover([dots], [("run", "run"), ("metric", "metric"), ("value", "text")]))
     p.yaxis.group_text_font_size = "12px"
     p.yaxis.group_text_font_style = "bold"
@@ -148,45 +177,82 @@ def metrics_chart(runs: pd.DataFrame, metrics: Sequence[str], colours: Mapping[s
 def time_chart(runs: pd.DataFrame, colours: Mapping[str, str]) -> Any:
     """Wall and CPU time per run, side by side."""
     return _paired_bars(
-        runs, colours, [("wall", "wall_s", format_seconds, 1.0), ("CPU", "cpu_s", format_seconds, 1.0)],
-        "Time per run", "seconds", "time-per-run",
-    )  # fmt: skip
+        runs,
+        colours,
+        [("wall", "wall_s", format_seconds, 1.0), ("CPU", "cpu_s", format_seconds, 1.0)],
+        "Time per run",
+        "seconds",
+        "time-per-run",
+    )
 
 
 def memory_chart(runs: pd.DataFrame, colours: Mapping[str, str]) -> Any:
     """Peak RAM and peak GPU memory per run."""
     return _paired_bars(
-        runs, colours,
+        runs,
+        colours,
         [("RAM", "peak_rss_bytes", format_bytes, GiB), ("GPU", "peak_gpu_bytes", format_bytes, GiB)],
-        "Peak memory per run", "GiB", "memory-per-run",
-    )  # fmt: skip
+        "Peak memory per run",
+        "GiB",
+        "memory-per-run",
+    )
 
 
 def _paired_bars(
-    runs: pd.DataFrame, colours: Mapping[str, str], series: list[tuple[str, str, Any, float]], title: str, unit: str,
+    runs: pd.DataFrame,
+    colours: Mapping[str, str],
+    series: list[tuple[str, str, Any, float]],
+    title: str,
+    unit: str,
     name: str,
 ) -> Any:
     """Two bars per run (solid, then light), the run names on the y axis."""
     labels = run_labels(runs)
-    p = _figure(height=max(180, 38 * len(labels) + 70), y_range=FactorRange(*reversed(labels)), title=title,
-                x_axis_label=unit, name=name)  # fmt: skip
+    p = _figure(
+        height=max(180, 38 * len(labels) + 70),
+        y_range=FactorRange(factors=list(reversed(labels))),
+        title=title,
+        x_axis_label=unit,
+        name=name,
+    )
     top = 0.0
     offsets = (0.19, -0.19)  # the first series on top
     for (name, column, fmt, scale), offset, alpha in zip(series, offsets, (1.0, 0.45), strict=False):
         values = pd.to_numeric(runs[column], errors="coerce") if column in runs else pd.Series([math.nan] * len(runs))
-        data = pd.DataFrame({
-            "run": labels, "value": (values / scale).fillna(0.0).to_numpy(dtype=float),
-            "text": [f"{name} {fmt(None if pd.isna(v) else v)}" for v in values],
-            "colour": [colours.get(r, PALETTE[0]) for r in runs["run_id"]],
-        })  # fmt: skip
+        data = pd.DataFrame(
+            {
+                "run": labels,
+                "value": (values / scale).fillna(0.0).to_numpy(dtype=float),
+                "text": [f"{name} {fmt(None if pd.isna(v) else v)}" for v in values],
+                "colour": [colours.get(r, PALETTE[0]) for r in runs["run_id"]],
+            }
+        )
         top = max(top, float(data["value"].max()) if len(data) else 0.0)
         src = ColumnDataSource(data)
-        bars = p.hbar(y=dodge("run", offset, range=p.y_range), right="value", height=0.36, source=src,
-                      fill_color="colour", fill_alpha=alpha, line_color=None, legend_label=name)  # fmt: skip
-        p.add_layout(LabelSet(x="value", y=dodge("run", offset, range=p.y_range), text="text", source=src, x_offset=4,
-                              y_offset=-6, text_font_size="10px", text_color="#555555"))  # fmt: skip
+        bars = p.hbar(
+            y=dodge("run", offset, range=p.y_range),
+            right="value",
+            height=0.36,
+            source=src,
+            fill_color="colour",
+            fill_alpha=alpha,
+            line_color=None,
+            legend_label=name,
+        )
+        p.add_layout(
+            LabelSet(
+                x="value",
+                y=dodge("run", offset, range=p.y_range),
+                text="text",
+                source=src,
+                x_offset=4,
+                y_offset=-6,
+                text_font_size="10px",
+                text_color="#555555",
+            )
+        )
         p.add_tools(_hover([bars], [("run", "run"), ("", "text")]))
-    p.x_range = Range1d(0, (top or 1.0) * 1.45)
+    p.x_range = Range1d(start=0, end=(top or 1.0) * 1.45)
     p.legend.location = "bottom_right"
     p.legend.label_text_font_size = "11px"
     p.legend.background_fill_alpha = 0.7
@@ -212,21 +278,33 @@ def pareto_chart(runs: pd.DataFrame, metric: str, cost: str, colours: Mapping[st
     ).dropna(subset=["x", "y"])
     better = "lower" if lower else "higher"
     name = short(metric, 40)
-    p = _figure(height=340, title=f"{name} vs {cost} — {better} {name} and less {cost} is better",
-                x_axis_label=axis_label, y_axis_label=name, name="pareto")  # fmt: skip
+    p = _figure(
+        height=340,
+        title=f"{name} vs {cost} — {better} {name} and less {cost} is better",
+        x_axis_label=axis_label,
+        y_axis_label=name,
+        name="pareto",
+    )
     front = pareto_front(list(data["x"]), list(data["y"]), lower_is_better=lower)
     data["front"] = False
     if front:
         data.iloc[front, data.columns.get_loc("front")] = True
         f = data.iloc[front]
-        p.step(x=list(f["x"]), y=list(f["y"]), mode="after", line_color="#333333", line_dash="dashed", line_width=1.5,
-               legend_label="Pareto front")  # fmt: skip
+        p.step(
+            x=list(f["x"]),
+            y=list(f["y"]),
+            mode="after",
+            line_color="#333333",
+            line_dash="dashed",
+            line_width=1.5,
+            legend_label="Pareto front",
+        )
     if len(data):
         x0, x1 = float(data["x"].min()), float(data["x"].max())
         y0, y1 = float(data["y"].min()), float(data["y"].max())
         dx, dy = (x1 - x0) or abs(x1) or 1.0, (y1 - y0) or abs(y1) or 1.0
-        p.x_range = Range1d(x0 - 0.08 * dx, x1 + 0.25 * dx)
-        p.y_range = Range1d(y0 - 0.1 * dy, y1 + 0.12 * dy)
+        p.x_range = Range1d(start=x0 - 0.08 * dx, end=x1 + 0.25 * dx)
+        p.y_range = Range1d(start=y0 - 0.1 * dy, end=y1 + 0.12 * dy)
     src = ColumnDataSource(data)
     dots = p.scatter(x="x", y="y", source=src, size=13, fill_color="colour", line_color="#333333", line_width=0.5)
     named = ColumnDataSource(data[data["front"]] if len(data) > 12 else data)
@@ -257,7 +335,7 @@ def parallel_chart(runs: pd.DataFrame, metric: str) -> Any | None:
         return None
     axes.append((metric, *_axis(runs[metric], fmt=format_metric)))
     xs = list(range(len(axes)))
-    lines = {"xs": [], "ys": [], "run": [], "value": [], "text": []}
+    lines: dict[str, list[Any]] = {"xs": [], "ys": [], "run": [], "value": [], "text": []}
     for i, (_, run) in enumerate(runs.iterrows()):
         lines["xs"].append(xs)
         lines["ys"].append([a[1][i] for a in axes])
@@ -268,25 +346,59 @@ def parallel_chart(runs: pd.DataFrame, metric: str) -> Any | None:
     values = [v for v in lines["value"] if not math.isnan(v)]
     # Viridis without its pale yellow end, which vanishes on white.
     palette = Viridis256[:215] if metric not in LOWER_IS_BETTER else tuple(reversed(Viridis256[:215]))
-    mapper = LinearColorMapper(palette=palette, low=min(values, default=0), high=max(values, default=1), nan_color="#cccccc")
+    mapper = LinearColorMapper(
+        palette=palette, low=min(values, default=0), high=max(values, default=1), nan_color="#cccccc"
+    )
     name = short(metric, 40)
-    p = _figure(height=320, title=f"Params against {name} (colour: {name}; — no value)", x_range=Range1d(-0.3, len(axes) - 0.7),
-                y_range=Range1d(-0.12, 1.1), tools="reset,save", name="parallel-coordinates")  # fmt: skip
+    p = _figure(
+        height=320,
+        title=f"Params against {name} (colour: {name}; — no value)",
+        x_range=Range1d(start=-0.3, end=len(axes) - 0.7),
+        y_range=Range1d(start=-0.12, end=1.1),
+        tools="reset,save",
+        name="parallel-coordinates",
+    )
     for x in xs:
         p.add_layout(Span(location=x, dimension="height", line_color="#999999", line_width=1))
-    ml = p.multi_line(xs="xs", ys="ys", source=ColumnDataSource(lines), line_width=3, line_alpha=0.8,
-                      line_color={"field": "value", "transform": mapper}, hover_line_width=5, hover_line_alpha=1.0)  # fmt: skip
+    ml = p.multi_line(
+        xs="xs",
+        ys="ys",
+        source=ColumnDataSource(lines),
+        line_width=3,
+        line_alpha=0.8,
+        line_color={"field": "value", "transform": mapper},
+        hover_line_width=5,
+        hover_line_alpha=1.0,
+    )
     p.add_tools(_hover([ml], [("run", "run"), (name, "text")], line_policy="interp"))
-    ticks = {"x": [], "y": [], "text": []}
+    ticks: dict[str, list[Any]] = {"x": [], "y": [], "text": []}
     for x, (name, _, tick_list) in zip(xs, axes, strict=True):
-        p.add_layout(Label(x=x, y=1.04, text=plain(short(name, 30)), text_align="center", text_font_size="12px",
-                           text_font_style="bold"))  # fmt: skip
+        p.add_layout(
+            Label(
+                x=x,
+                y=1.04,
+                text=plain(short(name, 30)),
+                text_align="center",
+                text_font_size="12px",
+                text_font_style="bold",
+            )
+        )
         for y, text in tick_list:
             ticks["x"].append(x)
             ticks["y"].append(y)
             ticks["text"].append(text)
-    p.add_layout(LabelSet(x="x", y="y", text="text", source=ColumnDataSource(ticks), x_offset=5, y_offset=-5,
-                          text_font_size="10px", text_color="#555555"))  # fmt: skip
+    p.add_layout(
+        LabelSet(
+            x="x",
+            y="y",
+            text="text",
+            source=ColumnDataSource(ticks),
+            x_offset=5,
+            y_offset=-5,
+            text_font_size="10px",
+            text_color="#555555",
+        )
+    )
     p.axis.visible = False
     p.grid.visible = False
     return p
@@ -333,8 +445,13 @@ def timeline_chart(
     killed: Mapping[str, Any] | None = None,
 ) -> Any:
     """Memory (RSS, children, GPU) and CPU % over the run, its cells shaded and labelled ``[n]``."""
-    p = _figure(height=340, title="Memory over time", x_axis_label="seconds since the run started",
-                y_axis_label="GiB", name="memory-timeline")  # fmt: skip
+    p = _figure(
+        height=340,
+        title="Memory over time",
+        x_axis_label="seconds since the run started",
+        y_axis_label="GiB",
+        name="memory-timeline",
+    )
     df = timeline.copy()
     for col in ("rss_bytes", "children_rss_bytes", "gpu_bytes"):
         df[col.replace("_bytes", "_gib")] = pd.to_numeric(df[col], errors="coerce").astype(float) / GiB
@@ -343,43 +460,99 @@ def timeline_chart(
     df["t_text"] = [format_seconds(v) for v in df["t"]]
     df["cpu_text"] = [f"{v:.0f} %" if not pd.isna(v) else "—" for v in df["cpu_percent"]]
     src = ColumnDataSource(df)
-    top = float(np.nanmax(df[["rss_gib", "gpu_gib"]].to_numpy(dtype=float))) if len(df) and df[["rss_gib", "gpu_gib"]].notna().any().any() else 1.0
-    p.y_range = Range1d(0, top * 1.22 or 1.0)
+    top = (
+        float(np.nanmax(df[["rss_gib", "gpu_gib"]].to_numpy(dtype=float)))
+        if len(df) and df[["rss_gib", "gpu_gib"]].notna().any().any()
+        else 1.0
+    )
+    p.y_range = Range1d(start=0, end=top * 1.22 or 1.0)
     start = pd.Timestamp(run_started)
     for i, cell in enumerate(cells.itertuples()):
         c0 = (pd.Timestamp(cell.started_at) - start).total_seconds()
         end = cell.ended_at if not pd.isna(cell.ended_at) else None
         c1 = (pd.Timestamp(end) - start).total_seconds() if end is not None else c0 + (cell.wall_s or 0)
         colour = "#b0182b" if cell.status == "killed" else ("#e15759" if cell.status == "error" else "#4e79a7")
-        p.add_layout(BoxAnnotation(left=c0, right=c1, fill_color=colour, fill_alpha=0.06 if i % 2 == 0 else 0.11,
-                                   line_color=None))  # fmt: skip
+        p.add_layout(
+            BoxAnnotation(
+                left=c0, right=c1, fill_color=colour, fill_alpha=0.06 if i % 2 == 0 else 0.11, line_color=None
+            )
+        )
         n = cell.execution_count if not pd.isna(cell.execution_count) else cell.cell_seq
-        p.add_layout(Label(x=c0, y=top * 1.12, text=f"[{int(n)}]", x_offset=3, text_font_size="11px",
-                           text_color="#555555"))  # fmt: skip
+        p.add_layout(
+            Label(x=c0, y=top * 1.12, text=f"[{int(n)}]", x_offset=3, text_font_size="11px", text_color="#555555")
+        )
     rss = p.line("t", "rss_gib", source=src, line_width=2, color="#4e79a7", legend_label="RSS (kernel + children)")
     p.line("t", "children_rss_gib", source=src, line_width=1.5, color="#f28e2b", legend_label="children RSS")
     if df["gpu_gib"].notna().any():
         p.line("t", "gpu_gib", source=src, line_width=2, color="#59a14f", legend_label="GPU memory")
     if df["cpu_percent"].notna().any():
         cpu_top = max(float(df["cpu_percent"].max()), 100.0) * 1.15
-        p.extra_y_ranges = {"cpu": Range1d(0, cpu_top)}
-        p.add_layout(LinearAxis(y_range_name="cpu", axis_label="CPU %", axis_line_color="#bbbbbb",
-                                major_label_text_font_size="11px", minor_tick_line_color=None), "right")  # fmt: skip
-        p.line("t", "cpu_percent", source=src, y_range_name="cpu", line_width=1, color="#bab0ac", line_alpha=0.8,
-               legend_label="CPU % (right axis)")  # fmt: skip
-    p.add_tools(_hover([rss], [("time", "t_text"), ("RSS", "rss_text"), ("children", "children_rss_text"),
-                               ("GPU", "gpu_text"), ("CPU", "cpu_text")], mode="vline"))  # fmt: skip
+        p.extra_y_ranges = {"cpu": Range1d(start=0, end=cpu_top)}
+        p.add_layout(
+            LinearAxis(
+                y_range_name="cpu",
+                axis_label="CPU %",
+                axis_line_color="#bbbbbb",
+                major_label_text_font_size="11px",
+                minor_tick_line_color=None,
+            ),
+            "right",
+        )
+        p.line(
+            "t",
+            "cpu_percent",
+            source=src,
+            y_range_name="cpu",
+            line_width=1,
+            color="#bab0ac",
+            line_alpha=0.8,
+            legend_label="CPU % (right axis)",
+        )
+    p.add_tools(
+        _hover(
+            [rss],
+            [
+                ("time", "t_text"),
+                ("RSS", "rss_text"),
+                ("children", "children_rss_text"),
+                ("GPU", "gpu_text"),
+                ("CPU", "cpu_text"),
+            ],
+            mode="vline",
+        )
+    )
     if len(df) and df["rss_gib"].notna().any():
         peak = df.loc[df["rss_gib"].idxmax()]
         p.scatter([peak["t"]], [peak["rss_gib"]], size=9, color="#4e79a7", line_color="white")
-        p.add_layout(Label(x=peak["t"], y=peak["rss_gib"], text=f"peak {peak['rss_text']}", x_offset=6, y_offset=4,
-                           text_font_size="11px", text_font_style="bold", text_color="#4e79a7"))  # fmt: skip
+        p.add_layout(
+            Label(
+                x=peak["t"],
+                y=peak["rss_gib"],
+                text=f"peak {peak['rss_text']}",
+                x_offset=6,
+                y_offset=4,
+                text_font_size="11px",
+                text_font_style="bold",
+                text_color="#4e79a7",
+            )
+        )
     if killed is not None and len(df):
         last = df.iloc[-1]
         p.scatter([last["t"]], [last["rss_gib"]], size=11, color="#b0182b", marker="x", line_width=3)
         cause = short(killed.get("cause") or "unknown cause", 60)
-        p.add_layout(Label(x=last["t"], y=last["rss_gib"], text=plain(f"killed: {cause}, last reading {last['rss_text']}"), x_offset=-10, y_offset=-22, text_align="right",
-                           text_font_size="11px", text_font_style="bold", text_color="#b0182b"))  # fmt: skip
+        p.add_layout(
+            Label(
+                x=last["t"],
+                y=last["rss_gib"],
+                text=plain(f"killed: {cause}, last reading {last['rss_text']}"),
+                x_offset=-10,
+                y_offset=-22,
+                text_align="right",
+                text_font_size="11px",
+                text_font_style="bold",
+                text_color="#b0182b",
+            )
+        )
     legend = p.legend[0]
     legend.orientation = "horizontal"
     legend.label_text_font_size = "11px"
@@ -397,12 +570,17 @@ def training_charts(steps: pd.DataFrame) -> list[Any]:
     names = list(dict.fromkeys(steps["name"]))
     # Legend entries are keyed by their label: two names cut alike must stay two entries.
     legends = dict(zip(names, _unique([short(n, 60) for n in names]), strict=True))
-    groups = [("Losses", [n for n in names if "loss" in n.lower()]), ("Other metrics", [n for n in names if "loss" not in n.lower()])]
+    groups = [
+        ("Losses", [n for n in names if "loss" in n.lower()]),
+        ("Other metrics", [n for n in names if "loss" not in n.lower()]),
+    ]
     charts = []
     for title, group in groups:
         if not group:
             continue
-        p = _figure(height=280, title=title, x_axis_label="step", name=f"training-{'losses' if title == 'Losses' else 'other'}")
+        p = _figure(
+            height=280, title=title, x_axis_label="step", name=f"training-{'losses' if title == 'Losses' else 'other'}"
+        )
         for i, name in enumerate(group):
             d = steps[steps["name"] == name].copy()
             d["text"] = [format_metric(v) for v in d["value"]]
@@ -420,7 +598,9 @@ def training_charts(steps: pd.DataFrame) -> list[Any]:
     return charts
 
 
-def confusion_chart(labels: Sequence[str], matrix: Sequence[Sequence[int]], normalized: bool, split: str = "test") -> Any:
+def confusion_chart(
+    labels: Sequence[str], matrix: Sequence[Sequence[int]], normalized: bool, split: str = "test"
+) -> Any:
     """A confusion-matrix heatmap: rows true, columns predicted; hover gives counts and rates."""
     m = np.asarray(matrix, dtype=float).reshape(len(labels), len(labels)) if labels else np.zeros((0, 0))
     row_tot = m.sum(axis=1, keepdims=True)
@@ -431,25 +611,82 @@ def confusion_chart(labels: Sequence[str], matrix: Sequence[Sequence[int]], norm
     rows = []
     for i, t in enumerate(labels):
         for j, pr in enumerate(labels):
-            rows.append({"true": labs[i], "pred": labs[j], "true_label": str(t), "pred_label": str(pr),
-                         "count": int(m[i, j]), "rate": float(row_rate[i, j]),
-                         "row_text": f"{row_rate[i, j]:.1%}", "col_text": f"{col_rate[i, j]:.1%}",
-                         "text": f"{row_rate[i, j]:.2f}" if normalized else f"{int(m[i, j])}",
-                         "text_colour": "white" if row_rate[i, j] > 0.55 else "#1f2328"})  # fmt: skip
-    columns = ["true", "pred", "true_label", "pred_label", "count", "rate", "row_text", "col_text", "text", "text_colour"]
+            rows.append(
+                {
+                    "true": labs[i],
+                    "pred": labs[j],
+                    "true_label": str(t),
+                    "pred_label": str(pr),
+                    "count": int(m[i, j]),
+                    "rate": float(row_rate[i, j]),
+                    "row_text": f"{row_rate[i, j]:.1%}",
+                    "col_text": f"{col_rate[i, j]:.1%}",
+                    "text": f"{row_rate[i, j]:.2f}" if normalized else f"{int(m[i, j])}",
+                    "text_colour": "white" if row_rate[i, j] > 0.55 else "#1f2328",
+                }
+            )
+    columns = [
+        "true",
+        "pred",
+        "true_label",
+        "pred_label",
+        "count",
+        "rate",
+        "row_text",
+        "col_text",
+        "text",
+        "text_colour",
+    ]
     src = ColumnDataSource(pd.DataFrame(rows, columns=columns))
     size = min(max(300, 120 + 80 * len(labs)), 560)
-    p = figure(height=size, width=size + 90, x_range=labs, y_range=list(reversed(labs)), tools="save",
-               toolbar_location=None, x_axis_label="predicted", y_axis_label="true", name="confusion-matrix")  # fmt: skip
-    p.title.text = plain(f"Confusion matrix · {short(split, 40)} · {'normalised by true class' if normalized else 'counts'}")
-    p.title.text_font_size = "13px"
+    p = figure(
+        height=size,
+        width=size + 90,
+        x_range=FactorRange(factors=list(labs)),
+        y_range=FactorRange(factors=list(reversed(labs))),
+        tools="save",
+        toolbar_location=None,
+        x_axis_label="predicted",
+        y_axis_label="true",
+        name="confusion-matrix",
+    )
+    _title(p).text = plain(
+        f"Confusion matrix · {short(split, 40)} · {'normalised by true class' if normalized else 'counts'}"
+    )
+    _title(p).text_font_size = "13px"
     mapper = LinearColorMapper(palette=tuple(reversed(_blues())), low=0, high=1)
-    cells = p.rect(x="pred", y="true", width=0.96, height=0.96, source=src, line_color=None,
-                   fill_color={"field": "rate", "transform": mapper})  # fmt: skip
-    p.text(x="pred", y="true", text="text", source=src, text_align="center", text_baseline="middle",
-           text_font_size="15px", text_font_style="bold", text_color="text_colour")  # fmt: skip
-    p.add_tools(_hover([cells], [("true", "true_label"), ("predicted", "pred_label"), ("count", "count"),
-                                 ("share of its true class", "row_text"), ("share of its predicted class", "col_text")]))  # fmt: skip
+    cells = p.rect(
+        x="pred",
+        y="true",
+        width=0.96,
+        height=0.96,
+        source=src,
+        line_color=None,
+        fill_color={"field": "rate", "transform": mapper},
+    )
+    p.text(
+        x="pred",
+        y="true",
+        text="text",
+        source=src,
+        text_align="center",
+        text_baseline="middle",
+        text_font_size="15px",
+        text_font_style="bold",
+        text_color="text_colour",
+    )
+    p.add_tools(
+        _hover(
+            [cells],
+            [
+                ("true", "true_label"),
+                ("predicted", "pred_label"),
+                ("count", "count"),
+                ("share of its true class", "row_text"),
+                ("share of its predicted class", "col_text"),
+            ],
+        )
+    )
     p.grid.visible = False
     p.axis.major_label_text_font_size = "12px"
     p.axis.axis_line_color = None
@@ -467,10 +704,15 @@ def _blues() -> tuple[str, ...]:
 def curve_chart(curves: pd.DataFrame, kind: str) -> Any:
     """ROC (``kind="roc"``) or precision-recall curves, with the area in the legend."""
     roc = kind == "roc"
-    p = _figure(height=320, title="ROC curve" if roc else "Precision-recall curve",
-                x_axis_label="false positive rate" if roc else "recall",
-                y_axis_label="true positive rate" if roc else "precision",
-                x_range=Range1d(-0.02, 1.02), y_range=Range1d(-0.02, 1.04), name=f"{kind}-curve")  # fmt: skip
+    p = _figure(
+        height=320,
+        title="ROC curve" if roc else "Precision-recall curve",
+        x_axis_label="false positive rate" if roc else "recall",
+        y_axis_label="true positive rate" if roc else "precision",
+        x_range=Range1d(start=-0.02, end=1.02),
+        y_range=Range1d(start=-0.02, end=1.04),
+        name=f"{kind}-curve",
+    )
     if roc:
         p.line([0, 1], [0, 1], line_dash="dashed", color="#aaaaaa")
     area = "AUC" if roc else "AP"
@@ -497,28 +739,46 @@ def heaviest_chart(ledger: pd.DataFrame, by: str, n: int = 10) -> Any:
     d = ledger.dropna(subset=[by]).nlargest(n, by).copy()
     d["label"] = [
         " ".join(
-            part for part in (
+            part
+            for part in (
                 f"[{int(r.execution_count) if not pd.isna(r.execution_count) else r.cell_seq}]",
                 short(r.run_name, 40) if isinstance(r.run_name, str) else "",
                 f"· session …{str(r.session_id)[-4:]}",
-            ) if part
+            )
+            if part
         )
         for r in d.itertuples()
-    ]  # fmt: skip
+    ]
     d["label"] = _unique(list(d["label"]))
     d["value"] = d[by].astype(float) / (1.0 if time_axis else GiB)
     fmt = format_seconds if time_axis else format_bytes
     d["text"] = [fmt(v) for v in d[by]]
-    d["colour"] = [STATUS_COLOURS.get(s, "#4e79a7") if s in ("error", "killed", "interrupted") else "#4e79a7" for s in d["status"]]
+    d["colour"] = [
+        STATUS_COLOURS.get(s, "#4e79a7") if s in ("error", "killed", "interrupted") else "#4e79a7" for s in d["status"]
+    ]
     d["status_text"] = d["status"].fillna("")
-    p = _figure(height=max(180, 26 * len(d) + 60), y_range=FactorRange(*reversed(list(d["label"]))),
-                title="Heaviest cells by " + ("wall time" if time_axis else "peak RAM"),
-                x_axis_label="seconds" if time_axis else "GiB", name=f"heaviest-{by}")  # fmt: skip
-    p.x_range = Range1d(0, (float(d["value"].max()) if len(d) else 1.0) * 1.18 or 1.0)
+    p = _figure(
+        height=max(180, 26 * len(d) + 60),
+        y_range=FactorRange(factors=list(reversed(list(d["label"])))),
+        title="Heaviest cells by " + ("wall time" if time_axis else "peak RAM"),
+        x_axis_label="seconds" if time_axis else "GiB",
+        name=f"heaviest-{by}",
+    )
+    p.x_range = Range1d(start=0, end=(float(d["value"].max()) if len(d) else 1.0) * 1.18 or 1.0)
     src = ColumnDataSource(d[["label", "value", "text", "colour", "status_text"]])
     bars = p.hbar(y="label", right="value", height=0.75, source=src, fill_color="colour", line_color=None)
-    p.add_layout(LabelSet(x="value", y="label", text="text", source=src, x_offset=4, y_offset=-6, text_font_size="10px",
-                          text_color="#555555"))  # fmt: skip
+    p.add_layout(
+        LabelSet(
+            x="value",
+            y="label",
+            text="text",
+            source=src,
+            x_offset=4,
+            y_offset=-6,
+            text_font_size="10px",
+            text_color="#555555",
+        )
+    )
     p.add_tools(_hover([bars], [("cell", "label"), ("value", "text"), ("status", "status_text")]))
     p.ygrid.grid_line_color = None
     return p

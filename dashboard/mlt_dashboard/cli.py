@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from mlt_kernel import layout
+from mlt_kernel.core import layout
 
 #: Addresses that only this machine can reach.
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -41,23 +41,45 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("path", metavar="PATH", help="an experiment folder, or a folder of experiment folders")
-    parser.add_argument("--port", type=int, default=None, metavar="N",
-                        help="port to listen on (default: the first free one from 5006)")  # fmt: skip
-    parser.add_argument("--address", default="127.0.0.1", metavar="ADDR",
-                        help="address to listen on (default: 127.0.0.1, this machine only); another address "
-                             "lets anyone who can reach it read every run, note and document")  # fmt: skip
+    parser.add_argument(
+        "--port", type=int, default=None, metavar="N", help="port to listen on (default: the first free one from 5006)"
+    )
+    parser.add_argument(
+        "--address",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="address to listen on (default: 127.0.0.1, this machine only); another address "
+        "lets anyone who can reach it read every run, note and document",
+    )
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
-    parser.add_argument("--token-file", metavar="FILE", type=Path, default=None,
-                        help="read the access token from FILE (default: $MLT_DASHBOARD_TOKEN, else a new random "
-                             "one); only a browser that opened the printed URL gets pages")  # fmt: skip
-    parser.add_argument("--token", metavar="T", default=None,
-                        help="the access token itself; other accounts on this machine can read a command line, "
-                             "so prefer $MLT_DASHBOARD_TOKEN or --token-file")  # fmt: skip
-    parser.add_argument("--no-token", action="store_true",
-                        help="serve without an access token: every account on this machine can read the dashboard")  # fmt: skip
-    parser.add_argument("--export", metavar="FILE.html", type=Path, default=None,
-                        help="write one self-contained offline HTML report (summary, runs, notes, plots, "
-                             "documents) and exit, instead of serving")  # fmt: skip
+    parser.add_argument(
+        "--token-file",
+        metavar="FILE",
+        type=Path,
+        default=None,
+        help="read the access token from FILE (default: $MLT_DASHBOARD_TOKEN, else a new random "
+        "one); only a browser that opened the printed URL gets pages",
+    )
+    parser.add_argument(
+        "--token",
+        metavar="T",
+        default=None,
+        help="the access token itself; other accounts on this machine can read a command line, "
+        "so prefer $MLT_DASHBOARD_TOKEN or --token-file",
+    )
+    parser.add_argument(
+        "--no-token",
+        action="store_true",
+        help="serve without an access token: every account on this machine can read the dashboard",
+    )
+    parser.add_argument(
+        "--export",
+        metavar="FILE.html",
+        type=Path,
+        default=None,
+        help="write one self-contained offline HTML report (summary, runs, notes, plots, "
+        "documents) and exit, instead of serving",
+    )
     return parser
 
 
@@ -77,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.export is not None:
         if not found:
             return _fail(f"no MLTrack experiment in {root}; nothing to export")
-        from .export import write_report
+        from mlt_dashboard.export import write_report
 
         try:
             path = write_report(found, args.export)
@@ -98,22 +120,26 @@ def main(argv: list[str] | None = None) -> int:
     if not found:
         print(f"mlt-dashboard: no experiment in {root} yet; the dashboard shows it once one appears", file=sys.stderr)
 
-    from .access import TOKEN_ENV, new_token, read_token_file
-    from .app import AppConfig
-    from .server import ServerOptions, serve
+    from mlt_dashboard.access import TOKEN_ENV, new_token, read_token_file
+    from mlt_dashboard.app import AppConfig
+    from mlt_dashboard.server import ServerOptions, serve
 
     token = None
     if args.no_token:
-        print("mlt-dashboard: access token off (--no-token): every account on this machine can open it",
-              file=sys.stderr)  # fmt: skip
+        print(
+            "mlt-dashboard: access token off (--no-token): every account on this machine can open it", file=sys.stderr
+        )
     elif args.token_file is not None:
         try:
             token = read_token_file(args.token_file)
         except (OSError, ValueError) as exc:
             return _fail(f"--token-file {args.token_file}: {exc}")
     elif args.token:
-        print("mlt-dashboard: warning: --token puts the token in this process's command line, which every account "
-              f"on this machine can read; use ${TOKEN_ENV} or --token-file instead", file=sys.stderr)  # fmt: skip
+        print(
+            "mlt-dashboard: warning: --token puts the token in this process's command line, which every account "
+            f"on this machine can read; use ${TOKEN_ENV} or --token-file instead",
+            file=sys.stderr,
+        )
         token = args.token
     else:
         token = os.environ.get(TOKEN_ENV) or new_token()

@@ -1,6 +1,6 @@
 """Documents: write up what we found.
 
-Everything goes through ``mlt_kernel.documents`` (issue 5's API), so what the
+Everything goes through ``mlt_kernel.tracking.documents`` (issue 5's API), so what the
 browser edits is what ``Experiment.documents()`` and the notebook see. The
 editor shows Markdown on the left and the sanitised preview on the right.
 """
@@ -14,15 +14,14 @@ from typing import Any
 import pandas as pd
 import panel as pn
 
-from mlt_kernel.documents import Block, Document, create_document, render_block
-from mlt_kernel.errors import MLTrackError
-from mlt_kernel.experiment import Experiment
-
-from . import style
-from .markup import Markup, el, short, trusted
-from .notes import markdown_block
-from .page import Page, html, session_arg, set_options
-from .queries import Source
+from mlt_dashboard import style
+from mlt_dashboard.markup import Markup, el, short, trusted
+from mlt_dashboard.notes import markdown_block
+from mlt_dashboard.page import Page, html, session_arg, set_options
+from mlt_dashboard.queries import Source
+from mlt_kernel.core.errors import MLTrackError
+from mlt_kernel.read.experiment import Experiment
+from mlt_kernel.tracking.documents import Block, Document, create_document, render_block
 
 _KIND_LABEL = {"markdown": "Markdown", "note": "note", "plot": "plot"}
 
@@ -52,8 +51,14 @@ class DocumentsPage(Page):
         self.title_input = pn.widgets.TextInput(name="title", width=320, css_classes=["mlt-title"])
         self.rename = pn.widgets.Button(name="Rename", width=90, align="end")
         self.delete = pn.widgets.Button(name="Delete document", button_type="danger", width=150, align="end")
-        self.download = pn.widgets.FileDownload(callback=self._download_html, filename="document.html",
-                                                label="Download HTML", button_type="success", width=160, align="end")  # fmt: skip
+        self.download = pn.widgets.FileDownload(
+            callback=self._download_html,
+            filename="document.html",
+            label="Download HTML",
+            button_type="success",
+            width=160,
+            align="end",
+        )
         self.message = html()
         self.blocks = pn.Column(sizing_mode="stretch_width")
         self.add_markdown = pn.widgets.Button(name="+ Markdown block", width=160)
@@ -62,17 +67,28 @@ class DocumentsPage(Page):
         self.plot_choice = pn.widgets.Select(name="plot", options=[], width=220)
         self.add_plot = pn.widgets.Button(name="+ Add plot", width=110, align="end")
         # -- the editor
-        self.editor = pn.widgets.TextAreaInput(name="Markdown", height=320, sizing_mode="stretch_width",
-                                               placeholder="Write Markdown here; the preview is on the right.")  # fmt: skip
+        self.editor = pn.widgets.TextAreaInput(
+            name="Markdown",
+            height=320,
+            sizing_mode="stretch_width",
+            placeholder="Write Markdown here; the preview is on the right.",
+        )
         self.preview = html(sizing_mode="stretch_width", height=340, styles={"overflow-y": "auto"})
         self.save = pn.widgets.Button(name="Save block", button_type="primary", width=120)
         self.cancel = pn.widgets.Button(name="Cancel", width=90)
         self.editor_box = pn.Column(
             html('<div class="mlt-section">Edit block</div>'),
-            pn.Row(self.editor, pn.Column(html('<div class="mlt-muted">Preview (sanitised)</div>'), self.preview,
-                                          sizing_mode="stretch_width"), sizing_mode="stretch_width"),
-            pn.Row(self.save, self.cancel), visible=False, sizing_mode="stretch_width",
-        )  # fmt: skip
+            pn.Row(
+                self.editor,
+                pn.Column(
+                    html('<div class="mlt-muted">Preview (sanitised)</div>'), self.preview, sizing_mode="stretch_width"
+                ),
+                sizing_mode="stretch_width",
+            ),
+            pn.Row(self.save, self.cancel),
+            visible=False,
+            sizing_mode="stretch_width",
+        )
         self._confirm_delete = False
         self._signature: Any = None
         self._wire()
@@ -142,11 +158,18 @@ class DocumentsPage(Page):
     def _draw_blocks(self, force: bool) -> None:
         if self.doc is None:
             self._signature = None
-            self.blocks[:] = [html(style.empty(
-                "No document open" if self.doc_list.options else "No documents yet",
-                trusted("Type a title on the left and press <b>Create document</b>, or write "
-                        "<code># mlt: note doc=\"Findings\"</code> in a notebook cell: the note is added to that "
-                        "document.")))]  # fmt: skip
+            self.blocks[:] = [
+                html(
+                    style.empty(
+                        "No document open" if self.doc_list.options else "No documents yet",
+                        trusted(
+                            "Type a title on the left and press <b>Create document</b>, or write "
+                            '<code># mlt: note doc="Findings"</code> in a notebook cell: the note is added to that '
+                            "document."
+                        ),
+                    )
+                )
+            ]
             return
         self.experiment.refresh()
         blocks = self.doc.blocks()
@@ -155,8 +178,13 @@ class DocumentsPage(Page):
             return
         self._signature = signature
         if not blocks:
-            self.blocks[:] = [html(style.empty("This document is empty",
-                                               "Add a Markdown block, a note or a plot with the buttons below."))]  # fmt: skip
+            self.blocks[:] = [
+                html(
+                    style.empty(
+                        "This document is empty", "Add a Markdown block, a note or a plot with the buttons below."
+                    )
+                )
+            ]
             return
         notes = {k: (n.get("plot"), n.get("markdown")) for k, n in self.notes.items()}
         self.blocks[:] = [self._block_row(b, i, len(blocks), notes) for i, b in enumerate(blocks)]
@@ -166,24 +194,30 @@ class DocumentsPage(Page):
         if inner is None:
             content = el("p", f"A {short(block.kind, 40)} block (made by a newer version).", class_="mlt-muted")
         else:
-            content = trusted(inner)  # rendered by mlt_kernel.documents: sanitised Markdown, escaped names
+            content = trusted(inner)  # rendered by mlt_kernel.tracking.documents: sanitised Markdown, escaped names
         label = _KIND_LABEL.get(block.kind, short(block.kind, 40))
-        body = html(el("div", f"{label} block", class_="mlt-muted") + el("div", content, class_="mlt-doc"),
-                    sizing_mode="stretch_width")  # fmt: skip
+        body = html(
+            el("div", f"{label} block", class_="mlt-muted") + el("div", content, class_="mlt-doc"),
+            sizing_mode="stretch_width",
+        )
         buttons = []
         if block.kind in ("markdown", "note"):
             edit = pn.widgets.Button(name="Edit", width=64, css_classes=["mlt-edit"])
-            edit.on_click(lambda _e, b=block: self._edit(b))
+            edit.on_click(lambda _e: self._edit(block))
             buttons.append(edit)
         up = pn.widgets.Button(name="↑", width=40, disabled=index == 0, description="move up")
         down = pn.widgets.Button(name="↓", width=40, disabled=index == count - 1, description="move down")
         remove = pn.widgets.Button(name="✕", width=40, button_type="light", description="delete this block")
-        up.on_click(lambda _e, b=block: self._act(lambda: self.doc.move(b.block_id, -1)))  # type: ignore[union-attr]
-        down.on_click(lambda _e, b=block: self._act(lambda: self.doc.move(b.block_id, +1)))  # type: ignore[union-attr]
-        remove.on_click(lambda _e, b=block: self._act(lambda: self.doc.delete_block(b.block_id)))  # type: ignore[union-attr]
+        up.on_click(lambda _e: self._act(lambda: self.doc.move(block.block_id, -1)))  # type: ignore[union-attr]
+        down.on_click(lambda _e: self._act(lambda: self.doc.move(block.block_id, +1)))  # type: ignore[union-attr]
+        remove.on_click(lambda _e: self._act(lambda: self.doc.delete_block(block.block_id)))  # type: ignore[union-attr]
         buttons += [up, down, remove]
-        return pn.Row(body, pn.Row(*buttons, width=260), sizing_mode="stretch_width",
-                      styles={"border": "1px solid #d0d7de", "border-radius": "8px", "margin": "4px 0", "padding": "2px 8px"})  # fmt: skip
+        return pn.Row(
+            body,
+            pn.Row(*buttons, width=260),
+            sizing_mode="stretch_width",
+            styles={"border": "1px solid #d0d7de", "border-radius": "8px", "margin": "4px 0", "padding": "2px 8px"},
+        )
 
     # -- writing ------------------------------------------------------------------
     def _act(self, action: Any) -> None:
@@ -204,7 +238,8 @@ class DocumentsPage(Page):
     def _create(self) -> None:
         title = self.new_title.value_input or self.new_title.value
         self.experiment.refresh()
-        self.doc = create_document(self.experiment, title)
+        # Panel types a text value str | None; the API refuses None with a ValueError, which _act shows.
+        self.doc = create_document(self.experiment, title)  # type: ignore[arg-type]
         self.new_title.value = ""
         self.new_title.value_input = ""
 
@@ -212,7 +247,8 @@ class DocumentsPage(Page):
         if self.doc is None:
             raise ValueError("open a document first")
         self.experiment.refresh()
-        self.doc.rename(self.title_input.value_input or self.title_input.value)
+        # Panel types a text value str | None; the API refuses None with a ValueError, which _act shows.
+        self.doc.rename(self.title_input.value_input or self.title_input.value)  # type: ignore[arg-type]
         self.download.filename = _file_name(self.doc.title)
 
     def _delete(self) -> None:
@@ -258,10 +294,11 @@ class DocumentsPage(Page):
         if self.doc is None or self.editing is None:
             return
         text = self.editor.value_input if self.editor.value_input is not None else self.editor.value
+        # Panel types a text value str | None; the API refuses None with a ValueError.
         if self.editing == "":
-            self.doc.add_markdown(text)
+            self.doc.add_markdown(text)  # type: ignore[arg-type]
         else:
-            self.doc.edit(self.editing, text)
+            self.doc.edit(self.editing, text)  # type: ignore[arg-type]
         self._close_editor()
 
     def _close_editor(self) -> None:
@@ -297,4 +334,3 @@ class DocumentsPage(Page):
 def _file_name(title: str) -> str:
     safe = "".join(c if c.isalnum() or c in "-_ " else "_" for c in title).strip().replace(" ", "-")
     return (safe or "document") + ".html"
-

@@ -5,7 +5,7 @@ and the documents, with every resource inlined: BokehJS itself, the charts'
 data, plots as ``data:`` URIs. The page carries a Content-Security-Policy that
 allows exactly the scripts written here (by their SHA-256 hashes) and no fetch
 at all, so markup that slipped past the sanitiser still could not run or phone
-home. Notes and documents go through ``mlt_kernel.render`` (sanitised); every
+home. Notes and documents go through ``mlt_kernel.tracking.render`` (sanitised); every
 other value from the folder is escaped.
 """
 
@@ -23,16 +23,23 @@ import pandas as pd
 from bokeh.embed import components
 from bokeh.resources import Resources
 
-from mlt_kernel.documents import Document
-from mlt_kernel.experiment import Experiment
-from mlt_kernel.units import format_bytes, format_metric, format_seconds
-
-from . import charts, style
-from .markup import Markup, el, join, short, trusted
-from .policy import report_policy
-from .fragments import RunData, default_metric, header_html, killed_html, ledger_frame, post_mortem, summary_cards
-from .notes import plots_with_notes
-from .queries import LOWER_IS_BETTER, Source, metric_columns
+from mlt_dashboard import charts, style
+from mlt_dashboard.fragments import (
+    RunData,
+    default_metric,
+    header_html,
+    killed_html,
+    ledger_frame,
+    post_mortem,
+    summary_cards,
+)
+from mlt_dashboard.markup import Markup, el, join, short, trusted
+from mlt_dashboard.notes import plots_with_notes
+from mlt_dashboard.policy import report_policy
+from mlt_dashboard.queries import LOWER_IS_BETTER, Source, metric_columns
+from mlt_kernel.core.units import format_bytes, format_metric, format_seconds
+from mlt_kernel.read.experiment import Experiment
+from mlt_kernel.tracking.documents import Document
 
 #: Runs that get a section of their own (the best ones by the summary metric); all are in the table.
 MAX_RUN_SECTIONS = 200
@@ -88,7 +95,7 @@ class Charts:
 def _page(title: str, body: str, scripts: Sequence[str]) -> str:
     tags = "".join(f"<script>{s}</script>\n" for s in scripts)
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f'<meta http-equiv="Content-Security-Policy" content="{report_policy(scripts)}">\n'
         '<meta name="referrer" content="no-referrer">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
@@ -112,24 +119,42 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[Markup | str]], numeric:
 
 def _runs_table(runs: pd.DataFrame) -> Markup:
     metrics = [m for m in metric_columns(runs) if runs[m].notna().any()]
-    head = ["run", "status", *(short(m, 40) for m in metrics), "wall", "CPU", "peak RAM", "peak GPU", "params", "started"]
+    head = [
+        "run",
+        "status",
+        *(short(m, 40) for m in metrics),
+        "wall",
+        "CPU",
+        "peak RAM",
+        "peak GPU",
+        "params",
+        "started",
+    ]
     numeric = [False, False, *(True for _ in metrics), True, True, True, True, False, False]
     rows = []
     for i, r in runs.iterrows():
         started = r["started_at"].strftime("%Y-%m-%d %H:%M") if not pd.isna(r["started_at"]) else ""
-        rows.append([
-            el("a", short(r["name"]), href=f"#run-{i}"), style.badge(r["status"]),
-            *(format_metric(r[m]) for m in metrics),
-            format_seconds(r["wall_s"]), format_seconds(r["cpu_s"]),
-            format_bytes(r["peak_rss_bytes"]), format_bytes(r["peak_gpu_bytes"]),
-            short(style.params_text(r["params"]), 200), started,
-        ])  # fmt: skip
+        rows.append(
+            [
+                el("a", short(r["name"]), href=f"#run-{i}"),
+                style.badge(r["status"]),
+                *(format_metric(r[m]) for m in metrics),
+                format_seconds(r["wall_s"]),
+                format_seconds(r["cpu_s"]),
+                format_bytes(r["peak_rss_bytes"]),
+                format_bytes(r["peak_gpu_bytes"]),
+                short(style.params_text(r["params"]), 200),
+                started,
+            ]
+        )
     return _table(head, rows, numeric)
 
 
 def _summary(source: Source, runs: pd.DataFrame, out: Charts) -> Markup:
     if runs.empty:
-        return style.empty("No runs yet", trusted("Tag a cell with <code># mlt: record name=…</code> to make it a run."))
+        return style.empty(
+            "No runs yet", trusted("Tag a cell with <code># mlt: record name=…</code> to make it a run.")
+        )
     metrics = [m for m in metric_columns(runs) if runs[m].notna().any()]
     metric = default_metric(metrics)
     colours = charts.run_colours(list(runs["run_id"]))
@@ -168,8 +193,10 @@ def _run_section(source: Source, index: int, run_id: str, out: Charts) -> Markup
         parts += [el("h3", "Training curves"), el("div", join(out.add(c) for c in curves), class_="grid2")]
     for split, (labels, matrix) in data.confusion.items():
         split_curves = data.curves[data.curves["split"] == split] if not data.curves.empty else data.curves
-        row = [out.add(charts.confusion_chart(labels, matrix, False, split)),
-               out.add(charts.confusion_chart(labels, matrix, True, split))]  # fmt: skip
+        row = [
+            out.add(charts.confusion_chart(labels, matrix, False, split)),
+            out.add(charts.confusion_chart(labels, matrix, True, split)),
+        ]
         if not split_curves.empty:
             row += [out.add(charts.curve_chart(split_curves, "roc")), out.add(charts.curve_chart(split_curves, "pr"))]
         parts += [el("h3", f"Predictions · {short(split, 60)}"), el("div", join(row), class_="grid3")]
@@ -185,12 +212,26 @@ def _cells(source: Source, out: Charts) -> Markup:
         return style.empty("No cells recorded", "Run cells with the Python (MLTrack) kernel.")
     sessions = source.sessions()
     parts = [post_mortem(s.to_dict(), ledger) for _, s in sessions.iterrows() if s["status"] == "killed"]
-    heaviest = [out.add(charts.heaviest_chart(ledger, "wall_s")), out.add(charts.heaviest_chart(ledger, "peak_rss_bytes"))]
+    heaviest = [
+        out.add(charts.heaviest_chart(ledger, "wall_s")),
+        out.add(charts.heaviest_chart(ledger, "peak_rss_bytes")),
+    ]
     parts.append(el("div", join(heaviest), class_="grid2"))
     frame = ledger_frame(ledger).sort_values("wall_s", ascending=False, na_position="last").head(MAX_LEDGER_ROWS)
-    cols = [("[n]", "n"), ("session", "session"), ("run", "run_name"), ("code", "code_line"), ("started", "started"),
-            ("wall", "wall_text"), ("CPU", "cpu_text"), ("peak RAM", "peak_text"), ("Δ RSS", "delta_text"),
-            ("peak GPU", "gpu_text"), ("status", "status"), ("error", "error_name")]  # fmt: skip
+    cols = [
+        ("[n]", "n"),
+        ("session", "session"),
+        ("run", "run_name"),
+        ("code", "code_line"),
+        ("started", "started"),
+        ("wall", "wall_text"),
+        ("CPU", "cpu_text"),
+        ("peak RAM", "peak_text"),
+        ("Δ RSS", "delta_text"),
+        ("peak GPU", "gpu_text"),
+        ("status", "status"),
+        ("error", "error_name"),
+    ]
     rows = []
     for _, r in frame.iterrows():
         row: list[Markup | str] = [short(r[key], 120) for _, key in cols]
@@ -211,7 +252,7 @@ def _documents(source: Source) -> Markup:
     try:
         for title in titles["title"]:
             doc = Document.open(experiment, str(title))
-            # to_html(): sanitised Markdown and escaped names, from mlt_kernel.documents.
+            # to_html(): sanitised Markdown and escaped names, from mlt_kernel.tracking.documents.
             parts.append(el("div", el("h3", doc.title), trusted(doc.to_html()), class_="doc"))
     finally:
         experiment.close()
@@ -230,21 +271,39 @@ def experiment_html(path: Path, out: Charts) -> Markup:
         if metric and len(runs) > MAX_RUN_SECTIONS:
             order = list(runs.sort_values(metric, ascending=metric in LOWER_IS_BETTER).index[:MAX_RUN_SECTIONS])
         toc = join((el("a", short(runs.loc[i, "name"], 60), href=f"#run-{i}") for i in order[:60]), " ")
-        links = join([el("a", "Summary", href="#summary"), el("a", "Cells", href="#cells"),
-                      el("a", "Documents", href="#documents")], " ")  # fmt: skip
+        links = join(
+            [
+                el("a", "Summary", href="#summary"),
+                el("a", "Cells", href="#cells"),
+                el("a", "Documents", href="#documents"),
+            ],
+            " ",
+        )
         written = f"written {time.strftime('%Y-%m-%d %H:%M')} from {path}"
         parts = [
             el("h1", "MLTrack report · ", el("span", source.name, class_="exp")),
             el("div", f"{counts['sessions']} sessions · {counts['runs']} runs · {written}", class_="mlt-muted"),
             el("nav", links, " · runs: ", toc, class_="toc"),
-            el("h2", "Summary", id="summary"), _summary(source, runs, out),
+            el("h2", "Summary", id="summary"),
+            _summary(source, runs, out),
             el("h2", "Runs", id="runs"),
-        ]  # fmt: skip
+        ]
         if len(order) < len(runs):
-            parts.append(el("p", f"The {len(order)} best runs by {short(metric, 60)} have a section; every run is "
-                                 "in the summary table.", class_="mlt-muted"))  # fmt: skip
+            parts.append(
+                el(
+                    "p",
+                    f"The {len(order)} best runs by {short(metric, 60)} have a section; every run is "
+                    "in the summary table.",
+                    class_="mlt-muted",
+                )
+            )
         parts += [_run_section(source, i, runs.loc[i, "run_id"], out) for i in order]
-        parts += [el("h2", "Cells", id="cells"), _cells(source, out), el("h2", "Documents", id="documents"), _documents(source)]
+        parts += [
+            el("h2", "Cells", id="cells"),
+            _cells(source, out),
+            el("h2", "Documents", id="documents"),
+            _documents(source),
+        ]
         return join(parts, "\n")
     finally:
         source.close()

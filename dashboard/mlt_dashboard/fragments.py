@@ -10,12 +10,11 @@ from typing import Any
 
 import pandas as pd
 
-from mlt_kernel.experiment import METRIC_ORDER
-from mlt_kernel.units import format_bytes, format_metric, format_seconds
-
-from . import style
-from .markup import Markup, el, join, short
-from .queries import LOWER_IS_BETTER, Source, best_run
+from mlt_dashboard import style
+from mlt_dashboard.markup import Markup, el, join, short
+from mlt_dashboard.queries import LOWER_IS_BETTER, Source, best_run
+from mlt_kernel.core.units import format_bytes, format_metric, format_seconds
+from mlt_kernel.read.experiment import METRIC_ORDER
 
 
 def default_metric(metrics: list[str]) -> str | None:
@@ -28,17 +27,28 @@ def default_metric(metrics: list[str]) -> str | None:
 def summary_cards(runs: pd.DataFrame, metric: str | None) -> Markup:
     counts = runs["status"].fillna("unknown").value_counts()
     order = ["finished", "running", "error", "interrupted", "killed"]
-    parts = [f"{counts[s]} {s}" for s in order if s in counts] + [f"{n} {s}" for s, n in counts.items() if s not in order]
+    parts = [f"{counts[s]} {s}" for s in order if s in counts] + [
+        f"{n} {s}" for s, n in counts.items() if s not in order
+    ]
     items = [style.card("runs", str(len(runs)), " · ".join(parts), testid="card-runs")]
     best = best_run(runs, metric) if metric else None
     if best is not None and metric is not None:
         how = "lowest" if metric in LOWER_IS_BETTER else "highest"
         name = short(metric, 40)
-        items.append(style.card(f"best by {name}", str(best["name"]), f"{how} {name}: {format_metric(best[metric])}",
-                                best=True, testid="card-best"))  # fmt: skip
+        items.append(
+            style.card(
+                f"best by {name}",
+                str(best["name"]),
+                f"{how} {name}: {format_metric(best[metric])}",
+                best=True,
+                testid="card-best",
+            )
+        )
     else:
         items.append(style.card("best run", "—", "no metrics logged yet", testid="card-best"))
-    items.append(style.card("compute", format_seconds(runs["wall_s"].sum()), f"CPU {format_seconds(runs['cpu_s'].sum())}"))
+    items.append(
+        style.card("compute", format_seconds(runs["wall_s"].sum()), f"CPU {format_seconds(runs['cpu_s'].sum())}")
+    )
     for label, column in (("highest peak RAM", "peak_rss_bytes"), ("highest peak GPU", "peak_gpu_bytes")):
         values = pd.to_numeric(runs[column], errors="coerce")
         if values.notna().any():
@@ -92,12 +102,21 @@ def header_html(data: RunData) -> Markup:
         style.card("wall time", format_seconds(run["wall_s"])),
         style.card("CPU time", format_seconds(run["cpu_s"])),
         style.card("peak RAM", format_bytes(run["peak_rss_bytes"])),
-        style.card("peak GPU", format_bytes(run["peak_gpu_bytes"]), "" if not pd.isna(run["peak_gpu_bytes"]) else "no GPU used"),
+        style.card(
+            "peak GPU", format_bytes(run["peak_gpu_bytes"]), "" if not pd.isna(run["peak_gpu_bytes"]) else "no GPU used"
+        ),
         style.card("session", str(run["session_id"])[-8:], f"cells {cells}"),
     ]
     return el(
         "div",
-        el("h2", short(run["name"], 200), " ", style.badge(run["status"]), data_testid="run-name", title=str(run["name"])),
+        el(
+            "h2",
+            short(run["name"], 200),
+            " ",
+            style.badge(run["status"]),
+            data_testid="run-name",
+            title=str(run["name"]),
+        ),
         el("div", style.chips(run["params"])),
         el("div", join(metric_bits), style="margin:0.3rem 0 0.6rem"),
         style.cards(items),
@@ -111,16 +130,26 @@ def killed_html(data: RunData) -> Markup:
     last = format_bytes(s.get("last_rss_bytes"))
     limit = s.get("memory_limit_bytes")
     limit_text = f" (memory limit {format_bytes(limit)})" if limit is not None and not pd.isna(limit) else ""
-    return style.banner("killed", join([
-        el("b", "This run was killed"),
-        f": the kernel died of {cause}. Last memory reading {last}{limit_text}. Everything up to that moment is kept.",
-    ]))  # fmt: skip
+    return style.banner(
+        "killed",
+        join(
+            [
+                el("b", "This run was killed"),
+                f": the kernel died of {cause}. Last memory reading {last}{limit_text}. "
+                "Everything up to that moment is kept.",
+            ]
+        ),
+    )
 
 
 def post_mortem(session: dict[str, Any], ledger: pd.DataFrame) -> Markup:
     """The banner of a session that died: when, why, last memory reading, the cell it was running."""
     cause = style.death_cause(session.get("death_cause"), session.get("oom_kill"))
-    when = session["ended_at"].strftime("%Y-%m-%d %H:%M:%S") if not pd.isna(session.get("ended_at")) else "at an unknown time"
+    when = (
+        session["ended_at"].strftime("%Y-%m-%d %H:%M:%S")
+        if not pd.isna(session.get("ended_at"))
+        else "at an unknown time"
+    )
     cells = ledger[(ledger["session_id"] == session["session_id"]) & (ledger["status"] == "killed")]
     during: Markup | str = ""
     if not cells.empty:
@@ -130,10 +159,17 @@ def post_mortem(session: dict[str, Any], ledger: pd.DataFrame) -> Markup:
         during = join([" while cell ", el("b", f"[{n}]"), f"{run} was running"])
     limit = session.get("memory_limit_bytes")
     limit_text = f", memory limit {format_bytes(limit)}" if limit is not None and not pd.isna(limit) else ""
-    return style.banner("killed", join([
-        el("b", f"Session {str(session['session_id'])[-8:]} died"), f" at {when}", during,
-        f": {cause}. Last memory reading {format_bytes(session.get('last_rss_bytes'))}{limit_text}.",
-    ]))  # fmt: skip
+    return style.banner(
+        "killed",
+        join(
+            [
+                el("b", f"Session {str(session['session_id'])[-8:]} died"),
+                f" at {when}",
+                during,
+                f": {cause}. Last memory reading {format_bytes(session.get('last_rss_bytes'))}{limit_text}.",
+            ]
+        ),
+    )
 
 
 MiB = 1024**2
@@ -143,7 +179,10 @@ def ledger_frame(ledger: pd.DataFrame) -> pd.DataFrame:
     """The ledger as the table shows it: numbers to sort by, text to read."""
     out = pd.DataFrame(
         {
-            "n": [int(v) if not pd.isna(v) else int(s) for v, s in zip(ledger["execution_count"], ledger["cell_seq"], strict=True)],
+            "n": [
+                int(v) if not pd.isna(v) else int(s)
+                for v, s in zip(ledger["execution_count"], ledger["cell_seq"], strict=True)
+            ],
             "session_id": ledger["session_id"],
             "session": [str(s)[-8:] for s in ledger["session_id"]],
             "run_name": [short(r, 60) for r in ledger["run_name"].fillna("")],
@@ -152,10 +191,12 @@ def ledger_frame(ledger: pd.DataFrame) -> pd.DataFrame:
         }
     )
     for column, text, fmt in (
-        ("wall_s", "wall_text", format_seconds), ("cpu_s", "cpu_text", format_seconds),
-        ("peak_rss_bytes", "peak_text", format_bytes), ("delta_rss_bytes", "delta_text", _signed_bytes),
+        ("wall_s", "wall_text", format_seconds),
+        ("cpu_s", "cpu_text", format_seconds),
+        ("peak_rss_bytes", "peak_text", format_bytes),
+        ("delta_rss_bytes", "delta_text", _signed_bytes),
         ("peak_gpu_bytes", "gpu_text", format_bytes),
-    ):  # fmt: skip
+    ):
         out[column] = pd.to_numeric(ledger[column], errors="coerce").astype(float)
         out[text] = [fmt(None if pd.isna(v) else v) for v in ledger[column]]
         if column == "delta_rss_bytes":  # the browser formats bytes with a unit only when they are positive

@@ -8,11 +8,10 @@ from typing import Any
 
 import pandas as pd
 
-from mlt_kernel.documents import plot_image
-from mlt_kernel.render import data_uri, markdown_to_html
-
-from .markup import Markup, el, join, short, trusted
-from .queries import Source
+from mlt_dashboard.markup import Markup, el, join, short, trusted
+from mlt_dashboard.queries import Source
+from mlt_kernel.tracking.documents import plot_image
+from mlt_kernel.tracking.render import data_uri, markdown_to_html
 
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp"}
 

@@ -8,8 +8,8 @@ from typing import Any, ClassVar
 
 import panel as pn
 
-from .queries import Source
-from .style import CSS
+from mlt_dashboard.queries import Source
+from mlt_dashboard.style import CSS
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class Page(pn.viewable.Viewer):
     title: ClassVar[str] = ""
 
     def __init__(self, source: Source, links: Links, **params: Any) -> None:
-        super().__init__(**params)
+        super().__init__(**params)  # type: ignore[no-untyped-call]  # param.Parameterized's is unannotated
         self.source = source
         self.links = links
 

@@ -1,9 +1,9 @@
 """Every SQL query of the dashboard, over one experiment folder.
 
-``Source`` wraps :class:`mlt_kernel.query.Query` (the DuckDB views named like
+``Source`` wraps :class:`mlt_kernel.read.query.Query` (the DuckDB views named like
 the tables, latest version of every row) and returns pandas DataFrames shaped
 for the pages and the export. SQL is parametrised; table and column names come
-from :mod:`mlt_kernel.schema` through :func:`_cols`, which refuses any name the
+from :mod:`mlt_kernel.core.schema` through :func:`_cols`, which refuses any name the
 schema does not define. Nothing here writes into the folder.
 """
 
@@ -22,10 +22,8 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
-from mlt_kernel.experiment import with_final_metrics
-from mlt_kernel.query import Query, Read, Window
-from mlt_kernel.safeio import regular_file
-from mlt_kernel.schema import (
+from mlt_kernel.core.safeio import regular_file
+from mlt_kernel.core.schema import (
     CELLS,
     CONFUSION,
     CURVES,
@@ -38,6 +36,8 @@ from mlt_kernel.schema import (
     SESSIONS,
     Table,
 )
+from mlt_kernel.read.experiment import with_final_metrics
+from mlt_kernel.read.query import Query, Read, Window
 
 #: Metrics where a smaller value is better (the "best run" card and the Pareto front use it).
 LOWER_IS_BETTER = frozenset({"log_loss", "mae", "rmse", "loss", "val_loss"})
@@ -62,10 +62,9 @@ def _cols(table: Table, *names: str, prefix: str = "") -> str:
 # -- the SQL ------------------------------------------------------------------------
 
 _RUNS_SQL = f"""
-    SELECT {_cols(RUNS, "run_id", "name", "session_id", "status", "started_at", "ended_at",
-                  "wall_s", "cpu_s", "peak_rss_bytes", "peak_gpu_bytes", "params", "first_cell_seq", "last_cell_seq")}
+    SELECT {_cols(RUNS, *(name for name in RUNS.names if name != "recorded_at"))}
     FROM {RUNS.name} ORDER BY started_at, run_id
-"""  # fmt: skip
+"""
 
 _COUNTS_SQL = f"""
     SELECT (SELECT count(*) FROM {SESSIONS.name}) AS sessions,
@@ -81,13 +80,23 @@ _RUN_METRICS_SQL = f"""
     FROM {METRICS.name} WHERE run_id = ?
 """
 
-_RUN_CELLS_COLS = _cols(CELLS, "cell_seq", "execution_count", "started_at", "ended_at", "wall_s", "cpu_s",
-                        "peak_rss_bytes", "status", "error_name")  # fmt: skip
+_RUN_CELLS_COLS = _cols(
+    CELLS,
+    "cell_seq",
+    "execution_count",
+    "started_at",
+    "ended_at",
+    "wall_s",
+    "cpu_s",
+    "peak_rss_bytes",
+    "status",
+    "error_name",
+)
 _RUN_CELLS_SQL = f"""
     SELECT {_RUN_CELLS_COLS}
     FROM {CELLS.name} WHERE session_id = ? AND {{which}}
     ORDER BY cell_seq
-"""  # fmt: skip
+"""
 
 # The samples of one session between two instants; run_timeline buckets them.
 # Times come back as microseconds: turning thousands of timestamps into Python
@@ -96,7 +105,7 @@ _RUN_CELLS_SQL = f"""
 _TIMELINE_SQL = f"""
     SELECT epoch_us(t) AS us, {_cols(SAMPLES, "rss_bytes", "children_rss_bytes", "gpu_bytes", "cpu_percent")}
     FROM {{window}} WHERE session_id = ? AND t BETWEEN ? AND ?
-"""  # fmt: skip
+"""
 
 _CONFUSION_SQL = f"""
     SELECT {_cols(CONFUSION, "split", "labels", "matrix")} FROM {CONFUSION.name}
@@ -115,32 +124,64 @@ _PLOTS_SQL = f"""
     FROM {PLOTS.name} {{where}}
     QUALIFY row_number() OVER (PARTITION BY coalesce(path, file) ORDER BY created_at DESC) = 1
     ORDER BY created_at
-"""  # fmt: skip
+"""
 
 _NOTES_COLS = _cols(NOTES, "note_id", "run_id", "plot", "doc", "markdown", "execution_count", "created_at")
 _NOTES_SQL = f"""
     SELECT {_NOTES_COLS}
     FROM {NOTES.name} WHERE NOT coalesce(deleted, false) {{where}} ORDER BY created_at
-"""  # fmt: skip
-
+"""
 
 
 _RUN_PLOTS_SQL = _PLOTS_SQL.format(where="WHERE run_id = ?")
 # A run's notes, and the notes tied to one of its plots.
-_RUN_NOTES_SQL = _NOTES_SQL.format(where=f"AND (run_id = ? OR plot IN (SELECT file FROM {PLOTS.name} WHERE run_id = ?))")
+_RUN_NOTES_SQL = _NOTES_SQL.format(
+    where=f"AND (run_id = ? OR plot IN (SELECT file FROM {PLOTS.name} WHERE run_id = ?))"
+)
 
-_SESSION_COLS = _cols(SESSIONS, "session_id", "started_at", "ended_at", "status", "hostname", "user", "notebook",
-                      "death_cause", "memory_limit_bytes", "oom_kill", "last_rss_bytes")  # fmt: skip
+_SESSION_COLS = _cols(
+    SESSIONS,
+    "session_id",
+    "started_at",
+    "ended_at",
+    "status",
+    "hostname",
+    "user",
+    "notebook",
+    "death_cause",
+    "memory_limit_bytes",
+    "oom_kill",
+    "last_rss_bytes",
+)
 _SESSIONS_SQL = f"SELECT {_SESSION_COLS} FROM {SESSIONS.name} ORDER BY started_at DESC"
 _SESSION_SQL = f"SELECT {_SESSION_COLS} FROM {SESSIONS.name} WHERE session_id = ?"
 
 _LEDGER_SQL = f"""
-    SELECT {_cols(CELLS, "session_id", "cell_seq", "execution_count", "run_id", "run_name", "code",
-                  "started_at", "ended_at", "wall_s", "cpu_s", "rss_before_bytes", "rss_after_bytes",
-                  "peak_rss_bytes", "children_peak_rss_bytes", "peak_gpu_bytes", "status", "error_name")},
+    SELECT {
+    _cols(
+        CELLS,
+        "session_id",
+        "cell_seq",
+        "execution_count",
+        "run_id",
+        "run_name",
+        "code",
+        "started_at",
+        "ended_at",
+        "wall_s",
+        "cpu_s",
+        "rss_before_bytes",
+        "rss_after_bytes",
+        "peak_rss_bytes",
+        "children_peak_rss_bytes",
+        "peak_gpu_bytes",
+        "status",
+        "error_name",
+    )
+},
            rss_after_bytes - rss_before_bytes AS delta_rss_bytes
     FROM {CELLS.name} {{where}} ORDER BY started_at, session_id, cell_seq
-"""  # fmt: skip
+"""
 
 _DOCUMENT_TITLES_SQL = f"""
     SELECT {_cols(DOCUMENTS, "doc_id", "title", "created_at")} FROM {DOCUMENTS.name}
@@ -167,7 +208,6 @@ def _per_version(method: _F) -> _F:
         return self._memo[key]
 
     return wrapper  # type: ignore[return-value]
-
 
 
 @dataclass
@@ -275,11 +315,15 @@ class Source:
         runs queries on separate cursors in parallel, without the GIL.
         """
         rid = run["run_id"]
-        first, last = run.get("first_cell_seq"), run.get("last_cell_seq")
+        first: Any = run.get("first_cell_seq")
+        last: Any = run.get("last_cell_seq")
         if is_missing(first) or is_missing(last):  # still running
             cells = (_RUN_CELLS_SQL.format(which="run_id = ?"), [run["session_id"], rid])
         else:
-            cells = (_RUN_CELLS_SQL.format(which="cell_seq BETWEEN ? AND ?"), [run["session_id"], int(first), int(last)])
+            cells = (
+                _RUN_CELLS_SQL.format(which="cell_seq BETWEEN ? AND ?"),
+                [run["session_id"], int(first), int(last)],
+            )
         window = _timeline_window(run)
         # Two lanes of about equal time: the Parquet reads (the metrics, and
         # the samples through a window) and the small tables in one query,
@@ -296,15 +340,19 @@ class Source:
         if window is not None:
             files.append(
                 Read(
-                    _TIMELINE_SQL, window, numpy=True, window=_samples_window(window),
+                    _TIMELINE_SQL,
+                    window,
+                    numpy=True,
+                    window=_samples_window(window),
                     then=lambda cols: _timeline_frame(cols, window, MAX_TIMELINE_POINTS),
-                )  # fmt: skip
+                )
             )
         tables = Read(
             "SELECT " + ", ".join(_rows_as_list(sql) for sql, _, _ in parts),
             [param for _, params, _ in parts for param in params],
             then=lambda rows: [
-                shape([tuple(r.values()) for r in structs or ()]) for (_, _, shape), structs in zip(parts, rows[0], strict=True)
+                shape([tuple(r.values()) for r in structs or ()])
+                for (_, _, shape), structs in zip(parts, rows[0], strict=True)
             ],
         )
         ((finals, steps), *timeline), ((confusion, cells_df, curves, plots, notes),) = self._q.read_all(files, [tables])
@@ -326,7 +374,8 @@ class Source:
             return None
         for col in ("started_at", "ended_at"):
             rows[col] = _local(rows[col])
-        return rows.iloc[0].to_dict()
+        session: dict[str, Any] = rows.iloc[0].to_dict()
+        return session
 
     # -- plots and notes --------------------------------------------------------
     def plots(self) -> pd.DataFrame:
@@ -341,7 +390,7 @@ class Source:
         """The file of a plot row: a regular file inside the experiment folder, reached through no link.
 
         The row is a shared folder's data: an absolute path, ``..`` or a link
-        anywhere below the folder finds nothing (``mlt_kernel.safeio``).
+        anywhere below the folder finds nothing (``mlt_kernel.core.safeio``).
         """
         rel = row.get("path") if not is_missing(row.get("path")) else None
         candidates = [rel] if isinstance(rel, str) and rel else []
@@ -370,7 +419,9 @@ class Source:
     @_per_version
     def _ledger(self, session_ids: tuple[str, ...]) -> pd.DataFrame:
         if session_ids:
-            df = self._df(_LEDGER_SQL.format(where="WHERE list_contains(?::VARCHAR[], session_id)"), [list(session_ids)])
+            df = self._df(
+                _LEDGER_SQL.format(where="WHERE list_contains(?::VARCHAR[], session_id)"), [list(session_ids)]
+            )
         else:
             df = self._df(_LEDGER_SQL.format(where=""))
         df["started_at"] = _local(df["started_at"])
@@ -436,8 +487,12 @@ def _metric_frames(rows: list[tuple[Any, ...]]) -> tuple[pd.DataFrame, pd.DataFr
             latest[key] = row
     ordered = sorted(latest.values(), key=lambda r: (r[0], r[1] if r[1] is not None else 0))
     return (
-        pd.DataFrame.from_records([(n, v, sp) for n, st, v, sp, _ in ordered if st is None], columns=["name", "value", "split"]),
-        pd.DataFrame.from_records([(n, st, v) for n, st, v, _, _ in ordered if st is not None], columns=["name", "step", "value"]),
+        pd.DataFrame.from_records(
+            [(n, v, sp) for n, st, v, sp, _ in ordered if st is None], columns=["name", "value", "split"]
+        ),
+        pd.DataFrame.from_records(
+            [(n, st, v) for n, st, v, _, _ in ordered if st is not None], columns=["name", "step", "value"]
+        ),
     )
 
 
@@ -446,7 +501,11 @@ def _timeline_window(run: dict[str, Any]) -> list[Any] | None:
     if is_missing(run["started_at"]):
         return None
     end = run.get("ended_at")
-    return [run["session_id"], pd.Timestamp(run["started_at"]), pd.Timestamp.now(tz="UTC") if is_missing(end) else pd.Timestamp(end)]
+    return [
+        run["session_id"],
+        pd.Timestamp(run["started_at"]),
+        pd.Timestamp.now(tz="UTC") if is_missing(end) else pd.Timestamp(end),
+    ]
 
 
 def _samples_window(window: list[Any]) -> Window:
@@ -536,8 +595,7 @@ def best_run(runs: pd.DataFrame, metric: str) -> pd.Series | None:
 
 def metric_columns(runs: pd.DataFrame) -> list[str]:
     """The final-metric columns of a ``runs()`` frame, in display order."""
-    fixed = {"run_id", "name", "session_id", "status", "started_at", "ended_at", "wall_s", "cpu_s",
-             "peak_rss_bytes", "peak_gpu_bytes", "params"}  # fmt: skip
+    fixed = set(RUNS.names)
     return [c for c in runs.columns if c not in fixed]
 
 
@@ -547,12 +605,14 @@ def pareto_front(cost: list[float], value: list[float], lower_is_better: bool = 
     Returned in order of increasing cost: the front as a person reads it,
     "each step right buys a better model".
     """
-    points = [(c, v, i) for i, (c, v) in enumerate(zip(cost, value, strict=True)) if not (is_missing(c) or is_missing(v))]
+    points = [
+        (c, v, i) for i, (c, v) in enumerate(zip(cost, value, strict=True)) if not (is_missing(c) or is_missing(v))
+    ]
     sign = -1.0 if lower_is_better else 1.0
     points.sort(key=lambda p: (p[0], -sign * p[1]))
     front: list[int] = []
     best = -math.inf
-    for c, v, i in points:
+    for _c, v, i in points:
         if sign * v > best:
             front.append(i)
             best = sign * v

@@ -6,18 +6,19 @@ from typing import Any
 
 import panel as pn
 
-from . import charts, style
-from .fragments import RunData, header_html, killed_html, run_label
-from .markup import el, short, trusted
-from .notes import plots_with_notes
-from .page import Page, bokeh, html, session_arg, set_options
-from .queries import Source
-
+from mlt_dashboard import charts, style
+from mlt_dashboard.fragments import RunData, header_html, killed_html, run_label
+from mlt_dashboard.markup import el, short, trusted
+from mlt_dashboard.notes import plots_with_notes
+from mlt_dashboard.page import Page, bokeh, html, session_arg, set_options
+from mlt_dashboard.queries import Source
 
 _NO_RUNS = style.empty(
     "No runs yet",
-    trusted("Tag a cell with <code># mlt: record name=random_forest n_estimators=300</code>, or wrap several cells "
-            "in <code># mlt: record start name=mlp</code> … <code># mlt: record stop</code>."),
+    trusted(
+        "Tag a cell with <code># mlt: record name=random_forest n_estimators=300</code>, or wrap several cells "
+        "in <code># mlt: record start name=mlp</code> … <code># mlt: record stop</code>."
+    ),
 )
 _NO_TIMELINE = style.empty(
     "No memory readings for this run",
@@ -28,13 +29,17 @@ _NO_CURVES = style.empty(
 )
 _NO_PREDICTIONS = style.empty(
     "No predictions logged",
-    trusted("Call <code>mlt.log_predictions(y_test, y_pred, y_proba=model.predict_proba(X_test))</code> in the "
-            "run to get the confusion matrix, ROC and precision-recall curves."),
+    trusted(
+        "Call <code>mlt.log_predictions(y_test, y_pred, y_proba=model.predict_proba(X_test))</code> in the "
+        "run to get the confusion matrix, ROC and precision-recall curves."
+    ),
 )
 _NO_PLOTS = style.empty(
     "No plots or notes for this run",
-    trusted("Save figures under the experiment's <code>plots/</code> folder while the run is open, and explain "
-            "them with <code># mlt: note plot=roc.png</code>."),
+    trusted(
+        "Save figures under the experiment's <code>plots/</code> folder while the run is open, and explain "
+        "them with <code># mlt: note plot=roc.png</code>."
+    ),
 )
 
 
@@ -71,16 +76,27 @@ class RunPage(Page):
         self.pr = bokeh(None, min_height=320)
         self.no_predictions = html(_NO_PREDICTIONS, visible=False)
         self.predictions = pn.Row(
-            pn.Column(pn.Row(self.split, self.mode), self.confusion, width=560), self.roc, self.pr,
+            pn.Column(pn.Row(self.split, self.mode), self.confusion, width=560),
+            self.roc,
+            self.pr,
             sizing_mode="stretch_width",
-        )  # fmt: skip
+        )
         self.plots = html()
         self.content = pn.Column(
-            self.header, self.killed, self.timeline, self.no_timeline,
-            _section("Training curves"), pn.Row(self.losses, self.other_curves, sizing_mode="stretch_width"),
-            self.no_curves, _section("Predictions"), self.no_predictions, self.predictions,
-            _section("Plots and notes"), self.plots, sizing_mode="stretch_width",
-        )  # fmt: skip
+            self.header,
+            self.killed,
+            self.timeline,
+            self.no_timeline,
+            _section("Training curves"),
+            pn.Row(self.losses, self.other_curves, sizing_mode="stretch_width"),
+            self.no_curves,
+            _section("Predictions"),
+            self.no_predictions,
+            self.predictions,
+            _section("Plots and notes"),
+            self.plots,
+            sizing_mode="stretch_width",
+        )
         self.data: RunData | None = None
         self._fill_select()
         wanted = session_arg("run")
@@ -109,8 +125,9 @@ class RunPage(Page):
         data = RunData(self.source, run_id) if run_id else None
         if data is None or data.run is None:
             self.data = None
-            self.empty.object = _NO_RUNS if not run_id else style.empty(
-                "Run not found", f"No run {short(run_id)} in this experiment.")  # fmt: skip
+            self.empty.object = (
+                _NO_RUNS if not run_id else style.empty("Run not found", f"No run {short(run_id)} in this experiment.")
+            )
             self.empty.visible, self.content.visible = True, False
             return
         if not force and data.same_as(self.data):

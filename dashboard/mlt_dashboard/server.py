@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .app import AppConfig
-from .policy import SECURITY_HEADERS, inline_scripts, served_policy
+from mlt_dashboard.app import AppConfig
+from mlt_dashboard.policy import SECURITY_HEADERS, inline_scripts, served_policy
 
 #: Ports tried in turn when none is given.
 DEFAULT_PORTS = range(5006, 5016)
@@ -112,8 +112,8 @@ def build_server(config: AppConfig, options: ServerOptions) -> tuple[Any, int]:
     os.environ["BOKEH_RESOURCES"] = "server"  # never a CDN, whatever the user's environment says
     import panel as pn
 
-    from .app import NAV, page_classes, page_factories
-    from .style import CSS
+    from mlt_dashboard.app import NAV, page_classes, page_factories
+    from mlt_dashboard.style import CSS
 
     page_classes()  # import the pages now, not during the first request
 
@@ -121,7 +121,7 @@ def build_server(config: AppConfig, options: ServerOptions) -> tuple[Any, int]:
     port = free_port(options.address, options.port)
     kwargs: dict[str, Any] = {}
     if options.token:
-        from .access import TokenAuth, redact_logs
+        from mlt_dashboard.access import TokenAuth, redact_logs
 
         redact_logs()
         auth = TokenAuth(options.token, port)
@@ -155,16 +155,26 @@ def write_redirect_file(url: str, folder: str | os.PathLike[str] | None = None) 
     """
     from jupyter_core.paths import jupyter_runtime_dir
 
-    from .markup import el, join
+    from mlt_dashboard.markup import el, join
 
     where = Path(folder) if folder is not None else Path(jupyter_runtime_dir())
     where.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, name = tempfile.mkstemp(prefix=f"mlt-dashboard-{os.getpid()}-", suffix="-open.html", dir=where)  # 0600
-    page = join([
-        el("head", el("meta", charset="utf-8"), el("meta", http_equiv="refresh", content=f"0;url={url}"),
-           el("meta", name="referrer", content="no-referrer"), el("title", "MLTrack dashboard")),
-        el("body", el("p", "Opening the MLTrack dashboard… If nothing happens, ", el("a", "click here", href=url), ".")),
-    ])  # fmt: skip
+    page = join(
+        [
+            el(
+                "head",
+                el("meta", charset="utf-8"),
+                el("meta", http_equiv="refresh", content=f"0;url={url}"),
+                el("meta", name="referrer", content="no-referrer"),
+                el("title", "MLTrack dashboard"),
+            ),
+            el(
+                "body",
+                el("p", "Opening the MLTrack dashboard… If nothing happens, ", el("a", "click here", href=url), "."),
+            ),
+        ]
+    )
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(f"<!DOCTYPE html>\n<html>{page}</html>\n")
     return Path(name)

@@ -3,7 +3,7 @@
 Every helper builds its markup with ``markup.el``, which escapes what it is
 given: run names, params and session ids come from a teammate's shared folder
 and are as untrusted as notes are. Rendered Markdown comes only from
-``mlt_kernel.render.markdown_to_html`` (sanitised).
+``mlt_kernel.tracking.render.markdown_to_html`` (sanitised).
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .charts import STATUS_COLOURS
-from .markup import Markup, el, join, short
+from mlt_dashboard.charts import STATUS_COLOURS as STATUS_COLOURS
+from mlt_dashboard.markup import Markup, el, join, short
 
 CSS = """
 :host, body { --mlt-ink: #1f2328; --mlt-muted: #59636e; --mlt-line: #d0d7de; --mlt-soft: #f6f8fa;
-  --mlt-accent: #4e79a7; font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
+  --mlt-accent: #4e79a7;
+  font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
 .mlt-header { display: flex; align-items: baseline; gap: 0.8rem; flex-wrap: wrap; color: var(--mlt-ink); }
 .mlt-header h1 { font-size: 1.35rem; margin: 0; font-weight: 650; }
 .mlt-header .exp { color: var(--mlt-accent); }

@@ -9,13 +9,12 @@ import pandas as pd
 import panel as pn
 from bokeh.models.widgets.tables import NumberFormatter, StringFormatter
 
-from mlt_kernel.experiment import METRIC_ORDER
-
-from . import charts, style
-from .fragments import default_metric, summary_cards
-from .markup import el, header, short, trusted
-from .page import Page, bokeh, html, set_options
-from .queries import LOWER_IS_BETTER, metric_columns
+from mlt_dashboard import charts, style
+from mlt_dashboard.fragments import default_metric, summary_cards
+from mlt_dashboard.markup import el, header, short, trusted
+from mlt_dashboard.page import Page, bokeh, html, set_options
+from mlt_dashboard.queries import LOWER_IS_BETTER, metric_columns
+from mlt_kernel.read.experiment import METRIC_ORDER
 
 #: Charts that draw one row per run show this many when nothing is selected.
 TOP_RUNS = 12
@@ -23,11 +22,23 @@ TOP_RUNS = 12
 PARALLEL_RUNS = 200
 
 _TITLES = {
-    "name": "run", "status": "status", "accuracy": "accuracy", "precision": "precision", "recall": "recall",
-    "f1": "F1", "roc_auc": "ROC AUC", "average_precision": "avg precision", "log_loss": "log loss",
-    "wall_s": "wall", "cpu_s": "CPU", "peak_rss_bytes": "peak RAM", "peak_gpu_bytes": "peak GPU",
-    "params_text": "params", "session": "session", "started": "started",
-}  # fmt: skip
+    "name": "run",
+    "status": "status",
+    "accuracy": "accuracy",
+    "precision": "precision",
+    "recall": "recall",
+    "f1": "F1",
+    "roc_auc": "ROC AUC",
+    "average_precision": "avg precision",
+    "log_loss": "log loss",
+    "wall_s": "wall",
+    "cpu_s": "CPU",
+    "peak_rss_bytes": "peak RAM",
+    "peak_gpu_bytes": "peak GPU",
+    "params_text": "params",
+    "session": "session",
+    "started": "started",
+}
 _HIDDEN = ["run_id", "href", "status_colour"]
 #: How the table shows its columns. No HTML templates: Bokeh compiles those with
 #: ``new Function``, which the dashboard's Content-Security-Policy forbids. The
@@ -97,16 +108,27 @@ class SummaryPage(Page):
         metrics = [m for m in metric_columns(self.runs) if self.runs[m].notna().any()]
         self.metric = pn.widgets.Select(name="metric", options=metrics, value=default_metric(metrics), width=180)
         costs = [c for c, spec in charts.COSTS.items() if spec[0] in self.runs and self.runs[spec[0]].notna().any()]
-        self.cost = pn.widgets.Select(name="against", options=costs or list(charts.COSTS), value=(costs or ["wall time"])[0], width=160)
+        self.cost = pn.widgets.Select(
+            name="against", options=costs or list(charts.COSTS), value=(costs or ["wall time"])[0], width=160
+        )
         self.cards = html()
         self.hint = html()
         self.table = pn.widgets.Tabulator(
-            pd.DataFrame(), show_index=False, disabled=True, selectable="checkbox", pagination="remote",
-            page_size=25, layout="fit_data_table", sizing_mode="stretch_width", hidden_columns=_HIDDEN,
-            header_filters={"name": {"type": "input", "func": "like", "placeholder": "filter"},
-                            "status": {"type": "input", "func": "like", "placeholder": "filter"}},
+            pd.DataFrame(),
+            show_index=False,
+            disabled=True,
+            selectable="checkbox",
+            pagination="remote",
+            page_size=25,
+            layout="fit_data_table",
+            sizing_mode="stretch_width",
+            hidden_columns=_HIDDEN,
+            header_filters={
+                "name": {"type": "input", "func": "like", "placeholder": "filter"},
+                "status": {"type": "input", "func": "like", "placeholder": "filter"},
+            },
             stylesheets=[":host .tabulator { font-size: 13px; }"],
-        )  # fmt: skip
+        )
         # Chart panes live as long as the page: a refresh swaps their figures in place,
         # so the page keeps its height and the reader's scroll position.
         self.pareto = bokeh(None, min_height=340)
@@ -116,10 +138,12 @@ class SummaryPage(Page):
         self.memory = bokeh(None, min_height=180)
         self.parallel = bokeh(None, min_height=320, visible=False)
         self.charts = pn.Column(
-            pn.Row(self.pareto, self.metrics_per_run, sizing_mode="stretch_width"), self.no_metrics,
-            pn.Row(self.time, self.memory, sizing_mode="stretch_width"), self.parallel,
+            pn.Row(self.pareto, self.metrics_per_run, sizing_mode="stretch_width"),
+            self.no_metrics,
+            pn.Row(self.time, self.memory, sizing_mode="stretch_width"),
+            self.parallel,
             sizing_mode="stretch_width",
-        )  # fmt: skip
+        )
         self.table.param.watch(lambda _e: self._draw_charts(), "selection")
         self.metric.param.watch(lambda _e: self._draw(), "value")
         self.cost.param.watch(lambda _e: self._draw_charts(), "value")
@@ -170,9 +194,11 @@ class SummaryPage(Page):
         if self.runs.empty:
             self.cards.object = style.empty(
                 "No runs yet",
-                trusted("Tag a cell with <code># mlt: record name=random_forest n_estimators=300</code> and run it in "
-                        "the <b>Python (MLTrack)</b> kernel; each tagged cell becomes a run and appears here within "
-                        "seconds."),
+                trusted(
+                    "Tag a cell with <code># mlt: record name=random_forest n_estimators=300</code> and run it in "
+                    "the <b>Python (MLTrack)</b> kernel; each tagged cell becomes a run and appears here within "
+                    "seconds."
+                ),
             )
             self.hint.object = ""
             self.charts.visible = False
@@ -189,7 +215,9 @@ class SummaryPage(Page):
         colours = charts.run_colours(list(runs["run_id"]))
         selected = set(self._selected_ids())
         metric = self.metric.value
-        metrics = [m for m in ("accuracy", "precision", "recall", "f1", "roc_auc") if m in runs and runs[m].notna().any()]
+        metrics = [
+            m for m in ("accuracy", "precision", "recall", "f1", "roc_auc") if m in runs and runs[m].notna().any()
+        ]
         if not metrics:
             metrics = [m for m in metric_columns(runs) if runs[m].notna().any()][:5]
         if selected:
@@ -197,7 +225,10 @@ class SummaryPage(Page):
             note = f"{len(shown)} selected run(s); clear the selection to see all."
         elif len(runs) > TOP_RUNS and metric:
             shown = _top(runs, metric, TOP_RUNS)
-            note = f"The {TOP_RUNS} best of {len(runs)} runs by {short(metric, 60)}; tick rows in the table to compare others."
+            note = (
+                f"The {TOP_RUNS} best of {len(runs)} runs by {short(metric, 60)}; "
+                "tick rows in the table to compare others."
+            )
         else:
             shown = runs
             note = "Tick rows in the table to narrow the charts."
@@ -211,8 +242,10 @@ class SummaryPage(Page):
         else:
             self.no_metrics.object = style.empty(
                 "No metrics yet",
-                trusted("Log predictions in a run with <code>mlt.log_predictions(y_test, y_pred, y_proba=proba)</code>"
-                        " to compare accuracy, F1, ROC AUC… across runs."),
+                trusted(
+                    "Log predictions in a run with <code>mlt.log_predictions(y_test, y_pred, y_proba=proba)</code>"
+                    " to compare accuracy, F1, ROC AUC… across runs."
+                ),
             )
         self.time.object = charts.time_chart(shown, colours)
         self.memory.object = charts.memory_chart(shown, colours)

@@ -12,14 +12,24 @@ the user's cell.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
+
+from mlt_kernel.tracking.session import Session
+
+
+class HookSession(Session, Protocol):
+    """What a hook may use of its session: the tracking ``Session`` and the IPython shell."""
+
+    @property
+    def shell(self) -> Any: ...
 
 
 @dataclass
 class CellContext:
-    """The cell being recorded: its record so far and what hooks keep between calls."""
+    """The cell being recorded: its record so far, its session, and what hooks keep between calls."""
 
     record: dict[str, Any]
+    session: HookSession | None = None  #: None only where a hook is driven without a session (tests)
     result: Any = None  #: IPython's ExecutionResult, in ``post_cell``
     scratch: dict[str, Any] = field(default_factory=dict)
 
@@ -55,7 +65,7 @@ def register(cls: type[Hook]) -> type[Hook]:
 
 def default_hooks() -> list[Hook]:
     """The hooks of every session, in the order their ``pre_cell`` runs."""
-    from . import gpu, memory, plots, timing  # noqa: F401  (registration)
+    from mlt_kernel.hooks import gpu, memory, plots, timing  # noqa: F401  (registration)
 
     # "plots" first: its post_cell (the end of the inline capture) then runs
     # after the others have measured the cell.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from . import CellContext, Hook, register
+from mlt_kernel.hooks import CellContext, Hook, register
 
 
 def _cuda() -> Any:

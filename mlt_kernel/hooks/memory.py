@@ -22,10 +22,9 @@ import os
 import resource
 from typing import Any
 
-from .. import gilio
-from ..procfs import PAGE_SIZE
-from . import CellContext, Hook, register
-
+from mlt_kernel.core import gilio
+from mlt_kernel.hooks import CellContext, Hook, register
+from mlt_kernel.watcher.procfs import PAGE_SIZE
 
 
 class ProcSelf:

@@ -22,14 +22,13 @@ Three sources, each almost free when unused:
 Records carry the cell (``session_id, cell_seq``) and its run. A plot's id is
 derived from its path, so saving the same file again updates its row. A cell
 that plots nothing costs one ``lstat`` of ``plots/`` plus one per text note there.
-Hooks receive only the cell, so this one reaches the session's recorder through
-``api._recorder``.
+The hook writes through the cell's session (``CellContext.session``).
 
 The folder may be shared, so what lies in ``plots/`` is untrusted: links are
 never followed — a link in ``plots/`` (to a file, ``/proc/self/environ``, a
 folder) is skipped, and so is ``plots/`` itself when it is a link — and only
 regular files are read, at most ``safeio.MAX_PLOT_BYTES`` of a plot and
-``MAX_TEXT_NOTE_BYTES`` of a note (``mlt_kernel.safeio``). Each refusal is one
+``MAX_TEXT_NOTE_BYTES`` of a note (``mlt_kernel.core.safeio``). Each refusal is one
 warning in the kernel log, once per file and session; nothing of it is recorded.
 """
 
@@ -50,14 +49,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import api, layout, safeio
-from ..errors import FileTooLargeError, UnsafeFileError
-from ..journal import now_us
-from ..notes import PLOT_SUFFIXES, record_text_note
-from . import CellContext, Hook, register
+from mlt_kernel.core import layout, safeio
+from mlt_kernel.core.errors import FileTooLargeError, UnsafeFileError
+from mlt_kernel.core.names import PLOT_SUFFIXES
+from mlt_kernel.core.schema import PLOTS
+from mlt_kernel.hooks import CellContext, Hook, register
+from mlt_kernel.store.journal import now_us
+from mlt_kernel.tracking.notes import record_text_note
 
 if TYPE_CHECKING:
-    from ..recorder import Recorder
+    from mlt_kernel.hooks import HookSession
 
 NOTE_SUFFIX = ".txt"
 
@@ -148,7 +149,7 @@ class _PlotsFolder:
     """What ``{EXP}/plots/`` held when last looked at."""
 
     path: Path
-    #: Writes one line to the kernel log (``recorder.log.warning``).
+    #: Writes one line to the kernel log (``session.log.warning``).
     warn: Callable[[str], None] = _ignore
     files: dict[str, tuple[int, int]] = field(default_factory=dict)  #: name -> (mtime_ns, size)
     notes: list[str] = field(default_factory=list)  #: the ``.txt`` names among ``files``
@@ -231,17 +232,17 @@ class PlotsHook(Hook):
 
     # -- around the cell ---------------------------------------------------------
     def pre_cell(self, cell: CellContext) -> None:
-        recorder = api._recorder
-        if recorder is None:
+        session = cell.session
+        if session is None:
             return
         cell.scratch["plots_started_ns"] = time.time_ns()
         wrap_savefig()
         _saved.clear()  # saved between cells, e.g. by a skipped cell: not this cell's
-        folder = cell.scratch.get("exp_path") or recorder.wanted_path()
+        folder = cell.scratch.get("exp_path") or session.wanted_path()
         if folder not in self._folders:
-            state = self._folders[folder] = _PlotsFolder(folder / layout.PLOTS, recorder.log.warning)
+            state = self._folders[folder] = _PlotsFolder(folder / layout.PLOTS, session.log.warning)
             state.changes(since_ns=sys.maxsize)  # what is there already is not this cell's
-        self._start_capture(recorder.shell)
+        self._start_capture(session.shell)
 
     def post_cell(self, cell: CellContext) -> None:
         capture = self._stop_capture()
@@ -249,19 +250,19 @@ class PlotsHook(Hook):
             cell.scratch["plots_inline"], capture.images = capture.images, []
 
     def finish_cell(self, cell: CellContext) -> None:
-        recorder = api._recorder
+        session = cell.session
         started = cell.scratch.get("plots_started_ns")
-        if recorder is None or started is None:
+        if session is None or started is None:
             return
         wrap_savefig()  # for the next cell, when this one imported matplotlib
-        folder = cell.scratch.get("exp_path") or recorder.wanted_path()
+        folder = cell.scratch.get("exp_path") or session.wanted_path()
         state = self._folders.get(folder)
         if state is None:  # EXP_PATH was set by this cell: keep only what it wrote
-            state = self._folders[folder] = _PlotsFolder(folder / layout.PLOTS, recorder.log.warning)
-        self._record_saved(recorder, cell, folder, state)
-        self._record_folder(recorder, cell, folder, state, started - _MTIME_SLACK_NS)
+            state = self._folders[folder] = _PlotsFolder(folder / layout.PLOTS, session.log.warning)
+        self._record_saved(session, cell, folder, state)
+        self._record_folder(session, cell, folder, state, started - _MTIME_SLACK_NS)
         if cell.scratch.get("plots_inline"):
-            self._record_inline(recorder, cell, folder, state, cell.scratch["plots_inline"])
+            self._record_inline(session, cell, folder, state, cell.scratch["plots_inline"])
 
     def close(self) -> None:
         self._unregister()
@@ -301,7 +302,7 @@ class PlotsHook(Hook):
                 target.unregister_hook(images)
 
     # -- recording ---------------------------------------------------------------
-    def _record_saved(self, recorder: Recorder, cell: CellContext, folder: Path, state: _PlotsFolder) -> None:
+    def _record_saved(self, session: HookSession, cell: CellContext, folder: Path, state: _PlotsFolder) -> None:
         calls = list(_saved)
         del _saved[: len(calls)]
         paths = {}
@@ -310,27 +311,27 @@ class PlotsHook(Hook):
             if path is not None:
                 paths[str(path)] = path
         for path in paths.values():
-            _record_plot(recorder, cell, folder, state, path, "savefig")
+            _record_plot(session, cell, folder, state, path, "savefig")
             if path.parent == state.path:
                 state.remember(path.name)
 
     def _record_folder(
-        self, recorder: Recorder, cell: CellContext, folder: Path, state: _PlotsFolder, since_ns: int
+        self, session: HookSession, cell: CellContext, folder: Path, state: _PlotsFolder, since_ns: int
     ) -> None:
         for name in state.changes(since_ns):
             suffix = os.path.splitext(name)[1].lower()
             if suffix in PLOT_SUFFIXES:
-                _record_plot(recorder, cell, folder, state, state.path / name, "savefig")
+                _record_plot(session, cell, folder, state, state.path / name, "savefig")
             elif suffix == NOTE_SUFFIX:
                 try:
-                    record_text_note(recorder, folder, name, _cell_of(recorder, cell))
+                    record_text_note(session, folder, name, _cell_of(session, cell))
                 except (UnsafeFileError, FileTooLargeError) as exc:  # swapped for a link since the listing, or big
                     state.refuse(exc.path, exc.reason)
 
     def _record_inline(
-        self, recorder: Recorder, cell: CellContext, folder: Path, state: _PlotsFolder, images: list[str]
+        self, session: HookSession, cell: CellContext, folder: Path, state: _PlotsFolder, images: list[str]
     ) -> None:
-        run = recorder.run
+        run = session.run
         run_name = cell.record.get("run_name") or (run.name if run is not None else "")
         stem = f"{_UNSAFE_NAME.sub('_', run_name).strip('._') or 'cell'}-{cell.record.get('execution_count')}"
         state.path.mkdir(parents=True, exist_ok=True)
@@ -350,7 +351,7 @@ class PlotsHook(Hook):
                 continue  # the same figure shown twice
             seen.add(digest)
             path = _write_new(state.path, f"{stem}-{len(seen)}", data, digest)
-            _record_plot(recorder, cell, folder, state, path, "inline")
+            _record_plot(session, cell, folder, state, path, "inline")
             state.remember(path.name)
 
 
@@ -393,13 +394,13 @@ def _size_and_sha256(path: Path, exp: Path | None) -> tuple[int, str]:
             return size, hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _cell_of(recorder: Recorder, cell: CellContext) -> dict[str, Any]:
-    run = recorder.run
+def _cell_of(session: HookSession, cell: CellContext) -> dict[str, Any]:
+    run = session.run
     return {**cell.record, "run_id": cell.record.get("run_id") or (run.run_id if run is not None else None)}
 
 
 def _record_plot(
-    recorder: Recorder,
+    session: HookSession,
     cell: CellContext,
     folder: Path,
     state: _PlotsFolder,
@@ -421,11 +422,19 @@ def _record_plot(
         file = rel[len(plots_prefix) :] if rel.startswith(plots_prefix) else real
     else:
         rel = file = real
-    info = _cell_of(recorder, cell)
-    recorder.write(
-        "plots",
-        {"plot_id": "p-" + hashlib.sha1(rel.encode("utf-8")).hexdigest()[:20], "file": file, "path": rel,
-         "size_bytes": size, "sha256": digest, "session_id": recorder.session_id,
-         "cell_seq": info.get("cell_seq"), "run_id": info.get("run_id"), "source": source,
-         "created_at": now_us()},
-    )  # fmt: skip
+    info = _cell_of(session, cell)
+    session.write(
+        PLOTS.name,
+        {
+            "plot_id": "p-" + hashlib.sha1(rel.encode("utf-8")).hexdigest()[:20],
+            "file": file,
+            "path": rel,
+            "size_bytes": size,
+            "sha256": digest,
+            "session_id": session.session_id,
+            "cell_seq": info.get("cell_seq"),
+            "run_id": info.get("run_id"),
+            "source": source,
+            "created_at": now_us(),
+        },
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from . import CellContext, Hook, register
+from mlt_kernel.hooks import CellContext, Hook, register
 
 try:
     import resource

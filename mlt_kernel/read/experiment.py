@@ -1,0 +1,281 @@
+"""The read API: ``Experiment(path)`` returns pandas DataFrames.
+
+Reading never writes into the folder (a teammate may have read access only);
+files that cannot be read are skipped with one ``DamagedFileWarning`` each.
+Live journals are read as they are, so a running kernel's cells show up at
+once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlt_kernel.core import layout, safeio
+from mlt_kernel.core.errors import UnknownRunError, UnsafeFileError
+from mlt_kernel.core.schema import SAMPLES
+from mlt_kernel.read.query import Query, Window
+
+#: Final metrics shown as columns of ``runs()``, in this order when present.
+METRIC_ORDER = (
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "roc_auc",
+    "average_precision",
+    "log_loss",
+    "precision_weighted",
+    "recall_weighted",
+    "f1_weighted",
+    "mae",
+    "rmse",
+    "r2",
+)
+
+_FINAL_METRICS = """
+    SELECT run_id, name, value FROM metrics
+    WHERE step IS NULL AND coalesce(split, 'test') = 'test'
+    QUALIFY row_number() OVER (PARTITION BY run_id, name ORDER BY recorded_at DESC) = 1
+"""
+
+
+def _json_column(df: pd.DataFrame, column: str) -> None:
+    if column in df:
+        df[column] = [json.loads(v) if isinstance(v, str) else v for v in df[column]]
+
+
+def predictions_file(stored: Any) -> str:
+    """The path, relative to the experiment, of a ``predictions`` row's ``file``.
+
+    The row is data from a shared folder: only ``predictions/NAME`` is accepted,
+    never an absolute path, ``..`` or another folder.
+
+    Raises:
+        UnsafeFileError: anything else (the message names the stored value).
+    """
+    text = stored if isinstance(stored, str) else ""
+    try:
+        parts = safeio.parts_below(text)
+    except UnsafeFileError:
+        parts = ()
+    if len(parts) != 2 or parts[0] != layout.PREDICTIONS:
+        raise UnsafeFileError(repr(stored), f"not a file directly in the {layout.PREDICTIONS}/ folder")
+    return "/".join(parts)
+
+
+def with_final_metrics(runs: pd.DataFrame, query: Query) -> pd.DataFrame:
+    """*runs* with one column per final ``test`` metric, ``METRIC_ORDER`` first.
+
+    A metric named like a column of *runs* (``name``, ``status``…) stays out:
+    it would replace that column. ``metrics()`` still has it.
+    """
+    finals = query.df(_FINAL_METRICS)
+    if finals.empty:
+        return runs
+    wide = finals.pivot(index="run_id", columns="name", values="value")
+    wide = wide.drop(columns=[c for c in wide.columns if c in runs.columns])
+    ordered = [m for m in METRIC_ORDER if m in wide] + sorted(set(wide) - set(METRIC_ORDER))
+    return runs.merge(wide[ordered], how="left", left_on="run_id", right_index=True)
+
+
+class Experiment:
+    """One experiment folder, read through DuckDB views named like the methods."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        root = Path(path).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(f"no experiment folder at {root}")
+        if not layout.is_experiment(root):
+            raise FileNotFoundError(f"{root} is not an MLTrack experiment folder (no {layout.MARKER})")
+        self.path = root.absolute()
+        self._q = Query(self.path)
+
+    def __repr__(self) -> str:
+        return f"Experiment({str(self.path)!r})"
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def refresh(self) -> bool:
+        """Pick up what writers added since the last call (every method does this)."""
+        return self._q.refresh()
+
+    def _df(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
+        self._q.refresh()
+        return self._q.df(sql, params)
+
+    def sql(self, query: str, params: list[Any] | dict[str, Any] | None = None) -> pd.DataFrame:
+        """DuckDB SQL over views named like the tables: ``runs``, ``cells``, ``samples``, …"""
+        self._q.refresh()
+        return self._q.df(query, params)
+
+    # -- sessions and cells ----------------------------------------------------
+    def sessions(self) -> pd.DataFrame:
+        """One row per kernel session (status ``running``, ``ended`` or ``killed``)."""
+        return self._df("SELECT * EXCLUDE (recorded_at) FROM sessions ORDER BY started_at")
+
+    def cells(self, session: str | None = None, run: str | None = None) -> pd.DataFrame:
+        """One row per executed cell, in the order they ran."""
+        where, params = [], []
+        if session is not None:
+            where.append("session_id = ?")
+            params.append(session)
+        if run is not None:
+            where.append("run_id = ?")
+            params.append(self.resolve_run(run)["run_id"])
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        return self._df(
+            f"SELECT * EXCLUDE (recorded_at) FROM cells {clause} ORDER BY started_at, session_id, cell_seq",
+            params,
+        )
+
+    # -- runs ------------------------------------------------------------------
+    def runs(self) -> pd.DataFrame:
+        """One row per run, with its final ``test`` metrics as columns."""
+        runs = self._df("SELECT * EXCLUDE (recorded_at) FROM runs ORDER BY started_at")
+        _json_column(runs, "params")
+        return with_final_metrics(runs, self._q).reset_index(drop=True)
+
+    def resolve_run(self, run: str) -> dict[str, Any]:
+        """The run whose id is *run*, or whose name is *run* and unique in the experiment.
+
+        Returns ``run_id, name, session_id, started_at, ended_at``.
+        """
+        self._q.refresh()
+        return self._run_row(run)
+
+    def _run_row(self, run: str) -> dict[str, Any]:
+        keys = ("run_id", "name", "session_id", "started_at", "ended_at")
+        rows = self._q.rows(
+            f"SELECT {', '.join(keys)} FROM _latest_runs WHERE run_id = ? OR name = ? "
+            "ORDER BY run_id = ? DESC, started_at",
+            [run, run, run],
+        )
+        if not rows:
+            raise UnknownRunError(f"no run {run!r} in {self.path}")
+        if rows[0][0] == run or len(rows) == 1:
+            return dict(zip(keys, rows[0], strict=True))
+        ids = ", ".join(f"{r[0]} (session {r[2]})" for r in rows)
+        raise UnknownRunError(f"{len(rows)} runs are named {run!r}; pass one run_id: {ids}")
+
+    def samples(self, run: str | None = None, session: str | None = None) -> pd.DataFrame:
+        """The watcher's timeline: ``t, rss_bytes, children_rss_bytes, cpu_percent, gpu_bytes, gpu_util, cell_seq``.
+
+        With *run*, the samples of that run's session between its start and its
+        end; with *session*, that session's; else every sample (with
+        ``session_id`` and ``run_id``).
+        """
+        self._q.refresh()
+        timeline = "t, rss_bytes, children_rss_bytes, cpu_percent, gpu_bytes, gpu_util, cell_seq"
+        if run is not None:
+            info = self._run_row(run)
+            started, ended = info["started_at"], info["ended_at"] or pd.Timestamp.now(tz="UTC")
+            us = [pd.Timestamp(x).value // 1000 if x is not None else 0 for x in (started, ended)]
+            return self._q.df(
+                f"SELECT {timeline} FROM {{window}} WHERE session_id = ? AND t BETWEEN ? AND ? ORDER BY t",
+                [info["session_id"], started, ended],
+                window=Window(SAMPLES.name, *us),
+            )
+        if session is not None:
+            return self._q.df(f"SELECT {timeline} FROM samples WHERE session_id = ? ORDER BY t", [session])
+        return self._q.df("SELECT * EXCLUDE (recorded_at) FROM samples ORDER BY t")
+
+    def metrics(self, run: str | None = None) -> pd.DataFrame:
+        """Every logged or computed value: ``run_id, name, step, value, split``."""
+        if run is None:
+            return self._df("SELECT * EXCLUDE (session_id, recorded_at) FROM metrics ORDER BY recorded_at")
+        run_id = self.resolve_run(run)["run_id"]
+        return self._q.df(
+            "SELECT * EXCLUDE (session_id, recorded_at) FROM metrics WHERE run_id = ? ORDER BY recorded_at",
+            [run_id],
+        )
+
+    def confusion_matrix(self, run: str, split: str = "test", normalize: str | None = None) -> pd.DataFrame:
+        """The labelled confusion matrix (rows: true label, columns: predicted).
+
+        ``normalize="true"`` divides each row by its total (recall per class),
+        ``"pred"`` each column, ``"all"`` everything.
+        """
+        run_id = self.resolve_run(run)["run_id"]
+        rows = self._q.rows("SELECT labels, matrix FROM confusion WHERE run_id = ? AND split = ?", [run_id, split])
+        if not rows:
+            raise KeyError(f"run {run!r} has no confusion matrix for split {split!r}")
+        labels = [str(x) for x in json.loads(rows[0][0])]
+        df = pd.DataFrame(json.loads(rows[0][1]), index=labels, columns=labels)
+        df.index.name, df.columns.name = "true", "predicted"
+        if normalize is None:
+            return df
+        if normalize == "true":
+            return df.div(df.sum(axis=1).replace(0, 1), axis=0)
+        if normalize == "pred":
+            return df.div(df.sum(axis=0).replace(0, 1), axis=1)
+        if normalize == "all":
+            return df / max(int(df.to_numpy().sum()), 1)
+        raise ValueError(f"normalize must be None, 'true', 'pred' or 'all', not {normalize!r}")
+
+    def curves(self, run: str, split: str = "test") -> pd.DataFrame:
+        """ROC and precision-recall curve points: ``kind, label, x, y, auc``."""
+        run_id = self.resolve_run(run)["run_id"]
+        df = self._q.df(
+            "SELECT kind, label, x, y, auc FROM curves WHERE run_id = ? AND split = ? ORDER BY kind, label",
+            [run_id, split],
+        )
+        _json_column(df, "x")
+        _json_column(df, "y")
+        return df
+
+    def predictions(self, run: str, split: str = "test") -> pd.DataFrame:
+        """The stored predictions of a run: ``y_true, y_pred`` and ``proba_<label>`` columns.
+
+        Raises:
+            UnsafeFileError: the stored file name leaves the ``predictions/``
+                folder, or the file is a link or not a regular file.
+        """
+        from mlt_kernel.store import parquet as store
+
+        run_id = self.resolve_run(run)["run_id"]
+        rows = self._q.rows("SELECT file FROM predictions WHERE run_id = ? AND split = ?", [run_id, split])
+        if not rows:
+            raise KeyError(f"run {run!r} has no predictions for split {split!r}")
+        return store.read_table(predictions_file(rows[0][0]), beneath=self.path).to_pandas()
+
+    # -- notes, plots, documents -------------------------------------------------
+    def notes(self) -> pd.DataFrame:
+        """Markdown notes (verbatim: render them through ``mlt_kernel.tracking.render``).
+
+        ``plot_path`` links a note to its plot by file name: the plot's path in the
+        experiment once that plot is recorded, empty until then.
+        """
+        return self._df(
+            "SELECT n.* EXCLUDE (recorded_at), p.path AS plot_path FROM notes n "
+            "LEFT JOIN (SELECT file, path FROM plots WHERE path = 'plots/' || file "
+            "  QUALIFY row_number() OVER (PARTITION BY file ORDER BY created_at DESC) = 1) p "
+            "ON p.file = n.plot WHERE NOT coalesce(n.deleted, false) ORDER BY n.created_at"
+        )
+
+    def plots(self) -> pd.DataFrame:
+        """Recorded figures, newest version of each file last."""
+        return self._df("SELECT * EXCLUDE (recorded_at) FROM plots ORDER BY created_at")
+
+    def documents(self) -> pd.DataFrame:
+        """Documents: ``doc_id, title, created_at, blocks`` (number of blocks)."""
+        return self._df(
+            "SELECT d.doc_id, d.title, d.created_at, count(b.block_id) AS blocks FROM documents d "
+            "LEFT JOIN blocks b ON b.doc_id = d.doc_id AND NOT coalesce(b.deleted, false) "
+            "WHERE NOT coalesce(d.deleted, false) GROUP BY ALL ORDER BY d.created_at"
+        )
+
+    def close(self) -> None:
+        self._q.close()
+
+    def __enter__(self) -> Experiment:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,58 @@
+"""The kernel's options (traitlets), declared once.
+
+``MLTrackKernel`` has them as ``MLTrackKernel.<name>`` (kernelspec argv or
+``ipython_kernel_config.py``); the recorder takes them from the kernel
+(``Recorder(parent=kernel)``), or under ``%load_ext mlt_kernel`` from the
+IPython configuration (``c.RecordingOptions.<name>``). README's options table is
+:func:`options_table` (a test fails when the two drift apart).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from traitlets import Bool, Float, Unicode
+from traitlets.config import Configurable
+
+from mlt_kernel.watcher import protocol
+
+
+class RecordingOptions(Configurable):
+    """What a user may set about recording."""
+
+    exp_path = Unicode(
+        "",
+        help="""Experiment folder used when the notebook assigns no EXP_PATH variable
+        and MLT_EXP_PATH is not set. Empty: ./mlt-experiments/default beside the
+        kernel's working directory.""",
+    ).tag(config=True)
+
+    watcher = Bool(
+        True,
+        help="""Start the resource watcher: a separate process that samples the memory,
+        CPU and GPU of the kernel and its children and records how the kernel died.""",
+    ).tag(config=True)
+
+    busy_interval = Float(
+        protocol.BUSY_INTERVAL_S, help="Seconds between the watcher's samples while a cell runs."
+    ).tag(config=True)
+
+    idle_interval = Float(
+        protocol.IDLE_INTERVAL_S, help="Seconds between the watcher's samples while the kernel is idle."
+    ).tag(config=True)
+
+    def recording_options(self) -> dict[str, Any]:
+        """The options' values, by name."""
+        return {name: getattr(self, name) for name in RecordingOptions.class_trait_names(config=True)}
+
+
+def options_table(section: str = "MLTrackKernel") -> str:
+    """README's table of the options: name, default, and the help's first sentence."""
+    rows = ["| Option | Default | Meaning |", "|---|---|---|"]
+    for name, trait in sorted(RecordingOptions.class_traits(config=True).items()):
+        text = " ".join((trait.help or "").split())
+        rows.append(f"| `{section}.{name}` | `{trait.default_value!r}` | {text} |")
+    return "\n".join(rows) + "\n"
+
+
+__all__ = ["RecordingOptions", "options_table"]

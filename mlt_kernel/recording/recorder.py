@@ -1,0 +1,480 @@
+"""The recorder: turns IPython's execution events into records.
+
+It pairs ``pre_run_cell``/``post_run_cell`` (``post_run_cell`` arrives without
+``pre_run_cell`` for blank cells; silent executions are not recorded), applies
+the cell's directives, runs the hooks inside one guarded boundary, keeps the
+current run, and appends every record to the session's journal in the chosen
+experiment folder. It is used by ``MLTrackKernel`` and by ``%load_ext mlt_kernel``
+alike; nothing here knows about the kernel.
+
+Only measuring happens on a cell's reply path: the readings around the cell
+and its start (so that a killed kernel leaves a trace), handed to the watcher
+in the one line that tells it a cell started, or written ahead here when no
+watcher takes it. The final record, the figures the cell made and the run's
+bookkeeping are written from the event loop once the reply has gone (in
+``MLTrackKernel``, when the IOPub thread has sent the idle status; elsewhere a
+millisecond after the reply), and always before the next cell starts or the
+session ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import os
+import platform
+import socket
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from traitlets.config import LoggingConfigurable
+
+from mlt_kernel.core import layout
+from mlt_kernel.core.errors import RunError
+from mlt_kernel.core.schema import CELLS, RUNS, code_sha1
+from mlt_kernel.core.version import __version__
+from mlt_kernel.hooks import CellContext, Hook, default_hooks
+from mlt_kernel.recording.folders import FolderChoice
+from mlt_kernel.recording.helpers import Helpers
+from mlt_kernel.recording.options import RecordingOptions
+from mlt_kernel.recording.plan import MARK, Plan, make_plan, rewrite
+from mlt_kernel.recording.runs import Run, check_params
+from mlt_kernel.store.destinations import Destinations
+from mlt_kernel.store.journal import encode, now_us
+
+if TYPE_CHECKING:
+    from mlt_kernel.watcher.handle import WatcherHandle
+
+CODE_CHARS = 2000
+#: How long after a cell its record is written (off the reply path; see Recorder._post)
+#: where the kernel does not say when its reply has gone (Recorder.reply_sent).
+FINISH_DELAY_S = 0.001
+
+
+@dataclass
+class _Pending:
+    ctx: CellContext
+    run: Run | None
+    folders: set[Path] = field(default_factory=set)
+
+
+def _status(result: Any) -> tuple[str, str | None]:
+    err = getattr(result, "error_in_exec", None) or getattr(result, "error_before_exec", None)
+    if err is None:
+        return "ok", None
+    if isinstance(err, KeyboardInterrupt):
+        return "interrupted", "KeyboardInterrupt"
+    return "error", type(err).__name__
+
+
+class Recorder(RecordingOptions, LoggingConfigurable):
+    """Records the cells of one session (one kernel process).
+
+    A traitlets object like ipykernel's own: ``Recorder(shell, parent=kernel,
+    **kernel.recording_options())`` takes the kernel's options and log. It is
+    the ``Session`` that tracking code and hooks write through.
+    """
+
+    def __init__(self, shell: Any, *, hooks: list[Hook] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.shell = shell  #: the IPython shell whose cells are recorded
+        self.session_id = layout.new_writer_id()
+        self.started_at = now_us()
+        self.hooks = default_hooks() if hooks is None else hooks
+        # What each phase calls: the hooks that do something in it, in the
+        # phase's order (post and finish unwind pre's).
+        self._phases = {
+            phase: [
+                (getattr(hook, phase), hook)
+                for hook in (self.hooks if phase == "pre_cell" else reversed(self.hooks))
+                if getattr(type(hook), phase) is not getattr(Hook, phase)
+            ]
+            for phase in ("pre_cell", "post_cell", "finish_cell")
+        }
+        self.folders = FolderChoice(shell, self.exp_path)
+        self.dest = Destinations(self.session_id, self._session_record, self.log)
+        self.helpers = Helpers(self.log, self.say)
+        self.cell_seq = 0
+        self.run: Run | None = None
+        self._pending: _Pending | None = None
+        self._unfinished: _Pending | None = None  #: a cell measured, its record not yet written
+        self._finish_timer: asyncio.TimerHandle | None = None
+        self._finish_loop: asyncio.AbstractEventLoop | None = None
+        #: Set by a kernel that calls reply_sent once each reply's idle status has gone.
+        self.tells_reply_sent = False
+        self._plan_cache: tuple[str, Plan] | None = None
+        self._messages: list[str] = []
+        self._messages_lock = threading.Lock()
+        self._watcher: WatcherHandle | None = None
+        self._watcher_lock = threading.Lock()  #: the watcher's folder is told in order
+        self._closed = False
+        self.dest.on_select = self._on_select
+        if self.watcher:
+            threading.Thread(target=self._start_watcher, name="mlt-watcher-start", daemon=True).start()
+
+    # -- experiment folder -------------------------------------------------
+    def wanted_path(self) -> Path:
+        """Where records go now: ``EXP_PATH`` in the notebook, else env, option, default."""
+        return self.folders.wanted()
+
+    def folder(self) -> Path:
+        """Where records go now, opened for writing."""
+        return self.dest.select(self.wanted_path())
+
+    @property
+    def notebook(self) -> str | None:
+        """The notebook's path, when the frontend tells it (``__session__`` or ``JPY_SESSION_NAME``)."""
+        ns = getattr(self.shell, "user_ns", None) or {}
+        notebook = ns.get("__session__") or os.environ.get("JPY_SESSION_NAME")
+        return str(notebook) if notebook else None
+
+    def _session_record(self, exp: Path, status: str = "running", **extra: Any) -> dict[str, Any]:
+        proc_exact = any(getattr(h, "exact", False) for h in self.hooks)
+        rec = {
+            "session_id": self.session_id,
+            "started_at": self.started_at,
+            "status": status,
+            "kernel_pid": os.getpid(),
+            "hostname": socket.gethostname(),
+            "user": _user(),
+            "python": platform.python_version(),
+            "mlt_version": __version__,
+            "exp_path": str(exp),
+            "notebook": self.notebook,
+            "peak_exact": proc_exact,
+        }
+        rec.update(extra)
+        return rec
+
+    def _on_select(self, exp: Path, new: bool) -> None:
+        # The watcher writes where the kernel writes: it writes the cells' starts.
+        with self._watcher_lock:
+            if self._watcher is not None:
+                self._watcher.set_experiment(str(exp))
+        if new:
+            self.helpers.look_back(exp, self.session_id)
+
+    def say(self, line: str) -> None:
+        """Show *line* in the output of the next cell that ends."""
+        with self._messages_lock:
+            self._messages.append(line)
+
+    def _flush_messages(self) -> None:
+        if not self._messages:
+            return
+        with self._messages_lock:
+            lines, self._messages = self._messages, []
+        for line in lines:
+            print(line, file=sys.stderr)
+
+    # -- watcher -----------------------------------------------------------
+    def _start_watcher(self) -> None:
+        try:
+            from mlt_kernel.watcher.handle import WatcherHandle
+
+            watcher = WatcherHandle.start(
+                os.getpid(), self.session_id, busy_interval=self.busy_interval, idle_interval=self.idle_interval
+            )
+        except Exception:
+            self.log.exception("MLTrack: the resource watcher did not start")
+            return
+        if self._closed:
+            watcher.stop()
+            return
+        with self._watcher_lock:  # not between a folder's selection and its telling
+            self._watcher = watcher
+            if self.dest.current is not None:
+                watcher.set_experiment(str(self.dest.current))
+
+    # -- directives --------------------------------------------------------
+    def plan(self, code: str) -> Plan:
+        """Decide what to do with *code*; pure (the transformer may call it twice)."""
+        if self._plan_cache is not None and self._plan_cache[0] == code:
+            return self._plan_cache[1]
+        plan = make_plan(code, self.run)
+        self._plan_cache = (code, plan)
+        return plan
+
+    def transform(self, lines: list[str]) -> list[str]:
+        """IPython cleanup transformer: note cells become a call, bad directives an error."""
+        self.finish_cell()  # the last cell's run may still be open until then
+        try:
+            code = "".join(lines)
+            return rewrite(lines, self.plan(code)) if MARK in code else lines
+        except Exception:  # the cell runs as written rather than fail on our account
+            self.log.exception("MLTrack: could not read the cell's directives")
+            return lines
+
+    # -- IPython events ----------------------------------------------------
+    def pre_run_cell(self, info: Any) -> None:
+        try:
+            self._pre(info)
+        except Exception:
+            self._pending = None
+            self.log.exception("MLTrack: recording failed before the cell")
+
+    def post_run_cell(self, result: Any) -> None:
+        try:
+            self._post(result)
+        except Exception:
+            self.log.exception("MLTrack: recording failed after the cell")
+        finally:
+            self._pending = None
+            self._plan_cache = None
+        with contextlib.suppress(Exception):
+            self._flush_messages()
+
+    def _pre(self, info: Any) -> None:
+        self.finish_cell()  # the last cell's record comes first
+        self._pending = None
+        if getattr(info, "silent", False):
+            return
+        code = info.raw_cell or ""
+        plan = self.plan(code)
+        if plan.kind == "skip":
+            return
+        self.cell_seq += 1
+        if plan.kind == "record" and plan.record is not None and plan.record.action != "stop":
+            self._open_run(plan.record.name or "", plan.record.params, span=plan.record.action == "start")
+        rec: dict[str, Any] = {
+            "session_id": self.session_id,
+            "cell_seq": self.cell_seq,
+            # IPython has already counted this cell when pre_run_cell fires.
+            "execution_count": self.shell.execution_count - (1 if getattr(info, "store_history", True) else 0),
+            "cell_id": getattr(info, "cell_id", None),
+            # Hashed off the reply path (see _finish) when the code is kept whole.
+            "code_sha1": code_sha1(code) if len(code) > CODE_CHARS else None,
+            "code": code[:CODE_CHARS],
+            "status": "running",
+        }
+        ctx = CellContext(rec, self)
+        # Hooks read it instead of asking again. As the last cell left it: only a
+        # cell changes EXP_PATH or the working directory, and _post looks again.
+        ctx.scratch["exp_path"] = self.folders.last()
+        pending = _Pending(ctx, self.run)
+        if plan.kind == "record" and plan.record is not None and plan.record.action == "stop":
+            assert self.run is not None
+            self.run.stop_status = "finished"
+        self._pending = pending
+        self._run_hooks("pre_cell", ctx)
+        self._tag_run(rec, self.run)
+        watcher = self._watcher
+        if self.dest.current is None:  # no folder before the first cell ends
+            if watcher is not None:
+                watcher.cell_started(self.cell_seq, rec.get("run_id"))
+            return
+        # The cell's start, so that a long cell shows as running and a kernel
+        # killed during it leaves a trace. The watcher writes it (once the cell
+        # has run a while, or when the kernel dies): one line to the watcher
+        # is the only write on the reply path. Without one, it is written here.
+        if watcher is not None and watcher.cell_started(self.cell_seq, rec.get("run_id"), encode(CELLS.name, rec)):
+            pending.folders = {self.dest.current}
+        else:
+            pending.folders = self.dest.write(CELLS.name, _hashed(rec))
+
+    def _post(self, result: Any) -> None:
+        pending = self._pending
+        if pending is None:
+            return  # blank, silent or skipped cell
+        ctx = pending.ctx
+        ctx.result = result
+        self._run_hooks("post_cell", ctx)
+        rec = ctx.record
+        if getattr(result, "execution_count", None) is not None:
+            rec["execution_count"] = result.execution_count
+        rec["status"], rec["error_name"] = _status(result)
+        self._unfinished = pending
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None or self.dest.current is None or self.folders.changed():
+            # A new folder is opened now: what it says belongs in this cell's output.
+            self.finish_cell()
+        else:
+            # Written once the reply and the idle status have gone: the kernel's
+            # threads that send them need the GIL, which this work would hold.
+            # MLTrackKernel says when that is (reply_sent); elsewhere a timer
+            # guesses. The next cell, and the end of the session, write it first
+            # if neither has come.
+            self._finish_loop = loop
+            if not self.tells_reply_sent:
+                self._finish_timer = loop.call_later(FINISH_DELAY_S, self.finish_cell)
+
+    def reply_sent(self, schedule: Callable[[Callable[[], None]], None]) -> None:
+        """The kernel published a reply's idle status; *schedule* runs a callable in
+        its IOPub thread after what that thread has to send (the status itself)."""
+        loop = self._finish_loop
+        if self._unfinished is None or loop is None:
+            return
+
+        def later() -> None:  # in the IOPub thread, the status sent
+            with contextlib.suppress(RuntimeError):  # the loop closed: shutdown finishes it
+                loop.call_soon_threadsafe(self.finish_cell)
+
+        schedule(later)
+
+    def finish_cell(self) -> None:
+        """Write the record of a cell that was measured; nothing when there is none.
+
+        Runs just after the cell's reply (or at once outside an event loop),
+        and at the latest when the next cell starts or the session closes.
+        """
+        pending, self._unfinished = self._unfinished, None
+        if pending is None:
+            return
+        if self._finish_timer is not None:
+            self._finish_timer.cancel()
+            self._finish_timer = None
+        try:
+            self._finish(pending)
+        except Exception:
+            self.log.exception("MLTrack: recording failed after the cell")
+
+    def _finish(self, pending: _Pending) -> None:
+        ctx = pending.ctx
+        rec = _hashed(ctx.record)
+        wanted = ctx.scratch["exp_path"] = self.wanted_path()  # the cell may have set EXP_PATH
+        self._run_hooks("finish_cell", ctx)
+        run = self.run or pending.run
+        self._tag_run(rec, run)
+        try:
+            self.dest.select(wanted)
+            self.dest.write(CELLS.name, rec, also=pending.folders)
+        finally:
+            # Told once the final row is written: a kernel that dies in between
+            # leaves the watcher the cell's start, which that row supersedes.
+            if self._watcher is not None:
+                self._watcher.cell_finished(rec["cell_seq"])
+        if run is not None:
+            run.add_cell(rec)
+            if run.stop_status is not None:
+                self._close_run(run, run.stop_status)
+            elif not run.span:  # a spanning run survives a failed or interrupted cell
+                self._close_run(run, rec["status"] if rec["status"] != "ok" else "finished")
+
+    def _run_hooks(self, phase: str, ctx: CellContext) -> None:
+        """Call the hooks of *phase*; one that fails is logged and the others still run."""
+        calls = iter(self._phases[phase])
+        hook = None
+        while True:
+            try:
+                for fn, hook in calls:  # noqa: B007 - the same iterator: after a failure, the next hook
+                    fn(ctx)
+                return
+            except Exception:
+                self.log.exception("MLTrack: hook %r failed; the cell is not affected", getattr(hook, "name", hook))
+
+    # -- runs --------------------------------------------------------------
+    def _tag_run(self, rec: dict[str, Any], run: Run | None) -> None:
+        if run is not None:
+            rec["run_id"] = run.run_id
+            rec["run_name"] = run.name
+
+    def _open_run(self, name: str, params: Mapping[str, Any], *, span: bool) -> Run:
+        if self.run is not None:
+            raise RunError(f"run {self.run.name!r} is still open; stop it before starting {name!r}")
+        check_params(params)
+        run = Run(layout.new_writer_id(), name, dict(params), now_us(), span)
+        if self.dest.current is not None:
+            run.folders |= self.dest.write(RUNS.name, run.record(self.session_id, "running"))
+        self.run = run  # only once it is recorded: a failed start leaves no open run
+        return run
+
+    def _close_run(self, run: Run, status: str) -> None:
+        if self.run is run:
+            self.run = None
+        self.dest.select(self.wanted_path())
+        # Every folder that holds the run's "running" row gets its end too.
+        self.dest.write(RUNS.name, run.record(self.session_id, status, now_us()), also=run.folders)
+
+    def start_run(self, name: str, params: Mapping[str, Any]) -> Run:
+        """``mlt.start``: a run spanning cells, starting now."""
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"a run needs a non-empty name, got {name!r}")
+        run = self._open_run(name, params, span=True)
+        if self._pending is not None and self._pending.run is None:
+            self._pending.run = run
+        return run
+
+    def stop_run(self) -> Run:
+        """``mlt.stop``: end the open run (when the current cell ends)."""
+        run = self.run
+        if run is None:
+            raise RunError("mlt.stop(): no run is open")
+        if self._pending is None:
+            self._close_run(run, "finished")
+        else:
+            run.stop_status = "finished"
+        return run
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        run = self.require_run()
+        check_params(params)
+        run.params.update(params)
+        self.dest.select(self.wanted_path())
+        run.folders |= self.dest.write(RUNS.name, run.record(self.session_id, "running"))
+
+    def require_run(self) -> Run:
+        if self.run is None:
+            raise RunError(
+                "no run is open: tag the cell with '# mlt: record name=…', call mlt.start(name), "
+                "or pass run= naming an earlier run"
+            )
+        return self.run
+
+    # -- writing from the API and the hooks -----------------------------------
+    def write(self, table: str, record: Mapping[str, Any]) -> Path:
+        """Append a record to the current experiment (chosen now if needed)."""
+        folder = self.folder()
+        self.dest.write(table, dict(record))
+        return folder
+
+    def add_to_document(self, title: str, note_id: str) -> None:
+        """Append note *note_id* to document *title* once, in a helper process (no reading here)."""
+        self.helpers.add_to_document(self.folder(), title, note_id)
+
+    @property
+    def pending_cell(self) -> dict[str, Any] | None:
+        return self._pending.ctx.record if self._pending is not None else None
+
+    # -- end of session ------------------------------------------------------
+    def close(self) -> None:
+        """End the session: close the open run, stop the watcher, finish the helpers, compact."""
+        if self._closed:
+            return
+        self.finish_cell()
+        self._closed = True
+        with contextlib.suppress(Exception):
+            if self.run is not None:
+                self._close_run(self.run, "finished")
+        if self._watcher is not None:
+            with contextlib.suppress(Exception):
+                self._watcher.stop()
+        for hook in self.hooks:
+            with contextlib.suppress(Exception):
+                hook.close()
+        if not self.helpers.close():
+            self.log.warning("MLTrack: a helper process was still running when the session ended")
+        self.dest.close(ended_at=now_us())
+
+
+def _hashed(rec: dict[str, Any]) -> dict[str, Any]:
+    """*rec* with its ``code_sha1``, which a cell's start leaves out when the code is kept whole."""
+    if rec.get("code_sha1") is None:
+        rec["code_sha1"] = code_sha1(rec.get("code") or "")
+    return rec
+
+
+def _user() -> str | None:
+    with contextlib.suppress(Exception):
+        return getpass.getuser()
+    return None
+
+
+__all__ = ["Recorder", "check_params"]
