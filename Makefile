@@ -1,11 +1,11 @@
-# MLTrack: `make demo` runs the quick start, `make test` the whole test suite.
+# MLTrack: `make demo` runs the quick start, `make test` the whole test suite, `make lint` the style checks.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 EXP ?= mlt-experiments/quickstart
 
-.PHONY: demo test venv browser bench clean
+.PHONY: demo test lint venv browser bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,14 @@ browser:
 test: $(PY) browser
 	$(PIP) install -q -e ".[test]"
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# The style and the layers: ruff (lint and format), mypy in strict mode, import-linter's contracts.
+lint: $(PY)
+	$(PIP) install -q -e ".[lint]"
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	PYTHONPATH=dashboard $(VENV)/bin/lint-imports
 
 bench: venv
 	$(PY) benchmarks/kernel_overhead.py
