@@ -66,7 +66,10 @@ _DERIVED = {
         """
         SELECT c.* REPLACE (
             coalesce(u.children_peak_rss_bytes, c.children_peak_rss_bytes) AS children_peak_rss_bytes,
-            greatest(c.peak_gpu_bytes, u.peak_gpu_bytes) AS peak_gpu_bytes)
+            greatest(c.peak_gpu_bytes, u.peak_gpu_bytes) AS peak_gpu_bytes,
+            coalesce(u.memory_limit_bytes, c.memory_limit_bytes) AS memory_limit_bytes,
+            coalesce(u.guard_rss_bytes, c.guard_rss_bytes) AS guard_rss_bytes,
+            coalesce(u.guard_at, c.guard_at) AS guard_at)
         FROM _latest_cells c LEFT JOIN cell_usage u USING (session_id, cell_seq)
     """,
     ),
@@ -249,7 +252,14 @@ class Query:
             # when the files differ (written by different versions).
             union = not self._scan.same_columns(files)
             con.read_parquet(files, union_by_name=union).create_view(pname, replace=True)
-            sources.append(f"SELECT * FROM {pname}")
+            # Files written before a column was added to the schema read it as NULL.
+            present = self._scan.columns(files)
+            added = "".join(
+                f", NULL::{_DUCK_TYPES[c.type]} AS {_ident(c.name)}"
+                for c in tbl.columns
+                if present is not None and c.name not in present
+            )
+            sources.append(f"SELECT *{added} FROM {pname}")
         jname = f"_j_{tbl.name}"
         if journal.num_rows or not files:  # the empty table keeps the columns
             # A table, not a registered Arrow view: those are seen by this

@@ -79,6 +79,13 @@ class Scan:
         footers = [self._known(f) for f in files]
         return None not in footers and len({f.columns for f in footers if f is not None}) == 1
 
+    def columns(self, files: list[str]) -> set[str] | None:
+        """Every column that one of *files* (listed by the last scan) has; None when a footer is unknown."""
+        footers = [self._known(f) for f in files]
+        if None in footers:
+            return None
+        return {name for footer in footers if footer is not None for name in footer.columns}
+
     def may_hold(self, path: str, start: int, end: int) -> bool:
         """Whether Parquet file *path* may hold rows whose sort column lies in [start, end] (its statistics)."""
         footer = self._known(path)
