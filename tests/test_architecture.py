@@ -116,6 +116,8 @@ def test_the_readme_options_table_is_the_traitlets() -> None:
         "watcher",
         "busy_interval",
         "idle_interval",
+        "memory_limit",
+        "memory_guard",
     }
 
 

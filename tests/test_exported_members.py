@@ -14,6 +14,7 @@ PUBLIC = {
     "FileTooLargeError",
     "MLTrackError",
     "MLTrackWarning",
+    "MemoryGuardInterrupt",
     "NotRecordingError",
     "PlotPathError",
     "RunError",
@@ -46,6 +47,7 @@ def test_errors_subclass_the_nearest_builtin():
     assert issubclass(mlt_kernel.NotRecordingError, RuntimeError)
     assert issubclass(mlt_kernel.UnsafeFileError, OSError)
     assert issubclass(mlt_kernel.FileTooLargeError, OSError)
+    assert issubclass(mlt_kernel.MemoryGuardInterrupt, KeyboardInterrupt)  # stops like Ctrl-C
 
 
 def test_importing_the_package_loads_no_heavy_dependency():

@@ -78,3 +78,20 @@ def test_the_death_line_names_cell_run_and_memory(tmp_path):
         "cause: unknown."
     )
     assert lookback.recover_and_report(exp, "20261127T000009Z-self") == line  # idempotent
+
+
+def test_the_death_line_says_when_the_memory_guard_was_armed(tmp_path):
+    exp = tmp_path / "exp"
+    layout.ensure_layout(exp)
+    sid = "20261127T000000Z-oom"
+    j = JournalWriter(exp / "journals" / journal_name(sid, "watcher"))
+    death = {"death_cause": "oom", "memory_limit_bytes": 4 * 2**30, "last_rss_bytes": 4 * 2**30}
+    guard = {"memory_guard": 0.9, "growth_bytes_per_s": 6 * 2**30}
+    j.write("sessions", {"session_id": sid, "started_at": now_us(), "status": "killed", **death, **guard})
+    j.close()
+    line = lookback.death_line(exp, "20261127T000009Z-self")
+    assert line == (
+        "MLTrack: the previous session 20261127T000000Z-oom died between cells at 4.0 GiB of memory; "
+        "killed by the out-of-memory killer (memory limit 4.0 GiB). "
+        "The memory guard was armed at 90 % of the limit, with memory growing at 6.0 GiB/s."
+    )

@@ -84,6 +84,18 @@ class BlockNotFoundError(MLTrackError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class MemoryGuardInterrupt(KeyboardInterrupt):
+    """Raised in a running cell by the memory guard, before the out-of-memory killer ends the kernel.
+
+    A ``KeyboardInterrupt``, so code that stops cleanly on Ctrl-C stops cleanly
+    here too; the kernel and its variables stay. The message says how much
+    memory was in use, of what limit, and which variables are the largest.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}"]
+
+
 class MLTrackWarning(UserWarning):
     """Base class of MLTrack's warnings."""
 

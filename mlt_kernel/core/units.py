@@ -3,9 +3,31 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 _BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([KMGTP]i?B?|B)?\s*$", re.IGNORECASE)
+_MULTIPLIERS = {"": 1, "b": 1}
+for _i, _unit in enumerate(("k", "m", "g", "t", "p"), start=1):
+    _MULTIPLIERS |= {_unit: 1024**_i, f"{_unit}b": 1000**_i, f"{_unit}ib": 1024**_i, f"{_unit}i": 1024**_i}
+
+
+def parse_bytes(text: str | int) -> int:
+    """``"12GiB"`` → 12884901888; ``"12GB"`` is decimal (12e9), ``"12G"`` binary; an int is bytes.
+
+    Raises:
+        ValueError: not a size (the message names the value).
+    """
+    if isinstance(text, int) and not isinstance(text, bool):
+        if text < 0:
+            raise ValueError(f"a size is not negative, got {text}")
+        return text
+    match = _SIZE.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise ValueError(f"{text!r} is not a size such as 12GiB, 800MB or 1073741824")
+    number, unit = float(match.group(1)), (match.group(2) or "").lower()
+    return int(number * _MULTIPLIERS[unit])
 
 
 def _missing(value: Any) -> bool:

@@ -20,13 +20,14 @@ def death_line(exp: Path, own: str) -> str | None:
     q = Query(exp)
     try:
         rows = q.rows(
-            "SELECT session_id, death_cause, memory_limit_bytes, last_rss_bytes, status "
+            "SELECT session_id, death_cause, memory_limit_bytes, last_rss_bytes, status, memory_guard, "
+            "growth_bytes_per_s "
             "FROM sessions WHERE session_id <> ? ORDER BY started_at DESC LIMIT 1",
             [own],
         )
         if not rows or rows[0][4] != "killed":
             return None
-        sid, cause, limit, last_rss, _ = rows[0]
+        sid, cause, limit, last_rss, _, guard, growth = rows[0]
         cell = q.rows(
             "SELECT execution_count, run_name, peak_rss_bytes FROM cells "
             "WHERE session_id = ? AND status = 'killed' ORDER BY cell_seq DESC LIMIT 1",
@@ -43,7 +44,11 @@ def death_line(exp: Path, own: str) -> str | None:
     why = {
         "oom": "killed by the out-of-memory killer" + (f" (memory limit {format_bytes(limit)})" if limit else ""),
     }.get(cause or "", f"cause: {cause or 'unknown'}")
-    return f"MLTrack: the previous session {sid} died {where} at {format_bytes(memory)} of memory; {why}."
+    guarded = ""
+    if guard:  # armed, and still too slow: say how fast it had to be
+        rate = f", with memory growing at {format_bytes(growth)}/s" if growth and growth > 0 else ""
+        guarded = f" The memory guard was armed at {100 * guard:.0f} % of the limit{rate}."
+    return f"MLTrack: the previous session {sid} died {where} at {format_bytes(memory)} of memory; {why}.{guarded}"
 
 
 def recover_and_report(exp: Path, own: str) -> str | None:

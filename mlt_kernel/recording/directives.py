@@ -6,6 +6,7 @@
 # mlt: record stop                                             # …and ends
 # mlt: note plot=roc_rf.png doc="Findings"                     # the rest is Markdown
 # mlt: skip                                                    # not recorded
+# mlt: guard off                                               # no memory guard for this cell
 ```
 
 Values follow shell-like quoting; unquoted numbers and booleans are typed,
@@ -27,7 +28,7 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 _INT = re.compile(r"^[+-]?\d+$")
 _FLOAT = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$|^[+-]?(inf|nan)$", re.IGNORECASE)
 
-VERBS = ("record", "note", "skip")
+VERBS = ("record", "note", "skip", "guard")
 NOTE_OPTIONS = ("plot", "doc")
 
 
@@ -35,8 +36,8 @@ NOTE_OPTIONS = ("plot", "doc")
 class Directive:
     """One parsed directive line."""
 
-    verb: str  #: ``record``, ``note`` or ``skip``
-    action: str = ""  #: for ``record``: ``cell``, ``start`` or ``stop``
+    verb: str  #: ``record``, ``note``, ``skip`` or ``guard``
+    action: str = ""  #: for ``record``: ``cell``, ``start`` or ``stop``; for ``guard``: ``off``
     name: str | None = None  #: the run's name (``record``)
     params: dict[str, Any] = field(default_factory=dict)  #: run params (``record``)
     options: dict[str, str] = field(default_factory=dict)  #: ``plot``/``doc`` (``note``)
@@ -149,6 +150,10 @@ def parse_line(text: str, line: int = 1) -> Directive:
         if tokens:
             raise DirectiveError(f"line {line}: 'skip' takes no arguments, got {' '.join(tokens)!r}")
         return Directive("skip", line=line)
+    if verb == "guard":
+        if tokens != ["off"]:
+            raise DirectiveError(f"line {line}: 'guard' takes one word, off; got {' '.join(tokens)!r}")
+        return Directive("guard", action="off", line=line)
     raise DirectiveError(f"line {line}: unknown directive {verb!r}; expected one of {', '.join(VERBS)}")
 
 
@@ -178,3 +183,5 @@ def _check_combination(directives: list[Directive]) -> None:
             raise DirectiveError(f"line {directives[-1].line}: '{verb}' given twice")
     if "note" in verbs and "record" in verbs:
         raise DirectiveError("a note cell cannot also be a run; put the note in its own cell")
+    if "note" in verbs and "guard" in verbs:
+        raise DirectiveError("a note cell runs no code to guard; put 'guard off' on a code cell")

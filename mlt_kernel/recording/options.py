@@ -14,7 +14,7 @@ from typing import Any
 from traitlets import Bool, Float, Unicode
 from traitlets.config import Configurable
 
-from mlt_kernel.watcher import protocol
+from mlt_kernel.watcher import guard, protocol
 
 
 class RecordingOptions(Configurable):
@@ -39,6 +39,20 @@ class RecordingOptions(Configurable):
 
     idle_interval = Float(
         protocol.IDLE_INTERVAL_S, help="Seconds between the watcher's samples while the kernel is idle."
+    ).tag(config=True)
+
+    memory_limit = Unicode(
+        "",
+        help="""The memory the kernel and its children may use, in bytes or as text such as
+        12GiB or 800MB (MLT_MEMORY_LIMIT overrides it). Empty: the memory cgroup's limit, else
+        the machine's memory; less when the machine has less available.""",
+    ).tag(config=True)
+
+    memory_guard = Float(
+        guard.DEFAULT_FRACTION,
+        help="""Stop a running cell with MemoryGuardInterrupt when the kernel and its children
+        reach this share of the memory limit, before the out-of-memory killer ends the kernel
+        (MLT_MEMORY_GUARD overrides it). 0 turns the guard off.""",
     ).tag(config=True)
 
     def recording_options(self) -> dict[str, Any]:

@@ -30,6 +30,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from traitlets.config import LoggingConfigurable
@@ -39,6 +40,7 @@ from mlt_kernel.core.errors import RunError
 from mlt_kernel.core.schema import CELLS, RUNS, code_sha1
 from mlt_kernel.core.version import __version__
 from mlt_kernel.hooks import CellContext, Hook, default_hooks
+from mlt_kernel.recording import guard
 from mlt_kernel.recording.folders import FolderChoice
 from mlt_kernel.recording.helpers import Helpers
 from mlt_kernel.recording.options import RecordingOptions
@@ -61,14 +63,15 @@ class _Pending:
     ctx: CellContext
     run: Run | None
     folders: set[Path] = field(default_factory=set)
+    guarded: bool = True  #: the memory guard may stop it (until its code has run)
 
 
 def _status(result: Any) -> tuple[str, str | None]:
     err = getattr(result, "error_in_exec", None) or getattr(result, "error_before_exec", None)
     if err is None:
         return "ok", None
-    if isinstance(err, KeyboardInterrupt):
-        return "interrupted", "KeyboardInterrupt"
+    if isinstance(err, KeyboardInterrupt):  # Ctrl-C, or MemoryGuardInterrupt
+        return "interrupted", type(err).__name__
     return "error", type(err).__name__
 
 
@@ -114,6 +117,11 @@ class Recorder(RecordingOptions, LoggingConfigurable):
         self._watcher_lock = threading.Lock()  #: the watcher's folder is told in order
         self._closed = False
         self.dest.on_select = self._on_select
+        self.guard_settings = guard.settings(self.memory_limit, self.memory_guard, self.log)
+        #: Whether the watcher may stop cells: the guard is on and this process handles its signal.
+        self.guarding = (
+            self.watcher and self.guard_settings.fraction > 0 and guard.install(self._guard_signal, self.log)
+        )
         if self.watcher:
             threading.Thread(target=self._start_watcher, name="mlt-watcher-start", daemon=True).start()
 
@@ -147,6 +155,7 @@ class Recorder(RecordingOptions, LoggingConfigurable):
             "exp_path": str(exp),
             "notebook": self.notebook,
             "peak_exact": proc_exact,
+            "memory_guard": self.guard_settings.fraction if self.guarding else 0.0,
         }
         rec.update(extra)
         return rec
@@ -178,7 +187,12 @@ class Recorder(RecordingOptions, LoggingConfigurable):
             from mlt_kernel.watcher.handle import WatcherHandle
 
             watcher = WatcherHandle.start(
-                os.getpid(), self.session_id, busy_interval=self.busy_interval, idle_interval=self.idle_interval
+                os.getpid(),
+                self.session_id,
+                busy_interval=self.busy_interval,
+                idle_interval=self.idle_interval,
+                memory_limit=self.guard_settings.limit_bytes,
+                memory_guard=self.guard_settings.fraction if self.guarding else 0.0,
             )
         except Exception:
             self.log.exception("MLTrack: the resource watcher did not start")
@@ -190,6 +204,16 @@ class Recorder(RecordingOptions, LoggingConfigurable):
             self._watcher = watcher
             if self.dest.current is not None:
                 watcher.set_experiment(str(self.dest.current))
+
+    def _guard_signal(self, signum: int, frame: FrameType | None) -> None:
+        """``SIGUSR1`` from the watcher's memory guard: stop the running cell, if it is guarded."""
+        watcher = self._watcher
+        fired = watcher.guard_fired() if watcher is not None else None
+        pending = self._pending
+        if pending is None or not pending.guarded:
+            return  # between cells, after the cell's code, or `# mlt: guard off`
+        pending.guarded = False  # once
+        raise guard.interrupt(fired, self.guard_settings.fraction, getattr(self.shell, "user_ns", {}) or {})
 
     # -- directives --------------------------------------------------------
     def plan(self, code: str) -> Plan:
@@ -256,7 +280,7 @@ class Recorder(RecordingOptions, LoggingConfigurable):
         # Hooks read it instead of asking again. As the last cell left it: only a
         # cell changes EXP_PATH or the working directory, and _post looks again.
         ctx.scratch["exp_path"] = self.folders.last()
-        pending = _Pending(ctx, self.run)
+        pending = _Pending(ctx, self.run, guarded=plan.parsed is None or plan.parsed.first("guard") is None)
         if plan.kind == "record" and plan.record is not None and plan.record.action == "stop":
             assert self.run is not None
             self.run.stop_status = "finished"
@@ -267,6 +291,8 @@ class Recorder(RecordingOptions, LoggingConfigurable):
         if self.dest.current is None:  # no folder before the first cell ends
             if watcher is not None:
                 watcher.cell_started(self.cell_seq, rec.get("run_id"))
+                if not pending.guarded:
+                    watcher.guard_off()
             return
         # The cell's start, so that a long cell shows as running and a kernel
         # killed during it leaves a trace. The watcher writes it (once the cell
@@ -276,11 +302,14 @@ class Recorder(RecordingOptions, LoggingConfigurable):
             pending.folders = {self.dest.current}
         else:
             pending.folders = self.dest.write(CELLS.name, _hashed(rec))
+        if watcher is not None and not pending.guarded:
+            watcher.guard_off()
 
     def _post(self, result: Any) -> None:
         pending = self._pending
         if pending is None:
             return  # blank, silent or skipped cell
+        pending.guarded = False  # its code has run: nothing left to stop
         ctx = pending.ctx
         ctx.result = result
         self._run_hooks("post_cell", ctx)
@@ -459,6 +488,8 @@ class Recorder(RecordingOptions, LoggingConfigurable):
         for hook in self.hooks:
             with contextlib.suppress(Exception):
                 hook.close()
+        if self.guarding:
+            guard.uninstall(self._guard_signal)
         if not self.helpers.close():
             self.log.warning("MLTrack: a helper process was still running when the session ended")
         self.dest.close(ended_at=now_us())

@@ -38,7 +38,7 @@ class WatcherHandle:
     one line in its log.
     """
 
-    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], guard_fd: int | None = None) -> None:
         self._process = process
         assert process.stdin is not None
         self._fd = process.stdin.fileno()
@@ -51,6 +51,10 @@ class WatcherHandle:
                 continue
         self._owner = os.getpid()
         self._complained = False
+        #: Where the memory guard's lines come from (the watcher's stdout), when it has one.
+        self._guard_fd = guard_fd
+        if guard_fd is not None:
+            os.set_blocking(guard_fd, False)
 
     @classmethod
     def start(
@@ -60,26 +64,36 @@ class WatcherHandle:
         *,
         busy_interval: float = protocol.BUSY_INTERVAL_S,
         idle_interval: float = protocol.IDLE_INTERVAL_S,
+        memory_limit: int | None = None,
+        memory_guard: float = 0.0,
     ) -> WatcherHandle:
-        """Start a watcher of *kernel_pid* for *session_id*; returns at once."""
+        """Start a watcher of *kernel_pid* for *session_id*; returns at once.
+
+        With *memory_guard* > 0 the watcher stops a guarded cell at that share
+        of *memory_limit* (None: the cgroup's, else the machine's) by sending
+        the kernel ``SIGUSR1``: only ask for it once the kernel handles that
+        signal (``mlt_kernel.recording.guard``).
+        """
         argv = python_command(
             "mlt_kernel.watcher",
             *("--pid", str(kernel_pid), "--session", session_id),
             *("--busy-interval", repr(float(busy_interval)), "--idle-interval", repr(float(idle_interval))),
+            *("--memory-limit", str(int(memory_limit or 0)), "--memory-guard", repr(float(memory_guard))),
         )
         # Same process group as the kernel (start_new_session=False): it goes
         # when the group is killed, and it ignores the group's SIGINT itself.
         process = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,  # the memory guard's lines (protocol.guard_fired)
             stderr=subprocess.PIPE,
             close_fds=True,
             start_new_session=False,
         )
         assert process.stderr is not None
         threading.Thread(target=_forward_log, args=(process.stderr,), name="mlt-watcher-log", daemon=True).start()
-        return cls(process)
+        assert process.stdout is not None
+        return cls(process, guard_fd=process.stdout.fileno())
 
     @property
     def pid(self) -> int:
@@ -138,6 +152,26 @@ class WatcherHandle:
             self._send_bytes(protocol.cell_ended(cell_seq))
         except (TypeError, ValueError) as exc:
             self._complain(f"bad cell {cell_seq!r} ({exc})")
+
+    def guard_off(self) -> None:
+        """The cell that just started runs without the memory guard (``# mlt: guard off``)."""
+        self._send_bytes(protocol.GUARD_OFF)
+
+    def guard_fired(self) -> protocol.GuardFired | None:
+        """What the memory guard read when it last stopped a cell, if it did since the last call.
+
+        Called from the kernel's ``SIGUSR1`` handler: one non-blocking read.
+        """
+        if self._guard_fd is None:
+            return None
+        try:
+            data = os.read(self._guard_fd, 65536)
+        except OSError:  # BlockingIOError: nothing written
+            return None
+        fired = None
+        for line in data.decode("ascii", "replace").splitlines():
+            fired = protocol.parse_guard_fired(line) or fired
+        return fired
 
     def stop(self, timeout: float = 3.0) -> None:
         """Ask the watcher to write its last records and exit; kill it after *timeout*."""

@@ -53,6 +53,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import select
 import signal
@@ -67,6 +68,7 @@ from mlt_kernel.core.schema import CELL_USAGE, CELLS, SAMPLES, SESSIONS, code_sh
 from mlt_kernel.store.journal import JournalWriter, journal_name, now_us, read_lines
 from mlt_kernel.store.postmortem import killed_rows, session_ended
 from mlt_kernel.watcher import procfs, protocol
+from mlt_kernel.watcher.guard import Guard, resolve_limit
 from mlt_kernel.watcher.sampler import CellWindow, Reading, Sampler, _max
 
 log = logging.getLogger("mlt_kernel.watcher")
@@ -86,6 +88,9 @@ LIVENESS_POLL_S = 0.05
 MESSAGE_TICK_S = 0.05
 
 _READ_SIZE = 1 << 16
+#: Samples kept to say how fast memory grew before a death, and over how long.
+GROWTH_READINGS = 64
+GROWTH_SPAN_S = 2.0
 
 
 class Watcher:
@@ -100,6 +105,9 @@ class Watcher:
         idle_interval: float = protocol.IDLE_INTERVAL_S,
         control_fd: int = 0,
         gpu: Any = None,
+        memory_limit: int | None = None,
+        memory_guard: float = 0.0,
+        guard_fd: int | None = None,
     ) -> None:
         self.kernel_pid = kernel_pid
         self.session_id = session_id
@@ -120,6 +128,13 @@ class Watcher:
         self._cgroup = procfs.cgroup_memory_dir(kernel_pid)
         start = procfs.read_cgroup_memory(self._cgroup) if self._cgroup else None
         self._oom_kills_at_start = start.oom_kills if start else None
+        limit, source = resolve_limit(memory_limit, start.limit_bytes if start else None, procfs.read_meminfo())
+        self.guard = Guard(limit, memory_guard if guard_fd is not None else 0.0)
+        self.guard_fd = guard_fd
+        self._next_guard = math.inf
+        self._recent: deque[tuple[int, int]] = deque(maxlen=GROWTH_READINGS)  #: (t µs, RSS) of the last samples
+        if self.guard.armed:
+            log.info("memory guard at %.0f %% of %d bytes (%s)", 100 * self.guard.fraction, limit, source)
         self._pidfd = self._open_pidfd()
 
     # -- the loop ------------------------------------------------------------
@@ -163,7 +178,7 @@ class Watcher:
             poller.register(self._pidfd, select.POLLIN)
         self._next_sample = next_read = time.monotonic()
         while True:
-            timeout = max(0.0, min(self._next_sample, next_read) - time.monotonic())
+            timeout = max(0.0, min(self._next_sample, next_read, self._next_guard) - time.monotonic())
             ready = {fd for fd, _ in poller.poll(timeout * 1000.0)}
             now = time.monotonic()
             # Messages first: a "start" written just before the kernel died must count.
@@ -179,6 +194,8 @@ class Watcher:
             if (self._pidfd is not None and self._pidfd in ready) or (self._pidfd is None and not self.kernel_alive()):
                 self._kernel_died()
                 return 0
+            if time.monotonic() >= self._next_guard:
+                self._guard_check()
             if time.monotonic() >= self._next_sample:
                 self._take_sample()
 
@@ -218,6 +235,9 @@ class Watcher:
                 self.cell_started(cell_seq, run_id, row)
             case protocol.CellEnded(cell_seq):
                 self.cell_finished(cell_seq)
+            case protocol.GuardOff():
+                if self._cell is not None:
+                    self._cell.guarded = False
             case protocol.SetExperiment(folder):
                 self.set_experiment(folder)
             case protocol.Stop():
@@ -266,6 +286,8 @@ class Watcher:
         self._cell = CellWindow(cell_seq, run_id if isinstance(run_id, str) else None, row, folder)
         self._rescan_due = True  # workers started by the previous cell, or by this one
         self._next_sample = time.monotonic() + self.busy_interval
+        self.guard.reset()
+        self._next_guard = self._next_sample if self.guard.armed else math.inf
 
     def _write_start(self) -> None:
         """Write the open cell's start row once it has run past a reading of the messages."""
@@ -324,6 +346,7 @@ class Watcher:
         self._close_cell()
 
     def _close_cell(self) -> None:
+        self._next_guard = math.inf
         cell, self._cell = self._cell, None
         if cell is not None:
             self._emit(CELL_USAGE.name, self._usage_record(cell))
@@ -336,7 +359,54 @@ class Watcher:
             "children_peak_rss_bytes": cell.children_peak_rss_bytes,
             "peak_gpu_bytes": cell.peak_gpu_bytes,
             "samples": cell.samples,
+            "memory_limit_bytes": cell.memory_limit_bytes,
+            "guard_rss_bytes": cell.guard_rss_bytes,
+            "guard_at": cell.guard_at,
         }
+
+    # -- the memory guard ----------------------------------------------------
+
+    def _guard_check(self) -> None:
+        """Read the memory of the kernel and its children; stop the cell if it is about to run out."""
+        cell = self._cell
+        if cell is None or not cell.guarded or not self.guard.armed or self.guard.fired:
+            self._next_guard = math.inf
+            return
+        now = time.monotonic()
+        used = self.sampler.memory()
+        if used is None:  # the kernel is exiting; the pidfd will say so
+            self._next_guard = math.inf
+            return
+        meminfo = procfs.read_meminfo() if self.guard.near(used) else None
+        available = meminfo.available_bytes if meminfo is not None else None
+        cell.memory_limit_bytes = self.guard.limit(used, available)
+        interval = self.guard.interval(used, available, self.busy_interval)
+        if self.guard.check(now, used, available, interval):
+            self._fire(cell, used, cell.memory_limit_bytes or 0)
+            self._next_guard = math.inf
+        else:
+            self._next_guard = now + interval
+
+    def _fire(self, cell: CellWindow, used: int, limit: int) -> None:
+        """Tell the kernel what was read, then interrupt its cell (``SIGUSR1``; its handler raises)."""
+        cell.guard_rss_bytes, cell.guard_at = used, now_us()
+        if self.guard_fd is not None:
+            try:
+                os.write(self.guard_fd, protocol.guard_fired(used, limit))
+            except OSError as exc:  # the kernel closed its end: it is going
+                log.warning("cannot tell the kernel what the memory guard read: %s", exc)
+        try:
+            os.kill(self.kernel_pid, signal.SIGUSR1)
+        except OSError as exc:
+            log.warning("the memory guard could not interrupt cell %d: %s", cell.cell_seq, exc)
+            return
+        log.warning(
+            "memory guard: stopped cell %d at %d of %d bytes (growing %.0f MB/s)",
+            cell.cell_seq,
+            used,
+            limit,
+            self.guard.rate / 1e6,
+        )
 
     # -- samples -------------------------------------------------------------
 
@@ -349,6 +419,7 @@ class Watcher:
         reading = self.sampler.sample()
         if reading is None:  # the kernel is exiting; the pidfd will say so
             return
+        self._recent.append((reading.t_us, reading.rss_bytes))
         self._last = reading
         if cell is not None:
             cell.add(reading)
@@ -439,9 +510,11 @@ class Watcher:
         death = {
             "ended_at": death_us,
             "death_cause": "oom" if oom_kill else "unknown",
-            "memory_limit_bytes": cgroup.limit_bytes if cgroup else None,
+            "memory_limit_bytes": (cgroup.limit_bytes if cgroup else None) or self.guard.limit_bytes,
             "oom_kill": oom_kill,
             "last_rss_bytes": self._last.rss_bytes if self._last else None,
+            "memory_guard": self.guard.fraction if self.guard.armed else 0.0,
+            "growth_bytes_per_s": self._death_growth(),
         }
         journals = {folder: self._kernel_records(folder) for folder in self.folders}
         folder = (cell.folder if cell is not None else None) or (self.folders[-1] if self.folders else None)
@@ -471,6 +544,25 @@ class Watcher:
                     writer.close()
         self.sampler.close()
         self._compact()
+
+    def _death_growth(self) -> float:
+        """How fast memory grew before the death: the steepest rise over the last ``GROWTH_SPAN_S``.
+
+        Not just the last two readings: near a cgroup's limit the kernel stalls
+        in reclaim, and its memory stops growing just before the OOM killer acts.
+        """
+        if not self._recent:
+            return self.guard.rate
+        since = self._recent[-1][0] - int(GROWTH_SPAN_S * 1e6)
+        best, low = 0.0, None
+        for t, rss in self._recent:
+            if t < since:
+                continue
+            if low is None or rss < low[1]:
+                low = (t, rss)
+            elif t > low[0]:
+                best = max(best, (rss - low[1]) * 1e6 / (t - low[0]))
+        return max(best, self.guard.rate)
 
     def _kernel_records(self, folder: Path) -> list[dict[str, Any]]:
         path = folder / layout.JOURNALS / journal_name(self.session_id, "kernel")
@@ -551,6 +643,19 @@ def _parser() -> argparse.ArgumentParser:
         default=protocol.IDLE_INTERVAL_S,
         help=f"seconds between samples otherwise (default {protocol.IDLE_INTERVAL_S})",
     )
+    parser.add_argument(
+        "--memory-limit",
+        type=int,
+        default=0,
+        help="the memory guard's limit in bytes (default 0: the cgroup's limit, else the machine's memory)",
+    )
+    parser.add_argument(
+        "--memory-guard",
+        type=float,
+        default=0.0,
+        help="stop a running cell at this share of the limit (default 0: no guard); "
+        "the kernel must handle SIGUSR1, and reads the guard's line on the watcher's stdout",
+    )
     return parser
 
 
@@ -559,6 +664,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     args = _parser().parse_args(argv)
     _setup_logging()
+    if args.memory_guard > 0:  # a full pipe must never stall the loop: the line is only a courtesy
+        os.set_blocking(1, False)
     from mlt_kernel.watcher.nvml import Gpu
 
     try:
@@ -568,6 +675,9 @@ def main(argv: list[str] | None = None) -> int:
             busy_interval=max(protocol.MIN_INTERVAL_S, args.busy_interval),
             idle_interval=max(protocol.MIN_INTERVAL_S, args.idle_interval),
             gpu=Gpu(),
+            memory_limit=args.memory_limit or None,
+            memory_guard=min(max(args.memory_guard, 0.0), 1.0),
+            guard_fd=1 if args.memory_guard > 0 else None,
         )
     except ProcessLookupError:
         log.warning("kernel %d is not running; the watcher exits", args.pid)

@@ -312,6 +312,29 @@ def cgroup_memory(pid: int | str = "self") -> CgroupMemory | None:
     return read_cgroup_memory(folder) if folder is not None else None
 
 
+@dataclass(frozen=True, slots=True)
+class MemInfo:
+    """The machine's memory (``/proc/meminfo``)."""
+
+    total_bytes: int
+    available_bytes: int  #: what can be had without swapping (``MemAvailable``)
+
+
+def read_meminfo() -> MemInfo | None:
+    """The machine's total and available memory, or None where ``/proc/meminfo`` says neither."""
+    data = _read_small("/proc/meminfo", 16384) if AVAILABLE else None
+    values: dict[bytes, int] = {}
+    for line in (data or b"").splitlines():
+        key, _, rest = line.partition(b":")
+        if key in (b"MemTotal", b"MemAvailable"):
+            number = _to_int(rest.split()[0]) if rest.split() else None
+            if number is not None:
+                values[key] = number * 1024  # kB
+    if len(values) < 2:
+        return None
+    return MemInfo(values[b"MemTotal"], values[b"MemAvailable"])
+
+
 def _to_int(text: bytes) -> int | None:
     try:
         return int(text)
@@ -336,6 +359,7 @@ __all__ = [
     "CLOCK_TICKS",
     "PAGE_SIZE",
     "CgroupMemory",
+    "MemInfo",
     "ProcStat",
     "StatReader",
     "cgroup_memory",
@@ -345,6 +369,7 @@ __all__ = [
     "cpu_ticks",
     "parse_stat",
     "read_cgroup_memory",
+    "read_meminfo",
     "read_stat",
     "rss_bytes",
 ]

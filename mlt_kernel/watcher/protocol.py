@@ -6,8 +6,17 @@ The kernel writes one line per message to the watcher's stdin:
 exp "/abs/path/to/experiment"      the folder to write into (JSON string); may change
 start 12 "run-id" {"table":…}      cell 12 started (run id as JSON, or null), and
                                    optionally its journal row (status "running")
+guard off                          no memory guard for the cell that just started
 end 12                             cell 12 ended
 stop                               write the last records, close the journal, exit
+```
+
+The watcher writes one line to its stdout when its memory guard stops a cell,
+just before it signals the kernel (``SIGUSR1``), so that the kernel's handler
+says what was read:
+
+```text
+guard 11731973324 12884901888      the memory of the kernel and its children, of the limit (bytes)
 ```
 
 Every line is at most ``PIPE_BUF`` bytes, so each is one atomic, non-blocking
@@ -69,7 +78,21 @@ class Stop:
     """``stop``: write the last records and exit."""
 
 
-Message = SetExperiment | CellStarted | CellEnded | Stop
+@dataclass(frozen=True, slots=True)
+class GuardOff:
+    """``guard off``: the cell that just started runs without the memory guard."""
+
+
+@dataclass(frozen=True, slots=True)
+class GuardFired:
+    """``guard RSS LIMIT`` (watcher to kernel): the guard stopped the cell at *rss_bytes* of *limit_bytes*."""
+
+    rss_bytes: int
+    limit_bytes: int
+
+
+Message = SetExperiment | CellStarted | CellEnded | GuardOff | Stop
+GUARD_OFF = b"guard off\n"
 
 
 def experiment(path: str | os.PathLike[str]) -> bytes:
@@ -120,11 +143,27 @@ def parse(line: str) -> Message | None:
             return SetExperiment(Path(folder))
         if verb == "stop" and not rest:
             return Stop()
+        if verb == "guard" and rest == "off":
+            return GuardOff()
     except (TypeError, ValueError) as exc:
         raise ValueError(f"malformed message {line[:200]!r}") from exc
     if not verb:
         return None
     raise ValueError(f"unknown message {line[:200]!r}")
+
+
+def guard_fired(rss_bytes: int, limit_bytes: int) -> bytes:
+    """The ``guard`` line the watcher writes to the kernel."""
+    return f"guard {int(rss_bytes)} {int(limit_bytes)}\n".encode()
+
+
+def parse_guard_fired(line: str) -> GuardFired | None:
+    """The ``guard`` line of the watcher, or None for anything else."""
+    verb, _, rest = line.strip().partition(" ")
+    numbers = rest.split()
+    if verb != "guard" or len(numbers) != 2 or not all(n.isdigit() for n in numbers):
+        return None
+    return GuardFired(int(numbers[0]), int(numbers[1]))
 
 
 def log_line(record: logging.LogRecord, message: str) -> str:
@@ -143,19 +182,24 @@ def parse_log_line(text: str) -> tuple[int, str, str] | None:
 
 __all__ = [
     "BUSY_INTERVAL_S",
+    "GUARD_OFF",
     "IDLE_INTERVAL_S",
     "MIN_INTERVAL_S",
     "PIPE_BUF",
     "STOP",
     "CellEnded",
     "CellStarted",
+    "GuardFired",
+    "GuardOff",
     "Message",
     "SetExperiment",
     "Stop",
     "cell_ended",
     "cell_started",
     "experiment",
+    "guard_fired",
     "log_line",
     "parse",
+    "parse_guard_fired",
     "parse_log_line",
 ]

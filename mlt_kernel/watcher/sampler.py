@@ -95,6 +95,18 @@ class Sampler:
             gpu_bytes, gpu_util = reading.memory_bytes, reading.utilization
         return Reading(t_us, kernel.rss_bytes, children_rss, self._cpu_percent(ticks), gpu_bytes, gpu_util)
 
+    def memory(self) -> int | None:
+        """The RSS of the kernel and its known descendants now (bytes): the memory guard's quick reading."""
+        kernel = self._stats.read(self.kernel_pid)
+        if kernel is None or kernel.exiting:
+            return None
+        total = kernel.rss_bytes
+        for pid in list(self._children):
+            stat = self._stats.read(pid)
+            if stat is not None:
+                total += stat.rss_bytes
+        return total
+
     def _cpu_percent(self, ticks: dict[int, int]) -> float | None:
         # Per-process deltas: a child that exits must not make the sum drop, and
         # one found late must not bring all its past ticks into this interval.
@@ -131,6 +143,10 @@ class CellWindow:
     kernel_peak_rss_bytes: int | None = None
     children_peak_rss_bytes: int | None = None
     peak_gpu_bytes: int | None = None
+    guarded: bool = True  #: the memory guard watches it (``# mlt: guard off`` says not)
+    memory_limit_bytes: int | None = None  #: the limit in force when the guard last read
+    guard_rss_bytes: int | None = None  #: the reading at which the guard stopped it
+    guard_at: int | None = None  #: when (µs)
 
     def add(self, reading: Reading) -> None:
         self.samples += 1
