@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_dashboard_data import build_experiment
+from test_dashboard_data import GUARDED, build_experiment
 
 from mlt_kernel.core import layout
 from mlt_kernel.experiment import Experiment
@@ -341,6 +341,28 @@ def test_navigation_and_run_page(open_page: Callable[..., Any], experiment: dict
     page.get_by_text("⚠ killed").first.wait_for()
     page.get_by_text("⚠ error").first.wait_for()
     _screenshot(page, "cells")
+
+
+_LABELS = """() => Bokeh.documents.flatMap(d => [...d.all_models].flatMap(m => {
+    if (!("x_units" in m) || m.text == null) return [];  // Label annotations
+    const text = typeof m.text === "string" ? m.text : m.text.text;
+    return typeof text === "string" ? [text] : [];
+}))"""
+
+
+def test_a_run_the_memory_guard_stopped_shows_the_limit_the_guard_and_the_moment(
+    open_page: Callable[..., Any], experiment: dict[str, Any]
+) -> None:
+    page = open_page(f"run?run={experiment['run_ids'][GUARDED]}")
+    page.locator('[data-testid="run-name"]', has_text=GUARDED).wait_for()
+    wanted = {"memory limit 8.0 GiB", "memory guard 90 %", "stopped by the memory guard at 7.2 GiB"}
+    _wait(lambda: wanted <= set(page.evaluate(_LABELS)), "the limit, the guard line and the mark on the timeline")
+    summary = open_page("summary", "best by")
+    runs_card = summary.locator('[data-testid="card-runs"]').first.inner_text()
+    assert "1 stopped by the memory guard" in runs_card and "1 killed" in runs_card
+    cells = open_page("cells", "Heaviest")
+    cells.get_by_text("⛨ memory guard").first.wait_for()
+    assert "cells it stopped, the kernel kept" in cells.locator(".mlt-cards").first.inner_text()
 
 
 def test_killed_run_shows_its_post_mortem(open_page: Callable[..., Any], experiment: dict[str, Any]) -> None:

@@ -320,6 +320,53 @@ def _png(path: Path, title: str) -> None:
     plt.close(fig)
 
 
+GUARDED = "random_forest_wide"
+
+
+def _guarded_run(s: Session) -> str:
+    """A run whose one cell the memory guard stopped at 7.25 GiB of an 8 GiB limit; the kernel lived on."""
+    run_id = layout.new_writer_id() + "-wide"
+    base = {"run_id": run_id, "name": GUARDED, "session_id": s.session_id, "params": {"n_estimators": 3000}}
+    started = s.clock.now_us + 1
+    s.write("runs", {**base, "status": "running", "started_at": started})
+    rec = s.cell(
+        f"# mlt: record name={GUARDED}\nmodel = make_forest(3000)\nmodel.fit(X_train, y_train)",
+        4.0,
+        peak=int(7.3 * GiB),
+        after=int(7.2 * GiB),
+        run=(run_id, GUARDED),
+        status="interrupted",
+        error_name="MemoryGuardInterrupt",
+    )
+    s.watcher.write(
+        "cell_usage",
+        {
+            "session_id": s.session_id,
+            "cell_seq": rec["cell_seq"],
+            "samples": 9,
+            "memory_limit_bytes": 8 * GiB,
+            "guard_rss_bytes": int(7.25 * GiB),
+            "guard_at": rec["ended_at"] - 150_000,
+        },
+    )
+    s.write(
+        "runs",
+        {
+            **base,
+            "status": "interrupted",
+            "started_at": started,
+            "ended_at": rec["ended_at"],
+            "wall_s": 4.0,
+            "cpu_s": rec["cpu_s"],
+            "peak_rss_bytes": rec["peak_rss_bytes"],
+            "first_cell_seq": rec["cell_seq"],
+            "last_cell_seq": rec["cell_seq"],
+        },
+    )
+    s.rss = int(1.2 * GiB)  # the user freed the memory
+    return run_id
+
+
 def build_experiment(path: Path, *, compact: bool = True, documents: bool = True) -> dict[str, Any]:
     """Write the experiment into *path*; returns ids and names the tests look for."""
     root = layout.ensure_layout(path)
@@ -391,8 +438,9 @@ def build_experiment(path: Path, *, compact: bool = True, documents: bool = True
 
     s2 = Session(root, "20260101T120000Z-bbbb0002", clock)
     started2 = clock.advance(600)
-    s2.session_record("running", started_at=started2)
+    s2.session_record("running", started_at=started2, memory_guard=0.9)
     s2.cell("import numpy as np\nfrom sklearn import ensemble", 1.1, peak=int(0.4 * GiB))
+    guarded_id = _guarded_run(s2)
     killed_id = _run(s2, KILLED, rng, y_test, y_val)
     died = clock.now_us
     killed_started = died - int(KILLED.wall_s * 1e6) - 2_000_000
@@ -443,6 +491,8 @@ def build_experiment(path: Path, *, compact: bool = True, documents: bool = True
             "memory_limit_bytes": 8 * GiB,
             "oom_kill": True,
             "last_rss_bytes": KILLED.peak_rss_bytes,
+            "memory_guard": 0.9,
+            "growth_bytes_per_s": 3.5 * GiB,
             "kernel_pid": 4343,
             "hostname": "gpu-box",
             "user": "ada",
@@ -460,7 +510,7 @@ def build_experiment(path: Path, *, compact: bool = True, documents: bool = True
         doc.add_markdown("Next: tune `max_depth` of the forest, and give the deep forest **less memory** to work with.")
     return {
         "path": root,
-        "run_ids": {**run_ids, KILLED.name: killed_id},
+        "run_ids": {**run_ids, GUARDED: guarded_id, KILLED.name: killed_id},
         "sessions": [s1.session_id, s2.session_id],
         "plot": "roc_rf.png",
     }

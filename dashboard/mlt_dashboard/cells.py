@@ -136,6 +136,7 @@ class CellsPage(Page):
         self.banners.object = "".join(post_mortem(s.to_dict(), ledger) for s in dead)
         errors = int((ledger["status"] == "error").sum())
         killed = int((ledger["status"] == "killed").sum())
+        guarded = int((ledger["error_name"] == "MemoryGuardInterrupt").sum())
         self.cards.object = style.cards(
             [
                 style.card("cells", str(len(ledger)), f"{ledger['session_id'].nunique()} session(s)"),
@@ -145,6 +146,7 @@ class CellsPage(Page):
                 style.card("highest peak RAM", format_bytes(ledger["peak_rss_bytes"].max())),
                 style.card("errors", str(errors), "cells that raised"),
                 style.card("killed", str(killed), "cells the kernel died in"),
+                style.card("memory guard", str(guarded), "cells it stopped, the kernel kept"),
             ]
         )
         self.bars.visible = True

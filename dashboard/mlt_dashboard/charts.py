@@ -443,8 +443,14 @@ def timeline_chart(
     run_started: Any,
     *,
     killed: Mapping[str, Any] | None = None,
+    guard: float | None = None,
 ) -> Any:
-    """Memory (RSS, children, GPU) and CPU % over the run, its cells shaded and labelled ``[n]``."""
+    """Memory (RSS, children, GPU) and CPU % over the run, its cells shaded and labelled ``[n]``.
+
+    Where the memory guard watched the run, the memory limit and the guard's
+    threshold (*guard*, a share of the limit) are drawn, and a cell it stopped
+    is marked at the reading that stopped it.
+    """
     p = _figure(
         height=340,
         title="Memory over time",
@@ -465,8 +471,14 @@ def timeline_chart(
         if len(df) and df[["rss_gib", "gpu_gib"]].notna().any().any()
         else 1.0
     )
+    limits = pd.to_numeric(cells["memory_limit_bytes"], errors="coerce").dropna() if len(cells) else pd.Series()
+    limit = float(limits.min()) if len(limits) else None  # the tightest the run met
+    if limit is not None:
+        top = max(top, limit / GiB)
     p.y_range = Range1d(start=0, end=top * 1.22 or 1.0)
     start = pd.Timestamp(run_started)
+    if limit is not None:
+        _limit_lines(p, limit, guard)
     for i, cell in enumerate(cells.itertuples()):
         c0 = (pd.Timestamp(cell.started_at) - start).total_seconds()
         end = cell.ended_at if not pd.isna(cell.ended_at) else None
@@ -536,6 +548,7 @@ def timeline_chart(
                 text_color="#4e79a7",
             )
         )
+    _guard_stops(p, cells, start)
     if killed is not None and len(df):
         last = df.iloc[-1]
         p.scatter([last["t"]], [last["rss_gib"]], size=11, color="#b0182b", marker="x", line_width=3)
@@ -561,6 +574,50 @@ def timeline_chart(
     p.center = [r for r in p.center if r is not legend]
     p.add_layout(legend, "above")
     return p
+
+
+def _limit_lines(p: Any, limit: float, guard: float | None) -> None:
+    """The memory limit, and the memory guard's threshold below it."""
+    lines = [(limit, "#b0182b", "dashed", f"memory limit {format_bytes(limit)}")]
+    if guard is not None and 0 < guard < 1:
+        lines.append((guard * limit, "#f28e2b", "dotted", f"memory guard {100 * guard:.0f} %"))
+    for value, colour, dash, text in lines:
+        p.add_layout(Span(location=value / GiB, dimension="width", line_color=colour, line_dash=dash, line_width=1.5))
+        p.add_layout(
+            Label(
+                x=6,
+                x_units="screen",
+                y=value / GiB,
+                text=plain(text),
+                y_offset=3,
+                text_font_size="11px",
+                text_color=colour,
+            )
+        )
+
+
+def _guard_stops(p: Any, cells: pd.DataFrame, start: pd.Timestamp) -> None:
+    """A mark where the memory guard stopped a cell, at the reading that stopped it."""
+    if not len(cells) or "guard_rss_bytes" not in cells:
+        return
+    stopped = cells[pd.to_numeric(cells["guard_rss_bytes"], errors="coerce").notna() & cells["guard_at"].notna()]
+    for cell in stopped.itertuples():
+        x = (pd.Timestamp(cell.guard_at) - start).total_seconds()
+        y = float(cell.guard_rss_bytes) / GiB
+        p.scatter([x], [y], size=12, color="#f28e2b", marker="triangle", line_color="white")
+        p.add_layout(
+            Label(
+                x=x,
+                y=y,
+                text=plain(f"stopped by the memory guard at {format_bytes(cell.guard_rss_bytes)}"),
+                x_offset=-10,
+                y_offset=8,
+                text_align="right",
+                text_font_size="11px",
+                text_font_style="bold",
+                text_color="#c46a00",
+            )
+        )
 
 
 def training_charts(steps: pd.DataFrame) -> list[Any]:

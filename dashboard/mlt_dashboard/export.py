@@ -23,7 +23,7 @@ import pandas as pd
 from bokeh.embed import components
 from bokeh.resources import Resources
 
-from mlt_dashboard import charts, style
+from mlt_dashboard import charts, fragments, style
 from mlt_dashboard.fragments import (
     RunData,
     default_metric,
@@ -158,7 +158,7 @@ def _summary(source: Source, runs: pd.DataFrame, out: Charts) -> Markup:
     metrics = [m for m in metric_columns(runs) if runs[m].notna().any()]
     metric = default_metric(metrics)
     colours = charts.run_colours(list(runs["run_id"]))
-    parts = [summary_cards(runs, metric), el("h3", "Runs"), _runs_table(runs)]
+    parts = [summary_cards(runs, metric, source.counts()["guarded_runs"]), el("h3", "Runs"), _runs_table(runs)]
     grid = []
     if metric:
         cost = next((c for c, spec in charts.COSTS.items() if runs[spec[0]].notna().any()), "wall time")
@@ -183,11 +183,7 @@ def _run_section(source: Source, index: int, run_id: str, out: Charts) -> Markup
     if data.run["status"] == "killed":
         parts.append(killed_html(data))
     if not data.timeline.empty:
-        killed = None
-        if data.run["status"] == "killed":
-            s = data.session or {}
-            killed = {"cause": style.death_cause(s.get("death_cause"), s.get("oom_kill"))}
-        parts.append(out.add(charts.timeline_chart(data.timeline, data.cells, data.run["started_at"], killed=killed)))
+        parts.append(out.add(fragments.timeline(data)))
     curves = charts.training_charts(data.steps)
     if curves:
         parts += [el("h3", "Training curves"), el("div", join(out.add(c) for c in curves), class_="grid2")]

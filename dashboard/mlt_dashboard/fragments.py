@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from mlt_dashboard import style
+from mlt_dashboard import charts, style
 from mlt_dashboard.markup import Markup, el, join, short
 from mlt_dashboard.queries import LOWER_IS_BETTER, Source, best_run
 from mlt_kernel.core.units import format_bytes, format_metric, format_seconds
@@ -24,12 +24,17 @@ def default_metric(metrics: list[str]) -> str | None:
     return metrics[0] if metrics else None
 
 
-def summary_cards(runs: pd.DataFrame, metric: str | None) -> Markup:
+def summary_cards(runs: pd.DataFrame, metric: str | None, guarded: int = 0) -> Markup:
+    """The summary's cards; *guarded* runs had a cell stopped by the memory guard."""
     counts = runs["status"].fillna("unknown").value_counts()
     order = ["finished", "running", "error", "interrupted", "killed"]
-    parts = [f"{counts[s]} {s}" for s in order if s in counts] + [
-        f"{n} {s}" for s, n in counts.items() if s not in order
-    ]
+    parts = []
+    for status in order:
+        if status == "killed" and guarded:  # beside the killed ones: the deaths it prevented
+            parts.append(f"{guarded} stopped by the memory guard")
+        if status in counts:
+            parts.append(f"{counts[status]} {status}")
+    parts += [f"{n} {s}" for s, n in counts.items() if s not in order]
     items = [style.card("runs", str(len(runs)), " · ".join(parts), testid="card-runs")]
     best = best_run(runs, metric) if metric else None
     if best is not None and metric is not None:
@@ -75,7 +80,7 @@ class RunData:
         self.metrics, self.steps, self.timeline = page.metrics, page.steps, page.timeline
         self.cells, self.confusion, self.curves = page.cells, page.confusion, page.curves
         self.plots, self.notes = page.plots, page.notes
-        self.session = source.session(self.run["session_id"]) if self.run["status"] == "killed" else None
+        self.session = source.session(self.run["session_id"])
 
     def same_as(self, other: RunData | None) -> bool:
         if other is None or self.run is None or other.run is None:
@@ -122,6 +127,18 @@ def header_html(data: RunData) -> Markup:
         style.cards(items),
         class_="mlt-runhead",
     )
+
+
+def timeline(data: RunData) -> Any:
+    """The run's memory timeline, with how it died or where the memory guard stopped it."""
+    assert data.run is not None
+    s = data.session or {}
+    killed = None
+    if data.run["status"] == "killed":
+        killed = {"cause": style.death_cause(s.get("death_cause"), s.get("oom_kill"))}
+    guard = s.get("memory_guard")
+    guard = float(guard) if guard is not None and not pd.isna(guard) and guard > 0 else None
+    return charts.timeline_chart(data.timeline, data.cells, data.run["started_at"], killed=killed, guard=guard)
 
 
 def killed_html(data: RunData) -> Markup:
@@ -202,7 +219,11 @@ def ledger_frame(ledger: pd.DataFrame) -> pd.DataFrame:
         if column == "delta_rss_bytes":  # the browser formats bytes with a unit only when they are positive
             out["delta_rss_mib"] = out[column] / MiB
     state = [short(s, 40) for s in ledger["status"].fillna("")]
-    out["status"] = [f"⚠ {s}" if s in ("error", "killed") else s for s in state]
+    guarded = ledger["error_name"].fillna("") == "MemoryGuardInterrupt"
+    out["status"] = [
+        "⛨ memory guard" if g else f"⚠ {s}" if s in ("error", "killed") else s
+        for s, g in zip(state, guarded, strict=True)
+    ]
     out["state"] = state
     out["status_colour"] = [style.STATUS_COLOURS.get(s, "#1f2328") if s != "ok" else "#1f2328" for s in state]
     out["status_style"] = ["normal" if s == "ok" else "bold" for s in state]

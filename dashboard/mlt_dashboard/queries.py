@@ -69,7 +69,9 @@ _RUNS_SQL = f"""
 _COUNTS_SQL = f"""
     SELECT (SELECT count(*) FROM {SESSIONS.name}) AS sessions,
            (SELECT count(*) FROM {SESSIONS.name} WHERE status = 'running') AS running_sessions,
-           (SELECT count(*) FROM {RUNS.name}) AS runs
+           (SELECT count(*) FROM {RUNS.name}) AS runs,
+           (SELECT count(DISTINCT run_id) FROM {CELLS.name}
+            WHERE error_name = 'MemoryGuardInterrupt' AND run_id IS NOT NULL) AS guarded_runs
 """
 
 # Final values (no step) and training curves (steps) of one run, in one pass;
@@ -91,6 +93,9 @@ _RUN_CELLS_COLS = _cols(
     "peak_rss_bytes",
     "status",
     "error_name",
+    "memory_limit_bytes",
+    "guard_rss_bytes",
+    "guard_at",
 )
 _RUN_CELLS_SQL = f"""
     SELECT {_RUN_CELLS_COLS}
@@ -152,6 +157,8 @@ _SESSION_COLS = _cols(
     "memory_limit_bytes",
     "oom_kill",
     "last_rss_bytes",
+    "memory_guard",
+    "growth_bytes_per_s",
 )
 _SESSIONS_SQL = f"SELECT {_SESSION_COLS} FROM {SESSIONS.name} ORDER BY started_at DESC"
 _SESSION_SQL = f"SELECT {_SESSION_COLS} FROM {SESSIONS.name} WHERE session_id = ?"
@@ -265,9 +272,14 @@ class Source:
     # -- summary ----------------------------------------------------------------
     @_per_version
     def counts(self) -> dict[str, int]:
-        """``sessions``, ``running_sessions``, ``runs``."""
+        """``sessions``, ``running_sessions``, ``runs``, ``guarded_runs`` (runs the memory guard stopped a cell of)."""
         row = self._q.rows(_COUNTS_SQL)[0]
-        return {"sessions": int(row[0]), "running_sessions": int(row[1]), "runs": int(row[2])}
+        return {
+            "sessions": int(row[0]),
+            "running_sessions": int(row[1]),
+            "runs": int(row[2]),
+            "guarded_runs": int(row[3]),
+        }
 
     @_per_version
     def _run_rows(self) -> pd.DataFrame:

@@ -6,7 +6,7 @@ from typing import Any
 
 import panel as pn
 
-from mlt_dashboard import charts, style
+from mlt_dashboard import charts, fragments, style
 from mlt_dashboard.fragments import RunData, header_html, killed_html, run_label
 from mlt_dashboard.markup import el, short, trusted
 from mlt_dashboard.notes import plots_with_notes
@@ -155,11 +155,7 @@ class RunPage(Page):
         self.timeline.visible = not data.timeline.empty
         if data.timeline.empty or data.run is None:
             return
-        killed = None
-        if data.run["status"] == "killed":
-            s = data.session or {}
-            killed = {"cause": style.death_cause(s.get("death_cause"), s.get("oom_kill"))}
-        self.timeline.object = charts.timeline_chart(data.timeline, data.cells, data.run["started_at"], killed=killed)
+        self.timeline.object = fragments.timeline(data)
 
     def _draw_predictions(self) -> None:
         data = self.data

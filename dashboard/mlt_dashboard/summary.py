@@ -204,7 +204,7 @@ class SummaryPage(Page):
             self.charts.visible = False
             return
         self.charts.visible = True
-        self.cards.object = summary_cards(self.runs, metric)
+        self.cards.object = summary_cards(self.runs, metric, self.source.counts()["guarded_runs"])
         if with_charts:
             self._draw_charts()
 
