@@ -317,3 +317,25 @@ def test_experiment_refuses_a_folder_that_is_not_one(tmp_path):
         mlt.Experiment(tmp_path / "missing")
     with pytest.raises(FileNotFoundError, match="not an MLTrack experiment folder"):
         mlt.Experiment(tmp_path)
+
+
+def test_files_written_before_a_column_was_added_read_it_as_null(tmp_path):
+    from mlt_kernel.core.schema import CELLS
+
+    exp = layout.ensure_layout(tmp_path / "exp")
+    rows = [{"session_id": "s-old", "cell_seq": 1, "status": "ok", "started_at": now_us(), "wall_s": 0.5}]
+    # A file as an MLTrack without the memory guard wrote it: the newer columns are not in it.
+    table = store.records_to_arrow(CELLS.name, rows)
+    table = table.drop_columns(
+        [c for c in ("memory_limit_bytes", "guard_rss_bytes", "guard_at") if c in table.column_names]
+    )
+    store.write_parquet_atomic(table, exp / layout.TABLES / CELLS.name / store.session_file_name("s-old"))
+    cells = mlt.Experiment(exp).cells()
+    assert cells["status"].tolist() == ["ok"]
+    assert cells[["memory_limit_bytes", "guard_rss_bytes", "guard_at"]].isna().all().all()
+    # Beside a newer writer's rows, the two read together.
+    JournalWriter(exp / layout.JOURNALS / journal_name("s-new")).write(
+        CELLS.name, {"session_id": "s-new", "cell_seq": 1, "status": "interrupted", "guard_rss_bytes": 5}
+    )
+    cells = mlt.Experiment(exp).cells().set_index("session_id")
+    assert cells.loc["s-new", "guard_rss_bytes"] == 5 and cells["memory_limit_bytes"].isna().all()
