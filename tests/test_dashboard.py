@@ -543,7 +543,7 @@ def test_export_works_offline_and_runs_nothing_hostile(
 
 
 def test_queries_take_identifiers_from_the_schema_only() -> None:
-    from mlt_dashboard.queries import _cols
+    from mlt_dashboard.sql import cols as _cols
     from mlt_kernel.core.schema import RUNS
 
     assert _cols(RUNS, "run_id", "name") == '"run_id", "name"'
@@ -552,7 +552,7 @@ def test_queries_take_identifiers_from_the_schema_only() -> None:
 
 
 def test_pareto_front() -> None:
-    from mlt_dashboard.queries import pareto_front
+    from mlt_dashboard.ranking import pareto_front
 
     # cost, value: (1, .7) (2, .9) (3, .8) (4, .95) -> the third is dominated by the second
     assert pareto_front([1, 2, 3, 4], [0.7, 0.9, 0.8, 0.95]) == [0, 1, 3]

@@ -25,7 +25,7 @@ from bokeh.plotting import figure
 from bokeh.transform import dodge
 
 from mlt_dashboard.markup import plain, short
-from mlt_dashboard.queries import LOWER_IS_BETTER, is_missing, pareto_front
+from mlt_dashboard.ranking import LOWER_IS_BETTER, is_missing, pareto_front
 from mlt_kernel.core.units import format_bytes, format_metric, format_seconds
 
 #: Run colours (Tableau 10): the n-th run of the experiment always gets the n-th colour.

@@ -36,7 +36,8 @@ from mlt_dashboard.fragments import (
 from mlt_dashboard.markup import Markup, el, join, short, trusted
 from mlt_dashboard.notes import plots_with_notes
 from mlt_dashboard.policy import report_policy
-from mlt_dashboard.queries import LOWER_IS_BETTER, Source, metric_columns
+from mlt_dashboard.queries import Source
+from mlt_dashboard.ranking import LOWER_IS_BETTER, metric_columns
 from mlt_kernel.core.units import format_bytes, format_metric, format_seconds
 from mlt_kernel.read.experiment import Experiment
 from mlt_kernel.tracking.documents import Document

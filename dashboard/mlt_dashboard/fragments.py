@@ -12,7 +12,8 @@ import pandas as pd
 
 from mlt_dashboard import charts, style
 from mlt_dashboard.markup import Markup, el, join, short
-from mlt_dashboard.queries import LOWER_IS_BETTER, Source, best_run
+from mlt_dashboard.queries import Source
+from mlt_dashboard.ranking import LOWER_IS_BETTER, best_run
 from mlt_kernel.core.units import format_bytes, format_metric, format_seconds
 from mlt_kernel.read.experiment import METRIC_ORDER
 

@@ -1,10 +1,9 @@
-"""Every SQL query of the dashboard, over one experiment folder.
+"""The dashboard's data, over one experiment folder.
 
 ``Source`` wraps :class:`mlt_kernel.read.query.Query` (the DuckDB views named like
-the tables, latest version of every row) and returns pandas DataFrames shaped
-for the pages and the export. SQL is parametrised; table and column names come
-from :mod:`mlt_kernel.core.schema` through :func:`_cols`, which refuses any name the
-schema does not define. Nothing here writes into the folder.
+the tables, latest version of every row), runs the statements of
+:mod:`mlt_dashboard.sql` and returns pandas DataFrames shaped for the pages and
+the export. Nothing here writes into the folder.
 """
 
 from __future__ import annotations
@@ -22,178 +21,17 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
+from mlt_dashboard import sql
+from mlt_dashboard.ranking import is_missing
 from mlt_kernel.core.safeio import regular_file
 from mlt_kernel.core.schema import (
-    CELLS,
-    CONFUSION,
-    CURVES,
-    DOCUMENTS,
-    METRICS,
-    NOTES,
-    PLOTS,
-    RUNS,
     SAMPLES,
-    SESSIONS,
-    Table,
 )
 from mlt_kernel.read.experiment import with_final_metrics
 from mlt_kernel.read.query import Query, Read, Window
 
-#: Metrics where a smaller value is better (the "best run" card and the Pareto front use it).
-LOWER_IS_BETTER = frozenset({"log_loss", "mae", "rmse", "loss", "val_loss"})
-
 #: Most points of a memory timeline sent to the browser; longer ones are bucketed (max per bucket).
 MAX_TIMELINE_POINTS = 2000
-
-
-def _names(select: str) -> list[str]:
-    """The column names of a select list made by :func:`_cols`."""
-    return [part.strip().strip('"') for part in select.split(",")]
-
-
-def _cols(table: Table, *names: str, prefix: str = "") -> str:
-    """A select list of *names*, each checked against *table*'s schema."""
-    unknown = [n for n in names if n not in table.names]
-    if unknown:
-        raise ValueError(f"{table.name}: not in the schema: {unknown}")
-    return ", ".join(f'{prefix}"{n}"' for n in names)
-
-
-# -- the SQL ------------------------------------------------------------------------
-
-_RUNS_SQL = f"""
-    SELECT {_cols(RUNS, *(name for name in RUNS.names if name != "recorded_at"))}
-    FROM {RUNS.name} ORDER BY started_at, run_id
-"""
-
-_COUNTS_SQL = f"""
-    SELECT (SELECT count(*) FROM {SESSIONS.name}) AS sessions,
-           (SELECT count(*) FROM {SESSIONS.name} WHERE status = 'running') AS running_sessions,
-           (SELECT count(*) FROM {RUNS.name}) AS runs,
-           (SELECT count(DISTINCT run_id) FROM {CELLS.name}
-            WHERE error_name = 'MemoryGuardInterrupt' AND run_id IS NOT NULL) AS guarded_runs
-"""
-
-# Final values (no step) and training curves (steps) of one run, in one pass;
-# run_metrics keeps the latest row per (name, split, step): cheaper in Python
-# for one run's rows than a window in SQL.
-_RUN_METRICS_SQL = f"""
-    SELECT {_cols(METRICS, "name", "step", "value", "split")}, epoch_us(recorded_at)
-    FROM {METRICS.name} WHERE run_id = ?
-"""
-
-_RUN_CELLS_COLS = _cols(
-    CELLS,
-    "cell_seq",
-    "execution_count",
-    "started_at",
-    "ended_at",
-    "wall_s",
-    "cpu_s",
-    "peak_rss_bytes",
-    "status",
-    "error_name",
-    "memory_limit_bytes",
-    "guard_rss_bytes",
-    "guard_at",
-)
-_RUN_CELLS_SQL = f"""
-    SELECT {_RUN_CELLS_COLS}
-    FROM {CELLS.name} WHERE session_id = ? AND {{which}}
-    ORDER BY cell_seq
-"""
-
-# The samples of one session between two instants; run_timeline buckets them.
-# Times come back as microseconds: turning thousands of timestamps into Python
-# datetimes would cost more than the whole query.
-# {window}: the samples files whose times overlap the run's (see Query's Window).
-_TIMELINE_SQL = f"""
-    SELECT epoch_us(t) AS us, {_cols(SAMPLES, "rss_bytes", "children_rss_bytes", "gpu_bytes", "cpu_percent")}
-    FROM {{window}} WHERE session_id = ? AND t BETWEEN ? AND ?
-"""
-
-_CONFUSION_SQL = f"""
-    SELECT {_cols(CONFUSION, "split", "labels", "matrix")} FROM {CONFUSION.name}
-    WHERE run_id = ? ORDER BY split = 'test' DESC, split
-"""
-
-_CURVES_COLS = _cols(CURVES, "split", "kind", "label", "x", "y", "auc")
-_CURVES_SQL = f"""
-    SELECT {_CURVES_COLS} FROM {CURVES.name}
-    WHERE run_id = ? ORDER BY split, kind, label
-"""
-
-_PLOTS_COLS = _cols(PLOTS, "plot_id", "file", "path", "size_bytes", "run_id", "cell_seq", "session_id", "created_at")
-_PLOTS_SQL = f"""
-    SELECT {_PLOTS_COLS}
-    FROM {PLOTS.name} {{where}}
-    QUALIFY row_number() OVER (PARTITION BY coalesce(path, file) ORDER BY created_at DESC) = 1
-    ORDER BY created_at
-"""
-
-_NOTES_COLS = _cols(NOTES, "note_id", "run_id", "plot", "doc", "markdown", "execution_count", "created_at")
-_NOTES_SQL = f"""
-    SELECT {_NOTES_COLS}
-    FROM {NOTES.name} WHERE NOT coalesce(deleted, false) {{where}} ORDER BY created_at
-"""
-
-
-_RUN_PLOTS_SQL = _PLOTS_SQL.format(where="WHERE run_id = ?")
-# A run's notes, and the notes tied to one of its plots.
-_RUN_NOTES_SQL = _NOTES_SQL.format(
-    where=f"AND (run_id = ? OR plot IN (SELECT file FROM {PLOTS.name} WHERE run_id = ?))"
-)
-
-_SESSION_COLS = _cols(
-    SESSIONS,
-    "session_id",
-    "started_at",
-    "ended_at",
-    "status",
-    "hostname",
-    "user",
-    "notebook",
-    "death_cause",
-    "memory_limit_bytes",
-    "oom_kill",
-    "last_rss_bytes",
-    "memory_guard",
-    "growth_bytes_per_s",
-)
-_SESSIONS_SQL = f"SELECT {_SESSION_COLS} FROM {SESSIONS.name} ORDER BY started_at DESC"
-_SESSION_SQL = f"SELECT {_SESSION_COLS} FROM {SESSIONS.name} WHERE session_id = ?"
-
-_LEDGER_SQL = f"""
-    SELECT {
-    _cols(
-        CELLS,
-        "session_id",
-        "cell_seq",
-        "execution_count",
-        "run_id",
-        "run_name",
-        "code",
-        "started_at",
-        "ended_at",
-        "wall_s",
-        "cpu_s",
-        "rss_before_bytes",
-        "rss_after_bytes",
-        "peak_rss_bytes",
-        "children_peak_rss_bytes",
-        "peak_gpu_bytes",
-        "status",
-        "error_name",
-    )
-},
-           rss_after_bytes - rss_before_bytes AS delta_rss_bytes
-    FROM {CELLS.name} {{where}} ORDER BY started_at, session_id, cell_seq
-"""
-
-_DOCUMENT_TITLES_SQL = f"""
-    SELECT {_cols(DOCUMENTS, "doc_id", "title", "created_at")} FROM {DOCUMENTS.name}
-    WHERE NOT coalesce(deleted, false) ORDER BY created_at
-"""
 
 
 # -- the source ---------------------------------------------------------------------
@@ -258,13 +96,13 @@ class Source:
         """Forget cached results (they are also dropped whenever the folder changes)."""
         self._memo.clear()
 
-    def _small(self, sql: str, params: list[Any], select: str) -> pd.DataFrame:
+    def _small(self, statement: str, params: list[Any], select: str) -> pd.DataFrame:
         """A small result as a DataFrame, through plain rows: several times cheaper than
         DuckDB's pandas conversion for the handful of rows a run page asks for."""
-        return pd.DataFrame.from_records(self._q.rows(sql, params), columns=_names(select))
+        return pd.DataFrame.from_records(self._q.rows(statement, params), columns=sql.names(select))
 
-    def _df(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
-        return _plain_numbers(self._q.df(sql, params))
+    def _df(self, statement: str, params: list[Any] | None = None) -> pd.DataFrame:
+        return _plain_numbers(self._q.df(statement, params))
 
     def close(self) -> None:
         self._q.close()
@@ -273,7 +111,7 @@ class Source:
     @_per_version
     def counts(self) -> dict[str, int]:
         """``sessions``, ``running_sessions``, ``runs``, ``guarded_runs`` (runs the memory guard stopped a cell of)."""
-        row = self._q.rows(_COUNTS_SQL)[0]
+        row = self._q.rows(sql.COUNTS_SQL)[0]
         return {
             "sessions": int(row[0]),
             "running_sessions": int(row[1]),
@@ -284,7 +122,7 @@ class Source:
     @_per_version
     def _run_rows(self) -> pd.DataFrame:
         """Every run with its params parsed and UTC times: what ``runs()`` and ``run()`` start from."""
-        runs = self._df(_RUNS_SQL)
+        runs = self._df(sql.RUNS_SQL)
         runs["params"] = [_json(v, {}) for v in runs["params"]]
         return runs
 
@@ -318,7 +156,7 @@ class Source:
         window = _timeline_window(run)
         if window is None:
             return _timeline_frame(None, window, max_points)
-        return _timeline_frame(self._q.numpy(_TIMELINE_SQL, window, _samples_window(window)), window, max_points)
+        return _timeline_frame(self._q.numpy(sql.TIMELINE_SQL, window, _samples_window(window)), window, max_points)
 
     def run_page(self, run: dict[str, Any]) -> RunPage:
         """Everything a run page shows but the run itself, read by independent queries at once.
@@ -330,10 +168,10 @@ class Source:
         first: Any = run.get("first_cell_seq")
         last: Any = run.get("last_cell_seq")
         if is_missing(first) or is_missing(last):  # still running
-            cells = (_RUN_CELLS_SQL.format(which="run_id = ?"), [run["session_id"], rid])
+            cells = (sql.RUN_CELLS_SQL.format(which="run_id = ?"), [run["session_id"], rid])
         else:
             cells = (
-                _RUN_CELLS_SQL.format(which="cell_seq BETWEEN ? AND ?"),
+                sql.RUN_CELLS_SQL.format(which="cell_seq BETWEEN ? AND ?"),
                 [run["session_id"], int(first), int(last)],
             )
         window = _timeline_window(run)
@@ -341,18 +179,18 @@ class Source:
         # the samples through a window) and the small tables in one query,
         # since each query's fixed cost is most of a small read's time. Each
         # result is shaped on its lane's thread, beside the other lane's query.
-        parts = (  # (sql, params, shape)
-            (_CONFUSION_SQL, [rid], _confusion_dict),
-            (*cells, _frame(_RUN_CELLS_COLS)),
-            (_CURVES_SQL, [rid], _curves_frame),
-            (_RUN_PLOTS_SQL, [rid], _frame(_PLOTS_COLS)),
-            (_RUN_NOTES_SQL, [rid, rid], _frame(_NOTES_COLS)),
+        parts = (  # (statement, params, shape)
+            (sql.CONFUSION_SQL, [rid], _confusion_dict),
+            (*cells, _frame(sql.RUN_CELLS_COLS)),
+            (sql.CURVES_SQL, [rid], _curves_frame),
+            (sql.RUN_PLOTS_SQL, [rid], _frame(sql.PLOTS_COLS)),
+            (sql.RUN_NOTES_SQL, [rid, rid], _frame(sql.NOTES_COLS)),
         )
-        files = [Read(_RUN_METRICS_SQL, [rid], then=_metric_frames)]
+        files = [Read(sql.RUN_METRICS_SQL, [rid], then=_metric_frames)]
         if window is not None:
             files.append(
                 Read(
-                    _TIMELINE_SQL,
+                    sql.TIMELINE_SQL,
                     window,
                     numpy=True,
                     window=_samples_window(window),
@@ -360,7 +198,7 @@ class Source:
                 )
             )
         tables = Read(
-            "SELECT " + ", ".join(_rows_as_list(sql) for sql, _, _ in parts),
+            "SELECT " + ", ".join(_rows_as_list(statement) for statement, _, _ in parts),
             [param for _, params, _ in parts for param in params],
             then=lambda rows: [
                 shape([tuple(r.values()) for r in structs or ()])
@@ -381,7 +219,7 @@ class Source:
 
     def session(self, session_id: str) -> dict[str, Any] | None:
         """One kernel session, or None."""
-        rows = self._small(_SESSION_SQL, [session_id], _SESSION_COLS)
+        rows = self._small(sql.SESSION_SQL, [session_id], sql.SESSION_COLS)
         if rows.empty:
             return None
         for col in ("started_at", "ended_at"):
@@ -392,11 +230,11 @@ class Source:
     # -- plots and notes --------------------------------------------------------
     def plots(self) -> pd.DataFrame:
         """The latest version of every plot file."""
-        return self._df(_PLOTS_SQL.format(where=""))
+        return self._df(sql.PLOTS_SQL.format(where=""))
 
     def notes(self) -> pd.DataFrame:
         """Every note, verbatim."""
-        return self._df(_NOTES_SQL.format(where=""))
+        return self._df(sql.NOTES_SQL.format(where=""))
 
     def plot_path(self, row: dict[str, Any]) -> Path | None:
         """The file of a plot row: a regular file inside the experiment folder, reached through no link.
@@ -419,7 +257,7 @@ class Source:
     @_per_version
     def sessions(self) -> pd.DataFrame:
         """Kernel sessions, newest first."""
-        df = self._df(_SESSIONS_SQL)
+        df = self._df(sql.SESSIONS_SQL)
         for col in ("started_at", "ended_at"):
             df[col] = _local(df[col])
         return df
@@ -432,16 +270,16 @@ class Source:
     def _ledger(self, session_ids: tuple[str, ...]) -> pd.DataFrame:
         if session_ids:
             df = self._df(
-                _LEDGER_SQL.format(where="WHERE list_contains(?::VARCHAR[], session_id)"), [list(session_ids)]
+                sql.LEDGER_SQL.format(where="WHERE list_contains(?::VARCHAR[], session_id)"), [list(session_ids)]
             )
         else:
-            df = self._df(_LEDGER_SQL.format(where=""))
+            df = self._df(sql.LEDGER_SQL.format(where=""))
         df["started_at"] = _local(df["started_at"])
         return df
 
     # -- documents --------------------------------------------------------------
     def document_titles(self) -> pd.DataFrame:
-        return self._df(_DOCUMENT_TITLES_SQL)
+        return self._df(sql.DOCUMENT_TITLES_SQL)
 
 
 # -- helpers ------------------------------------------------------------------------
@@ -452,25 +290,20 @@ def _native(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def is_missing(value: Any) -> bool:
-    """None, NaN, ``pd.NaT`` or ``pd.NA``: a cell with no value."""
-    return value is None or value is pd.NaT or value is pd.NA or (isinstance(value, float) and math.isnan(value))
-
-
 _TIMELINE_VALUES = ("rss_bytes", "children_rss_bytes", "gpu_bytes", "cpu_percent")
 
 
-def _rows_as_list(sql: str) -> str:
-    """A scalar subquery: the rows of *sql* as one list of structs, in its final ORDER BY."""
-    body, _, order = sql.rpartition("ORDER BY")
+def _rows_as_list(statement: str) -> str:
+    """A scalar subquery: the rows of *statement* as one list of structs, in its final ORDER BY."""
+    body, _, order = statement.rpartition("ORDER BY")
     if not body:
-        return f"(SELECT list(q) FROM ({sql}) q)"
+        return f"(SELECT list(q) FROM ({statement}) q)"
     return f"(SELECT list(q ORDER BY {order.strip()}) FROM ({body}) q)"
 
 
 def _frame(select: str) -> Callable[[list[tuple[Any, ...]]], pd.DataFrame]:
     """Rows of a query selecting *select* as a DataFrame."""
-    return lambda rows: pd.DataFrame.from_records(rows, columns=_names(select))
+    return lambda rows: pd.DataFrame.from_records(rows, columns=sql.names(select))
 
 
 def _confusion_dict(rows: list[tuple[Any, ...]]) -> dict[str, tuple[list[str], list[list[int]]]]:
@@ -480,7 +313,7 @@ def _confusion_dict(rows: list[tuple[Any, ...]]) -> dict[str, tuple[list[str], l
 
 def _curves_frame(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
     """Curve rows with their points parsed."""
-    df = pd.DataFrame.from_records(rows, columns=_names(_CURVES_COLS))
+    df = pd.DataFrame.from_records(rows, columns=sql.names(sql.CURVES_COLS))
     df["x"] = [_json(v, []) for v in df["x"]]
     df["y"] = [_json(v, []) for v in df["y"]]
     return df
@@ -509,7 +342,7 @@ def _metric_frames(rows: list[tuple[Any, ...]]) -> tuple[pd.DataFrame, pd.DataFr
 
 
 def _timeline_window(run: dict[str, Any]) -> list[Any] | None:
-    """``[session_id, start, end]`` of *run* for ``_TIMELINE_SQL``; None before it started."""
+    """``[session_id, start, end]`` of *run* for ``sql.TIMELINE_SQL``; None before it started."""
     if is_missing(run["started_at"]):
         return None
     end = run.get("ended_at")
@@ -526,7 +359,7 @@ def _samples_window(window: list[Any]) -> Window:
 
 
 def _timeline_frame(cols: dict[str, Any] | None, window: list[Any] | None, max_points: int) -> pd.DataFrame:
-    """The samples ``_TIMELINE_SQL`` read for *window* (or none), at most *max_points* rows."""
+    """The samples ``sql.TIMELINE_SQL`` read for *window* (or none), at most *max_points* rows."""
     if cols is None or window is None:
         return pd.DataFrame(columns=["t", *_TIMELINE_VALUES, "samples"])
     _, start, end = window
@@ -594,38 +427,3 @@ def _local_zone() -> Any:
     from datetime import datetime
 
     return datetime.now().astimezone().tzinfo
-
-
-def best_run(runs: pd.DataFrame, metric: str) -> pd.Series | None:
-    """The row of the best run by *metric* (highest, or lowest for losses)."""
-    if metric not in runs or runs[metric].isna().all():
-        return None
-    values = runs[metric]
-    idx = values.idxmin() if metric in LOWER_IS_BETTER else values.idxmax()
-    return runs.loc[idx]
-
-
-def metric_columns(runs: pd.DataFrame) -> list[str]:
-    """The final-metric columns of a ``runs()`` frame, in display order."""
-    fixed = set(RUNS.names)
-    return [c for c in runs.columns if c not in fixed]
-
-
-def pareto_front(cost: list[float], value: list[float], lower_is_better: bool = False) -> list[int]:
-    """Indices of the points no other point beats on both cost (lower) and value.
-
-    Returned in order of increasing cost: the front as a person reads it,
-    "each step right buys a better model".
-    """
-    points = [
-        (c, v, i) for i, (c, v) in enumerate(zip(cost, value, strict=True)) if not (is_missing(c) or is_missing(v))
-    ]
-    sign = -1.0 if lower_is_better else 1.0
-    points.sort(key=lambda p: (p[0], -sign * p[1]))
-    front: list[int] = []
-    best = -math.inf
-    for _c, v, i in points:
-        if sign * v > best:
-            front.append(i)
-            best = sign * v
-    return front
