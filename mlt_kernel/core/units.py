@@ -27,7 +27,10 @@ def parse_bytes(text: str | int) -> int:
     if match is None:
         raise ValueError(f"{text!r} is not a size such as 12GiB, 800MB or 1073741824")
     number, unit = float(match.group(1)), (match.group(2) or "").lower()
-    return int(number * _MULTIPLIERS[unit])
+    size = number * _MULTIPLIERS[unit]
+    if not math.isfinite(size) or size >= 2**63:
+        raise ValueError(f"{match.group(0).strip()[:40]!r} is too large a size")
+    return int(size)
 
 
 def _missing(value: Any) -> bool:

@@ -24,6 +24,7 @@ import contextlib
 import getpass
 import os
 import platform
+import signal
 import socket
 import sys
 import threading
@@ -118,9 +119,11 @@ class Recorder(RecordingOptions, LoggingConfigurable):
         self._closed = False
         self.dest.on_select = self._on_select
         self.guard_settings = guard.settings(self.memory_limit, self.memory_guard, self.log)
+        self._guard_handler = self._guard_signal  #: the one bound method installed (compared by identity)
+        self._run_code = getattr(getattr(type(shell), "run_code", None), "__code__", None)
         #: Whether the watcher may stop cells: the guard is on and this process handles its signal.
-        self.guarding = (
-            self.watcher and self.guard_settings.fraction > 0 and guard.install(self._guard_signal, self.log)
+        self.guarding = bool(
+            self.watcher and self.guard_settings.fraction > 0 and guard.install(self._guard_handler, self.log)
         )
         if self.watcher:
             threading.Thread(target=self._start_watcher, name="mlt-watcher-start", daemon=True).start()
@@ -206,13 +209,23 @@ class Recorder(RecordingOptions, LoggingConfigurable):
                 watcher.set_experiment(str(self.dest.current))
 
     def _guard_signal(self, signum: int, frame: FrameType | None) -> None:
-        """``SIGUSR1`` from the watcher's memory guard: stop the running cell, if it is guarded."""
+        """The watcher's memory guard: stop the running cell, if it is the one the watcher named.
+
+        Nothing happens for a signal without the watcher's line for this cell
+        (sent by something else, or late), between cells, outside the cell's own
+        code (see ``guard.in_cell_code``), or for ``# mlt: guard off``.
+        """
         watcher = self._watcher
         fired = watcher.guard_fired() if watcher is not None else None
         pending = self._pending
-        if pending is None or not pending.guarded:
-            return  # between cells, after the cell's code, or `# mlt: guard off`
+        if fired is None or pending is None or not pending.guarded or fired.cell_seq != self.cell_seq:
+            return
+        if self._run_code is not None and not guard.in_cell_code(frame, self._run_code):
+            self.log.warning("MLTrack: the memory guard fired outside cell %d's code; not stopped", self.cell_seq)
+            return
         pending.guarded = False  # once
+        rec = pending.ctx.record
+        rec.update(memory_limit_bytes=fired.limit_bytes, guard_rss_bytes=fired.rss_bytes, guard_at=now_us())
         raise guard.interrupt(fired, self.guard_settings.fraction, getattr(self.shell, "user_ns", {}) or {})
 
     # -- directives --------------------------------------------------------
@@ -280,7 +293,10 @@ class Recorder(RecordingOptions, LoggingConfigurable):
         # Hooks read it instead of asking again. As the last cell left it: only a
         # cell changes EXP_PATH or the working directory, and _post looks again.
         ctx.scratch["exp_path"] = self.folders.last()
-        pending = _Pending(ctx, self.run, guarded=plan.parsed is None or plan.parsed.first("guard") is None)
+        guarded = self.guarding and (plan.parsed is None or plan.parsed.first("guard") is None)
+        if guarded and signal.getsignal(guard.SIGNAL) is not self._guard_handler:
+            guarded = False  # the cell before took the signal: this one runs unguarded
+        pending = _Pending(ctx, self.run, guarded=guarded)
         if plan.kind == "record" and plan.record is not None and plan.record.action == "stop":
             assert self.run is not None
             self.run.stop_status = "finished"
@@ -291,7 +307,7 @@ class Recorder(RecordingOptions, LoggingConfigurable):
         if self.dest.current is None:  # no folder before the first cell ends
             if watcher is not None:
                 watcher.cell_started(self.cell_seq, rec.get("run_id"))
-                if not pending.guarded:
+                if self.guarding and not pending.guarded:
                     watcher.guard_off()
             return
         # The cell's start, so that a long cell shows as running and a kernel
@@ -302,7 +318,7 @@ class Recorder(RecordingOptions, LoggingConfigurable):
             pending.folders = {self.dest.current}
         else:
             pending.folders = self.dest.write(CELLS.name, _hashed(rec))
-        if watcher is not None and not pending.guarded:
+        if watcher is not None and self.guarding and not pending.guarded:
             watcher.guard_off()
 
     def _post(self, result: Any) -> None:
@@ -489,7 +505,7 @@ class Recorder(RecordingOptions, LoggingConfigurable):
             with contextlib.suppress(Exception):
                 hook.close()
         if self.guarding:
-            guard.uninstall(self._guard_signal)
+            guard.uninstall(self._guard_handler)
         if not self.helpers.close():
             self.log.warning("MLTrack: a helper process was still running when the session ended")
         self.dest.close(ended_at=now_us())

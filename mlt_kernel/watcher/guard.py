@@ -17,15 +17,17 @@ Pure decisions: the watcher's loop does the reading and the stopping.
 
 from __future__ import annotations
 
+import signal
 from collections import deque
 from dataclasses import dataclass, field
 
 from mlt_kernel.watcher.procfs import MemInfo
 
+#: The signal that stops a cell: a real-time one, which libraries leave alone (SIGUSR1 is
+#: faulthandler's and some job schedulers'). The kernel's handler raises in the cell.
+SIGNAL = signal.SIGRTMIN + 5 if hasattr(signal, "SIGRTMIN") else signal.SIGUSR1
 #: The share of the limit at which the guard stops a cell, unless set.
 DEFAULT_FRACTION = 0.9
-#: From this share of the threshold on, the machine's free memory is read too.
-NEAR = 0.5
 #: The fastest growth (bytes per second) the guard plans its readings for, until it sees faster.
 MAX_GROWTH = 4 << 30
 #: The guard's gap between readings near the threshold.
@@ -33,8 +35,8 @@ FAST_INTERVAL_S = 0.005
 #: What the guard allows between its decision and the cell stopping: the
 #: signal, the kernel's handler, the allocation under way when it arrives.
 REACTION_S = 0.05
-#: A cell is stopped only once it has grown by this much: one that starts above
-#: the threshold (the last cell left the memory full) and does not grow is let be.
+#: A cell is stopped only once it has grown by this much from its lowest reading: one that
+#: starts above the threshold (the last cell left the memory full) and does not grow is let be.
 GROWTH_MARGIN = 16 << 20
 #: The growth rate is taken over this much of the recent readings: NumPy fills a
 #: large array in bursts much faster than the cell grows on average.
@@ -63,7 +65,7 @@ class Guard:
     _recent: deque[tuple[float, int]] = field(default_factory=deque)  #: (time, reading) of this cell
     rate: float = 0.0  #: bytes per second over the last RATE_WINDOW_S of this cell (0 when shrinking)
     fired: bool = False
-    start: int | None = None  #: the cell's first reading
+    low: int | None = None  #: the cell's lowest reading: the cell is stopped only once it grew from it
 
     @property
     def armed(self) -> bool:
@@ -72,7 +74,7 @@ class Guard:
     def reset(self) -> None:
         self._recent.clear()
         self.rate = 0.0
-        self.start = None
+        self.low = None
         self.fired = False
 
     def limit(self, used: int, available: int | None) -> int | None:
@@ -85,12 +87,11 @@ class Guard:
         limit = self.limit(used, available)
         return float("inf") if limit is None or not self.armed else self.fraction * limit
 
-    def near(self, used: int) -> bool:
-        """Whether *used* is close enough to the threshold that the machine's free memory must be read."""
-        return self.armed and used >= NEAR * self.fraction * (self.limit_bytes or 0)
-
     def check(self, now: float, used: int, available: int | None, next_reading_s: float) -> bool:
-        """Whether to stop the cell, given the reading *used* (bytes) taken at *now* (monotonic seconds)."""
+        """Whether to stop the cell, given the reading *used* (bytes) taken at *now* (monotonic seconds).
+
+        Only says so; the caller sets ``fired`` once it has stopped the cell.
+        """
         if not self.armed or self.fired:
             return False
         recent = self._recent
@@ -99,14 +100,18 @@ class Guard:
         if recent and now > recent[0][0]:
             self.rate = max(0.0, (used - recent[0][1]) / (now - recent[0][0]))
         recent.append((now, used))
-        if self.start is None:
-            self.start = used
+        self.low = used if self.low is None else min(self.low, used)
         threshold = self.threshold(used, available)
         ahead = used + self.rate * (next_reading_s + REACTION_S)
-        grown = used - self.start >= GROWTH_MARGIN
-        if grown and (used >= threshold or ahead >= threshold):
-            self.fired = True
-        return self.fired
+        return used - self.low >= GROWTH_MARGIN and (used >= threshold or ahead >= threshold)
+
+    def still_past(self, used: int, available: int | None) -> bool:
+        """Whether *used*, a stricter reading of the same moment, is past the threshold.
+
+        No look ahead: the rate comes from the readings this one corrects (a fork
+        looks like growth); real growth is confirmed a reading later.
+        """
+        return used >= self.threshold(used, available)
 
     def interval(self, used: int, available: int | None, busy_interval: float) -> float:
         """How long until the guard reads again during a guarded cell."""
@@ -120,9 +125,9 @@ __all__ = [
     "FAST_INTERVAL_S",
     "GROWTH_MARGIN",
     "MAX_GROWTH",
-    "NEAR",
     "RATE_WINDOW_S",
     "REACTION_S",
+    "SIGNAL",
     "Guard",
     "resolve_limit",
 ]

@@ -71,7 +71,7 @@ class WatcherHandle:
 
         With *memory_guard* > 0 the watcher stops a guarded cell at that share
         of *memory_limit* (None: the cgroup's, else the machine's) by sending
-        the kernel ``SIGUSR1``: only ask for it once the kernel handles that
+        the kernel ``guard.SIGNAL``: only ask for it once the kernel handles that
         signal (``mlt_kernel.recording.guard``).
         """
         argv = python_command(
@@ -160,7 +160,7 @@ class WatcherHandle:
     def guard_fired(self) -> protocol.GuardFired | None:
         """What the memory guard read when it last stopped a cell, if it did since the last call.
 
-        Called from the kernel's ``SIGUSR1`` handler: one non-blocking read.
+        Called from the kernel's signal handler: one non-blocking read.
         """
         if self._guard_fd is None:
             return None
@@ -179,6 +179,11 @@ class WatcherHandle:
             return
         if self._process.poll() is None:
             self._send_bytes(protocol.STOP)
+        if self._process.stdout is not None:
+            try:
+                self._process.stdout.close()
+            except OSError:
+                pass
         try:
             if self._process.stdin is not None:
                 self._process.stdin.close()

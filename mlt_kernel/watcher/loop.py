@@ -68,6 +68,7 @@ from mlt_kernel.core.schema import CELL_USAGE, CELLS, SAMPLES, SESSIONS, code_sh
 from mlt_kernel.store.journal import JournalWriter, journal_name, now_us, read_lines
 from mlt_kernel.store.postmortem import killed_rows, session_ended
 from mlt_kernel.watcher import procfs, protocol
+from mlt_kernel.watcher.guard import SIGNAL as GUARD_SIGNAL
 from mlt_kernel.watcher.guard import Guard, resolve_limit
 from mlt_kernel.watcher.sampler import CellWindow, Reading, Sampler, _max
 
@@ -360,8 +361,6 @@ class Watcher:
             "peak_gpu_bytes": cell.peak_gpu_bytes,
             "samples": cell.samples,
             "memory_limit_bytes": cell.memory_limit_bytes,
-            "guard_rss_bytes": cell.guard_rss_bytes,
-            "guard_at": cell.guard_at,
         }
 
     # -- the memory guard ----------------------------------------------------
@@ -377,26 +376,47 @@ class Watcher:
         if used is None:  # the kernel is exiting; the pidfd will say so
             self._next_guard = math.inf
             return
-        meminfo = procfs.read_meminfo() if self.guard.near(used) else None
+        meminfo = procfs.read_meminfo()  # ~20 µs: what other work has left counts at every reading
         available = meminfo.available_bytes if meminfo is not None else None
         cell.memory_limit_bytes = self.guard.limit(used, available)
         interval = self.guard.interval(used, available, self.busy_interval)
-        if self.guard.check(now, used, available, interval):
-            self._fire(cell, used, cell.memory_limit_bytes or 0)
+        self._next_guard = now + interval
+        if self.guard.check(now, used, available, interval) and self._confirmed(used, available):
+            self.guard.fired = True
             self._next_guard = math.inf
-        else:
-            self._next_guard = now + interval
+            self._fire(cell, used, cell.memory_limit_bytes or 0)
+
+    def _confirmed(self, used: int, available: int | None) -> bool:
+        """Whether the memory is really there: children forked from the kernel share its pages,
+        which their RSS counts again; their proportional sizes (PSS) count each page once."""
+        children = self.sampler.children
+        if not children:
+            return True
+        kernel = procfs.pss_bytes(self.sampler.kernel_pid)
+        if kernel is None:  # no smaps_rollup (Linux < 4.14): go by RSS
+            return True
+        proportional = kernel + sum(procfs.pss_bytes(pid) or 0 for pid in children)  # None: gone meanwhile
+        return proportional >= used or self.guard.still_past(proportional, available)
 
     def _fire(self, cell: CellWindow, used: int, limit: int) -> None:
-        """Tell the kernel what was read, then interrupt its cell (``SIGUSR1``; its handler raises)."""
-        cell.guard_rss_bytes, cell.guard_at = used, now_us()
+        """Tell the kernel what was read, then interrupt its cell (``guard.SIGNAL``; its handler raises).
+
+        Never a signal the kernel does not handle (its default action would end it):
+        user code may have taken the handler back since the kernel started.
+        """
+        if procfs.catches(self.kernel_pid, GUARD_SIGNAL) is False:
+            log.warning("memory guard: the kernel no longer handles its signal; cell %d not stopped", cell.cell_seq)
+            return
         if self.guard_fd is not None:
             try:
-                os.write(self.guard_fd, protocol.guard_fired(used, limit))
+                os.write(self.guard_fd, protocol.guard_fired(cell.cell_seq, used, limit))
             except OSError as exc:  # the kernel closed its end: it is going
                 log.warning("cannot tell the kernel what the memory guard read: %s", exc)
         try:
-            os.kill(self.kernel_pid, signal.SIGUSR1)
+            if self._pidfd is not None and hasattr(signal, "pidfd_send_signal"):
+                signal.pidfd_send_signal(self._pidfd, GUARD_SIGNAL)  # never a reused pid
+            else:
+                os.kill(self.kernel_pid, GUARD_SIGNAL)
         except OSError as exc:
             log.warning("the memory guard could not interrupt cell %d: %s", cell.cell_seq, exc)
             return
@@ -654,7 +674,7 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         help="stop a running cell at this share of the limit (default 0: no guard); "
-        "the kernel must handle SIGUSR1, and reads the guard's line on the watcher's stdout",
+        "the kernel must handle the guard's signal (SIGRTMIN+5), and reads the guard's line on the watcher's stdout",
     )
     return parser
 

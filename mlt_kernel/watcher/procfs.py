@@ -335,6 +335,31 @@ def read_meminfo() -> MemInfo | None:
     return MemInfo(values[b"MemTotal"], values[b"MemAvailable"])
 
 
+def pss_bytes(pid: int) -> int | None:
+    """The proportional set size of *pid* (``smaps_rollup``): pages shared with other
+    processes (a fork's copy-on-write pages) counted once across them. None where not shown."""
+    data = _read_small(f"/proc/{pid}/smaps_rollup", 8192) if AVAILABLE else None
+    for line in (data or b"").splitlines():
+        if line.startswith(b"Pss:"):
+            parts = line.split()
+            value = _to_int(parts[1]) if len(parts) > 1 else None
+            return value * 1024 if value is not None else None
+    return None
+
+
+def catches(pid: int, signum: int) -> bool | None:
+    """Whether *pid* has a handler for signal *signum* (``SigCgt``); None where not shown."""
+    data = _read_small(f"/proc/{pid}/status", 16384) if AVAILABLE else None
+    for line in (data or b"").splitlines():
+        if line.startswith(b"SigCgt:"):
+            try:
+                mask = int(line.split()[1], 16)
+            except (IndexError, ValueError):
+                return None
+            return bool(mask >> (signum - 1) & 1)
+    return None
+
+
 def _to_int(text: bytes) -> int | None:
     try:
         return int(text)
@@ -362,12 +387,14 @@ __all__ = [
     "MemInfo",
     "ProcStat",
     "StatReader",
+    "catches",
     "cgroup_memory",
     "cgroup_memory_dir",
     "children_of",
     "cmdline",
     "cpu_ticks",
     "parse_stat",
+    "pss_bytes",
     "read_cgroup_memory",
     "read_meminfo",
     "read_stat",

@@ -12,11 +12,11 @@ stop                               write the last records, close the journal, ex
 ```
 
 The watcher writes one line to its stdout when its memory guard stops a cell,
-just before it signals the kernel (``SIGUSR1``), so that the kernel's handler
+just before it signals the kernel (``guard.SIGNAL``), so that the kernel's handler
 says what was read:
 
 ```text
-guard 11731973324 12884901888      the memory of the kernel and its children, of the limit (bytes)
+guard 7 11731973324 12884901888    cell 7: the memory of the kernel and its children, of the limit (bytes)
 ```
 
 Every line is at most ``PIPE_BUF`` bytes, so each is one atomic, non-blocking
@@ -85,8 +85,9 @@ class GuardOff:
 
 @dataclass(frozen=True, slots=True)
 class GuardFired:
-    """``guard RSS LIMIT`` (watcher to kernel): the guard stopped the cell at *rss_bytes* of *limit_bytes*."""
+    """``guard SEQ RSS LIMIT`` (watcher to kernel): cell *cell_seq* stopped at *rss_bytes* of *limit_bytes*."""
 
+    cell_seq: int
     rss_bytes: int
     limit_bytes: int
 
@@ -152,18 +153,18 @@ def parse(line: str) -> Message | None:
     raise ValueError(f"unknown message {line[:200]!r}")
 
 
-def guard_fired(rss_bytes: int, limit_bytes: int) -> bytes:
+def guard_fired(cell_seq: int, rss_bytes: int, limit_bytes: int) -> bytes:
     """The ``guard`` line the watcher writes to the kernel."""
-    return f"guard {int(rss_bytes)} {int(limit_bytes)}\n".encode()
+    return f"guard {int(cell_seq)} {int(rss_bytes)} {int(limit_bytes)}\n".encode()
 
 
 def parse_guard_fired(line: str) -> GuardFired | None:
     """The ``guard`` line of the watcher, or None for anything else."""
     verb, _, rest = line.strip().partition(" ")
     numbers = rest.split()
-    if verb != "guard" or len(numbers) != 2 or not all(n.isdigit() for n in numbers):
+    if verb != "guard" or len(numbers) != 3 or not all(n.isascii() and n.isdigit() for n in numbers):
         return None
-    return GuardFired(int(numbers[0]), int(numbers[1]))
+    return GuardFired(int(numbers[0]), int(numbers[1]), int(numbers[2]))
 
 
 def log_line(record: logging.LogRecord, message: str) -> str:

@@ -145,8 +145,6 @@ class CellWindow:
     peak_gpu_bytes: int | None = None
     guarded: bool = True  #: the memory guard watches it (``# mlt: guard off`` says not)
     memory_limit_bytes: int | None = None  #: the limit in force when the guard last read
-    guard_rss_bytes: int | None = None  #: the reading at which the guard stopped it
-    guard_at: int | None = None  #: when (µs)
 
     def add(self, reading: Reading) -> None:
         self.samples += 1
