@@ -8,7 +8,8 @@ children use now plus ``MemAvailable``.
 
 The guard fires while a guarded cell runs, when the memory of the kernel and
 its children reaches ``fraction`` of that limit, or would reach it before the
-next reading at the rate it grew since the last one: the cell is stopped before
+next reading at the rate it grew over the last ``RATE_WINDOW_S``, once the cell
+has grown ``GROWTH_MARGIN`` from its lowest reading: the cell is stopped before
 the limit, not after. It reads again before memory growing at ``MAX_GROWTH``
 (or faster, at the rate it saw) could reach the threshold: at the watcher's
 busy interval far from it, every ``FAST_INTERVAL_S`` close to it.
