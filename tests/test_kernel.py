@@ -39,11 +39,13 @@ def test_every_cell_is_recorded_with_time_memory_and_status(start_kernel, exp):
     assert cells["code_sha1"].iloc[1] == hashlib.sha1(b"import time; time.sleep(0.2)").hexdigest()
     for col in ("rss_before_bytes", "rss_after_bytes", "peak_rss_bytes"):
         assert (cells[col] > 10 * MiB).all()
-    # A long cell keeps the start of its code and the hash of all of it.
+    # A long cell: its record keeps the start of the code and the hash of all of it, the whole
+    # source is stored beside it, and readers show the whole.
     long = "x = 1\n" * 500
     assert k.run(long).status == "ok"
+    k.settle()
     cell = mlt.Experiment(exp).cells().iloc[-1]
-    assert cell["code"] == long[:2000] and cell["code_sha1"] == hashlib.sha1(long.encode()).hexdigest()
+    assert cell["code"] == long and cell["code_sha1"] == hashlib.sha1(long.encode()).hexdigest()
 
 
 def test_a_cell_is_written_after_its_reply_and_before_the_next_cell(start_kernel, exp):
@@ -127,6 +129,22 @@ def test_peak_through_getrusage_and_through_proc_status():
             assert proc.peak() - before >= 64 * MiB - 512 * 1024
     finally:
         proc.close()
+
+
+def test_the_whole_source_of_a_long_cell_is_kept_once(start_kernel, exp):
+    k = start_kernel(extra_arguments=["--MLTrackKernel.watcher=False"])
+    k.run(f"EXP_PATH = {str(exp)!r}")
+    long_cell = "".join(f"x{i} = {i}  # a long cell, line {i}\n" for i in range(400))  # ~12,000 characters
+    huge_cell = "y = 1\n" + "#" * (1 << 20) + "\n"  # over the 1 MiB kept whole
+    for code in (long_cell, long_cell, huge_cell):
+        assert k.run(code).status == "ok"
+    k.settle()
+    e = mlt.Experiment(exp)
+    cells = e.cells()
+    assert cells["code"].tolist()[1:] == [long_cell, long_cell, huge_cell[:2000]]  # as the kernel ran it
+    assert cells["code_sha1"].iloc[1] == hashlib.sha1(long_cell.encode()).hexdigest()
+    assert e.sql("SELECT count(*) AS n FROM sources")["n"].iloc[0] == 1  # one row per distinct source
+    assert k.run("print(x399)").stdout.strip() == "399"
 
 
 def test_cell_id_from_the_frontend_is_kept(start_kernel, exp):

@@ -135,6 +135,17 @@ CELLS = Table(
     doc="One row per executed cell.",
 )
 
+SOURCES = Table(
+    "sources",
+    (
+        _c("code_sha1", "string", "hash of the cell's source"),
+        _c("code", "string", "the whole source (cells keep its first 2,000 characters)"),
+        _RECORDED,
+    ),
+    key=("code_sha1",),
+    doc="The whole source of each distinct cell longer than a cell record keeps; joined into `cells` by readers.",
+)
+
 CELL_USAGE = Table(
     "cell_usage",
     (
@@ -325,6 +336,7 @@ TABLES: dict[str, Table] = {
     for t in (
         SESSIONS,
         CELLS,
+        SOURCES,
         CELL_USAGE,
         RUNS,
         SAMPLES,

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
-from mlt_kernel.core.schema import CELL_USAGE, CELLS, RUNS, TABLES, Table
+from mlt_kernel.core.schema import CELL_USAGE, CELLS, RUNS, SOURCES, TABLES, Table
 from mlt_kernel.read.scan import Scan, Snapshot
 
 if TYPE_CHECKING:
@@ -62,15 +62,17 @@ def _latest_sql(tbl: Table, source: str) -> str:
 # peaks taken from their cells; rebuilt when one of their sources changes.
 _DERIVED = {
     CELLS.name: (
-        (CELLS.name, CELL_USAGE.name),
+        (CELLS.name, CELL_USAGE.name, SOURCES.name),
         """
         SELECT c.* REPLACE (
             coalesce(u.children_peak_rss_bytes, c.children_peak_rss_bytes) AS children_peak_rss_bytes,
             greatest(c.peak_gpu_bytes, u.peak_gpu_bytes) AS peak_gpu_bytes,
             coalesce(u.memory_limit_bytes, c.memory_limit_bytes) AS memory_limit_bytes,
             coalesce(u.guard_rss_bytes, c.guard_rss_bytes) AS guard_rss_bytes,
-            coalesce(u.guard_at, c.guard_at) AS guard_at)
+            coalesce(u.guard_at, c.guard_at) AS guard_at,
+            coalesce(s.code, c.code) AS code)
         FROM _latest_cells c LEFT JOIN cell_usage u USING (session_id, cell_seq)
+        LEFT JOIN sources s ON s.code_sha1 = c.code_sha1 AND starts_with(s.code, c.code)
     """,
     ),
     RUNS.name: (

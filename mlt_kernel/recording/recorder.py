@@ -38,7 +38,7 @@ from traitlets.config import LoggingConfigurable
 
 from mlt_kernel.core import layout
 from mlt_kernel.core.errors import RunError
-from mlt_kernel.core.schema import CELLS, RUNS, code_sha1
+from mlt_kernel.core.schema import CELLS, RUNS, SOURCES, code_sha1
 from mlt_kernel.core.version import __version__
 from mlt_kernel.hooks import CellContext, Hook, default_hooks
 from mlt_kernel.recording import guard
@@ -54,6 +54,8 @@ if TYPE_CHECKING:
     from mlt_kernel.watcher.handle import WatcherHandle
 
 CODE_CHARS = 2000
+#: Longest source kept whole (``sources``); a longer one keeps its first CODE_CHARS.
+MAX_SOURCE_CHARS = 1 << 20
 #: How long after a cell its record is written (off the reply path; see Recorder._post)
 #: where the kernel does not say when its reply has gone (Recorder.reply_sent).
 FINISH_DELAY_S = 0.001
@@ -112,6 +114,7 @@ class Recorder(RecordingOptions, LoggingConfigurable):
         #: Set by a kernel that calls reply_sent once each reply's idle status has gone.
         self.tells_reply_sent = False
         self._plan_cache: tuple[str, Plan] | None = None
+        self._sources: set[tuple[Path, str]] = set()  #: (folder, code_sha1) of sources written
         self._messages: list[str] = []
         self._messages_lock = threading.Lock()
         self._watcher: WatcherHandle | None = None
@@ -290,6 +293,8 @@ class Recorder(RecordingOptions, LoggingConfigurable):
             "status": "running",
         }
         ctx = CellContext(rec, self)
+        if len(code) > CODE_CHARS:
+            ctx.scratch["source"] = code  # written whole once the reply has gone (see _finish)
         # Hooks read it instead of asking again. As the last cell left it: only a
         # cell changes EXP_PATH or the working directory, and _post looks again.
         ctx.scratch["exp_path"] = self.folders.last()
@@ -390,6 +395,7 @@ class Recorder(RecordingOptions, LoggingConfigurable):
         self._tag_run(rec, run)
         try:
             self.dest.select(wanted)
+            self._write_source(ctx.scratch.get("source"), rec["code_sha1"])
             self.dest.write(CELLS.name, rec, also=pending.folders)
         finally:
             # Told once the final row is written: a kernel that dies in between
@@ -402,6 +408,14 @@ class Recorder(RecordingOptions, LoggingConfigurable):
                 self._close_run(run, run.stop_status)
             elif not run.span:  # a spanning run survives a failed or interrupted cell
                 self._close_run(run, rec["status"] if rec["status"] != "ok" else "finished")
+
+    def _write_source(self, source: str | None, sha1: str) -> None:
+        """The whole source of a cell longer than its record keeps, once per folder and source."""
+        folder = self.dest.current
+        if source is None or len(source) > MAX_SOURCE_CHARS or folder is None or (folder, sha1) in self._sources:
+            return
+        self.dest.write(SOURCES.name, {"code_sha1": sha1, "code": source})
+        self._sources.add((folder, sha1))
 
     def _run_hooks(self, phase: str, ctx: CellContext) -> None:
         """Call the hooks of *phase*; one that fails is logged and the others still run."""
