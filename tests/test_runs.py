@@ -133,3 +133,26 @@ def test_a_trailing_backslash_is_a_directive_error(kernel):
     reply = kernel.run("# mlt: record name=x a=foo\\\nran = True")
     assert reply.content["ename"] == "DirectiveError"
     assert len(reply.of_type("error")[0]["traceback"]) == 1
+
+
+def test_lineage_is_the_order_the_cells_ran_in(kernel, exp):
+    # Cells run out of order, as in a notebook: the second sets depth, the first sets it back.
+    kernel.run("depth = 3")
+    kernel.run("depth = 8")
+    kernel.run("# mlt: skip\nunrecorded = 1")
+    kernel.run("1/0")
+    kernel.run("# mlt: record name=forest\nscore = depth * 10")
+    kernel.run("after = 1")  # after the run: not part of its lineage
+    lineage = mlt.Experiment(exp).lineage("forest")
+    assert lineage["code"].tolist() == [
+        f"EXP_PATH = {str(exp)!r}\nimport mlt_kernel as mlt",
+        "depth = 3",
+        "depth = 8",
+        "1/0",
+        "# mlt: record name=forest\nscore = depth * 10",
+    ]
+    assert lineage["execution_count"].tolist() == [1, 2, 3, 5, 6]  # [4] was skipped: the gap shows it
+    assert lineage["status"].tolist() == ["ok", "ok", "ok", "error", "ok"]
+    assert lineage["error_name"].iloc[3] == "ZeroDivisionError"
+    with pytest.raises(mlt.UnknownRunError):
+        mlt.Experiment(exp).lineage("no-such-run")

@@ -135,6 +135,23 @@ class Experiment:
             params,
         )
 
+    def lineage(self, run: str) -> pd.DataFrame:
+        """How *run* came to be: the cells of its session in the order they ran, from the
+        session's start through the run's last cell (``cell_seq, execution_count, code,
+        status, error_name, run_name, started_at``).
+
+        In a notebook whose cells ran out of order, this is the order that produced the
+        run, whatever the notebook file shows. ``execution_count`` jumps where a cell was
+        not recorded (``# mlt: skip``, or silent executions).
+        """
+        found = self.resolve_run(run)
+        return self._df(
+            "SELECT cell_seq, execution_count, code, status, error_name, run_name, started_at FROM cells "
+            "WHERE session_id = ? AND cell_seq <= (SELECT max(cell_seq) FROM cells WHERE run_id = ?) "
+            "ORDER BY cell_seq",
+            [found["session_id"], found["run_id"]],
+        )
+
     # -- runs ------------------------------------------------------------------
     def runs(self) -> pd.DataFrame:
         """One row per run, with its final ``test`` metrics as columns."""
