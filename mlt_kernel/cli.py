@@ -1,4 +1,4 @@
-"""``mlt-kernel``: install the kernelspec, compact an experiment folder."""
+"""``mlt-kernel``: install the kernelspec, compact an experiment folder, replay a run."""
 
 from __future__ import annotations
 
@@ -37,6 +37,22 @@ def _compact(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from mlt_kernel.core.errors import MLTrackError
+    from mlt_kernel.read import replay
+    from mlt_kernel.read.experiment import Experiment
+
+    try:
+        with Experiment(args.exp) as exp:
+            nb = exp.replay(args.run, exp_path=args.exp_path)
+        path = replay.write(nb, args.output)
+    except (MLTrackError, KeyError, ValueError, OSError) as exc:
+        print(f"mlt-kernel replay: {exc}", file=sys.stderr)
+        return 2
+    print(f"Wrote the replay of {args.run} to {path} ({len(nb.cells)} cells)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlt-kernel",
@@ -58,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("path", help="an experiment folder, or a folder of experiments")
     comp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     comp.set_defaults(func=_compact)
+
+    rep = sub.add_parser("replay", help="write the cells that produced a run, in the order they ran, as a notebook")
+    rep.add_argument("exp", help="the experiment folder")
+    rep.add_argument("run", help="a run id, or a name unique in the experiment")
+    rep.add_argument("-o", "--output", required=True, metavar="FILE", help="FILE.ipynb, or FILE.py (percent format)")
+    rep.add_argument("--exp-path", metavar="P", help="the folder the replay records into (its EXP_PATH)")
+    rep.set_defaults(func=_replay)
     return parser
 
 

@@ -156,3 +156,46 @@ def test_lineage_is_the_order_the_cells_ran_in(kernel, exp):
     assert lineage["error_name"].iloc[3] == "ZeroDivisionError"
     with pytest.raises(mlt.UnknownRunError):
         mlt.Experiment(exp).lineage("no-such-run")
+
+
+def test_a_replay_reproduces_the_run(kernel, exp, tmp_path):
+    import nbformat
+    from nbclient import NotebookClient
+
+    from mlt_kernel.cli import main
+
+    # A notebook run out of order: cells 1, 3, 2, 4, where 3 and 2 set the same hyperparameter.
+    cell = {
+        1: "import math",
+        2: "depth = 5",
+        3: "depth = 12",
+        4: "# mlt: record name=forest\nscore = 1 - 1 / (depth + math.pi)\nmlt.log_metric('score', score)",
+    }
+    for n in (1, 3, 2):
+        kernel.run(cell[n])
+    kernel.run("undefined_name")  # raised: kept in the replay, commented out
+    kernel.run("# mlt: skip\nx = 1")
+    kernel.run(cell[4])
+    original = mlt.Experiment(exp).metrics(run="forest")["value"].tolist()
+    assert original == [1 - 1 / (5 + 3.141592653589793)]
+
+    target = tmp_path / "replayed"
+    out = tmp_path / "forest.ipynb"
+    assert main(["replay", str(exp), "forest", "-o", str(out), "--exp-path", str(target)]) == 0
+    nb = nbformat.read(out, as_version=4)
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    assert code[0] == f"EXP_PATH = {str(target)!r}\nimport mlt_kernel as mlt"
+    assert code[1:4] == [cell[1], cell[3], cell[2]]
+    assert code[4].startswith("# MLTrack replay: this cell raised NameError when it ran")
+    assert code[4].splitlines()[1] == "# undefined_name"
+    notes = [c.source for c in nb.cells if c.cell_type == "markdown"]
+    assert notes[0].startswith("# Replay of run `forest`") and "Cells [6] ran here but were not recorded" in notes[1]
+
+    NotebookClient(nb, kernel_name="mltrack", timeout=120, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    assert mlt.Experiment(target).metrics(run="forest")["value"].tolist() == original  # the same run again
+
+    py = tmp_path / "forest.py"
+    assert main(["replay", str(exp), "forest", "-o", str(py)]) == 0
+    assert py.read_text().startswith("# %% [markdown]\n# # Replay of run `forest`")
+    assert main(["replay", str(exp), "no-such-run", "-o", str(out)]) == 2
+    assert main(["replay", str(exp), "forest", "-o", str(tmp_path / "forest.txt")]) == 2

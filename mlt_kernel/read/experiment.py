@@ -152,6 +152,22 @@ class Experiment:
             [found["session_id"], found["run_id"]],
         )
 
+    def replay(self, run: str, exp_path: str | os.PathLike[str] | None = None) -> Any:
+        """*run*'s lineage as a notebook (``nbformat``) that reproduces it; see ``mlt_kernel.read.replay``.
+
+        *exp_path*: where the replay records (its ``EXP_PATH`` assignments are
+        rewritten to it); None keeps them as they were.
+        """
+        from mlt_kernel.read import replay
+
+        found = self.resolve_run(run)
+        rows = self._q.rows(
+            "SELECT session_id, notebook, hostname FROM sessions WHERE session_id = ?", [found["session_id"]]
+        )
+        session = dict(zip(("session_id", "notebook", "hostname"), rows[0], strict=True)) if rows else {}
+        target = None if exp_path is None else os.fspath(Path(os.fspath(exp_path)).absolute())
+        return replay.notebook(self.lineage(found["run_id"]), found, session, target)
+
     # -- runs ------------------------------------------------------------------
     def runs(self) -> pd.DataFrame:
         """One row per run, with its final ``test`` metrics as columns."""
