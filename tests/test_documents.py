@@ -136,7 +136,7 @@ def test_a_doc_note_is_appended_once_by_the_helper_command(experiment, capsys):
 
     exp = experiment.path
     note = add_note(exp, "n-1", "## ROC\nThe forest wins.")
-    command = ["append-note", str(exp), "Findings", note]
+    command = ["append-notes", str(exp), "--", "Findings", note]
     assert main(command) == 0  # the document is created, with the note
     assert main(command) == 0  # and the note is not added twice
     document = mlt.Experiment(exp).document("Findings")
@@ -145,14 +145,45 @@ def test_a_doc_note_is_appended_once_by_the_helper_command(experiment, capsys):
     assert main(command) == 0  # a block deleted in the editor does not come back
     assert document.blocks() == []
 
-    # Bad input: one line, non-zero, nothing written.
+    # Titles that look like options are titles.
+    for title in ("-draft", "--help"):
+        assert main(["append-notes", str(exp), "--", title, add_note(exp, f"n{title}", title)]) == 0
+    assert set(mlt.Experiment(exp).documents()["title"]) == {"Findings", "-draft", "--help"}
+
+    # Bad input: one line per note, non-zero, nothing written; the good ones of the same call still land.
     before = block_rows(exp)
-    for title, note_id in (("Findings", "n-missing"), ("two\nlines", note), ("", note)):
+    for title, note_id in (("Findings", "n-missing"), ("two\nlines", note), ("", note), ("a\x00b", note)):
         capsys.readouterr()
-        assert main(["append-note", str(exp), title, note_id]) == 1
+        assert main(["append-notes", str(exp), "--", title, note_id]) == 1
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "was not added to document" in err
     assert block_rows(exp) == before
+    good = add_note(exp, "n-2", "Second.")
+    assert main(["append-notes", str(exp), "--", "Findings", "n-missing", "Findings", good]) == 1
+    assert [b.content for b in mlt.Experiment(exp).document("Findings").blocks()] == ["n-2"]
+
+
+def test_notes_no_document_refers_to_are_added_by_the_pending_pass(experiment):
+    from mlt_kernel.tracking.documents import main
+
+    exp = experiment.path
+    store.write_records(
+        exp,
+        "notes",
+        [
+            {"note_id": n, "session_id": "s-gone", "doc": doc, "markdown": n, "created_at": now_us(), "deleted": False}
+            for n, doc in (("n-a", "Findings"), ("n-b", "Findings"), ("n-c", "Other"), ("n-d", None))
+        ],
+    )
+    assert main(["append-notes", str(exp), "--", "Findings", "n-a"]) == 0  # this one reached its document
+    findings = mlt.Experiment(exp).document("Findings")
+    findings.delete_block(findings.blocks()[0].block_id)  # and the user deleted its block
+    assert main(["append-notes", "--pending", str(exp)]) == 0
+    e = mlt.Experiment(exp)
+    assert [b.content for b in e.document("Findings").blocks()] == ["n-b"]  # n-a stays deleted
+    assert [b.content for b in e.document("Other").blocks()] == ["n-c"]
+    assert main(["append-notes", "--pending", str(exp)]) == 0  # idempotent
+    assert len(mlt.Experiment(exp).document("Findings").blocks()) == 1
 
 
 def test_positions_never_run_out(experiment):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -194,3 +195,26 @@ def test_inline_figures_are_saved_into_plots_named_after_the_run(start_kernel, e
     saved = (exp / "plots" / "mlp-3-1.png").read_bytes()
     assert saved.startswith(PNG_MAGIC) and mlp["sha256"] == hashlib.sha256(saved).hexdigest()
     assert plots.loc["cell-4-1.png", "cell_seq"] == 4
+
+
+def test_doc_notes_survive_odd_titles_and_a_quick_shutdown(start_kernel, exp):
+    k = start_kernel(extra_arguments=NO_WATCHER)
+    k.run(f"EXP_PATH = {str(exp)!r}\nimport mlt_kernel as mlt")
+    bad = k.run("mlt.note('bad', doc='a\\x00b')")  # refused in the cell, in one line
+    assert bad.content["ename"] == "ValueError" and "printable" in bad.content["evalue"]
+    assert k.run("mlt.note('draft', doc='-draft')\nmlt.note('help', doc='--help')").status == "ok"
+    assert k.run(HELPERS_DONE).stdout.strip() == "True"
+    assert {"-draft", "--help"} <= set(mlt.Experiment(exp).documents()["title"])
+    # Eight notes, and the kernel shut down at once: what its helpers had no time for,
+    # the next session on the folder adds.
+    k.run("for i in range(8):\n    mlt.note(f'note {i}', doc='Many')")
+    t0 = time.monotonic()
+    k.shutdown()
+    assert time.monotonic() - t0 < 5  # within Jupyter's patience: no SIGTERM
+    assert mlt.Experiment(exp).sessions()["status"].tolist() == ["ended"]
+    nxt = start_kernel(extra_arguments=NO_WATCHER)
+    nxt.run(f"EXP_PATH = {str(exp)!r}\nx = 1")
+    assert nxt.run(HELPERS_DONE).stdout.strip() == "True"
+    many = mlt.Experiment(exp).document("Many").blocks()
+    notes = mlt.Experiment(exp).notes().set_index("note_id")
+    assert sorted(notes.loc[[b.content for b in many], "markdown"]) == [f"note {i}" for i in range(8)]

@@ -58,6 +58,8 @@ def clean_title(title: str) -> str:
     text = title.strip()
     if "\n" in text or "\r" in text:
         raise ValueError(f"a document title is one line, got {title!r}")
+    if any(ord(c) < 32 or ord(c) == 127 or 0xD800 <= ord(c) <= 0xDFFF for c in text):
+        raise ValueError(f"a document title is printable text, got {title!r}")
     if len(text) > MAX_TITLE_CHARS:
         raise ValueError(f"a document title has at most {MAX_TITLE_CHARS} characters, got {len(text)}")
     return text

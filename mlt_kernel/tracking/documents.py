@@ -356,29 +356,59 @@ def append_note(experiment: Experiment | str | os.PathLike[str], title: str, not
     return document.add_note(note_id)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m mlt_kernel.tracking.documents append-note EXP TITLE NOTE_ID``.
+def unattached_notes(experiment: Experiment | str | os.PathLike[str]) -> list[tuple[str, str]]:
+    """``(title, note_id)`` of every ``doc=`` note that no block of any document refers to.
 
-    What a kernel runs for a ``doc=`` note, so that finding the document
-    (DuckDB) happens outside the kernel. Prints one line on failure.
+    What a kernel that ended before its helper ran leaves behind. A note whose
+    block was deleted, or whose document was renamed, is referred to, and stays
+    as the user left it.
+    """
+    exp = _experiment(experiment)
+    df = exp.sql(
+        "SELECT n.doc, n.note_id FROM notes n WHERE n.doc IS NOT NULL AND NOT coalesce(n.deleted, false) "
+        "AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.kind = 'note' AND b.content = n.note_id) "
+        "ORDER BY n.created_at, n.note_id"
+    )
+    return [(str(title), str(note_id)) for title, note_id in df.itertuples(index=False)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mlt_kernel.tracking.documents append-notes [--pending] EXP -- [TITLE NOTE_ID]...``.
+
+    What a kernel runs for its ``doc=`` notes, so that finding the documents
+    (DuckDB) happens outside the kernel: each note is appended to its document
+    once, in the order given; ``--pending`` also appends the notes no document
+    refers to yet (a kernel that ended first). One line on stderr per failure.
     """
     import argparse
     import sys
 
     parser = argparse.ArgumentParser(prog="python -m mlt_kernel.tracking.documents")
     commands = parser.add_subparsers(dest="command", required=True)
-    append = commands.add_parser("append-note", help="append a note to a document once")
+    append = commands.add_parser("append-notes", help="append notes to their documents, once each")
+    append.add_argument("--pending", action="store_true", help="also the notes no document refers to yet")
     append.add_argument("experiment")
-    append.add_argument("title")
-    append.add_argument("note_id")
+    append.add_argument("pairs", nargs="*", metavar="TITLE NOTE_ID", help="after --: a title and a note id, each")
     args = parser.parse_args(argv)
+    if len(args.pairs) % 2:
+        parser.error("give a title and a note id for each note")
+    pairs = list(zip(args.pairs[::2], args.pairs[1::2], strict=True))
+    failed = 0
     try:
         with _experiment(args.experiment) as exp:
-            append_note(exp, args.title, args.note_id)
-    except (MLTrackError, OSError, ValueError, KeyError) as exc:
-        print(f"MLTrack: note {args.note_id} was not added to document {args.title!r}: {exc}", file=sys.stderr)
+            if args.pending:
+                pairs += [pair for pair in unattached_notes(exp) if pair not in pairs]
+            for title, note_id in pairs:
+                try:
+                    append_note(exp, title, note_id)
+                    exp.refresh()
+                except (MLTrackError, ValueError, KeyError) as exc:
+                    print(f"MLTrack: note {note_id} was not added to document {title!r}: {exc}", file=sys.stderr)
+                    failed += 1
+    except (MLTrackError, OSError, ValueError) as exc:
+        print(f"MLTrack: the notes of {args.experiment} were not added to their documents: {exc}", file=sys.stderr)
         return 1
-    return 0
+    return 1 if failed else 0
 
 
 __all__ = [
@@ -398,6 +428,7 @@ __all__ = [
     "list_documents",
     "plot_image",
     "render_block",
+    "unattached_notes",
 ]
 
 

@@ -19,8 +19,10 @@ A note with ``doc=TITLE`` is appended to that document once (the document is
 created if needed); re-running it, or deleting its block in the editor, never
 makes a second block. Finding the document means reading the experiment, which
 the kernel never does: the session hands it to a helper process
-(``python -m mlt_kernel.tracking.documents append-note``), and the block shows
-within about a second; other notes only append a journal line.
+(``python -m mlt_kernel.tracking.documents append-notes``), and the block shows
+within about a second; other notes only append a journal line. A note still
+waiting when the kernel shuts down is added by the next session that opens the
+folder.
 
 Notes are untrusted (a teammate's shared folder): stored verbatim, rendered
 only through ``mlt_kernel.tracking.render``. A note holds at most ``MAX_NOTE_BYTES``
