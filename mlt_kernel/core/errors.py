@@ -92,8 +92,7 @@ class MemoryGuardInterrupt(KeyboardInterrupt):
     memory was in use, of what limit, and which variables are the largest.
     """
 
-    def _render_traceback_(self) -> list[str]:
-        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}"]
+    _render_traceback_ = MLTrackError._render_traceback_  # one line, like every MLTrack error
 
 
 class MLTrackWarning(UserWarning):
