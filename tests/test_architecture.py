@@ -118,6 +118,7 @@ def test_the_readme_options_table_is_the_traitlets() -> None:
         "idle_interval",
         "memory_limit",
         "memory_guard",
+        "provenance",
     }
 
 

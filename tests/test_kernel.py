@@ -165,6 +165,7 @@ def test_cell_id_from_the_frontend_is_kept(start_kernel, exp):
     k.kc.shell_channel.send(request)
     reply = k.kc.get_shell_msg(timeout=30)
     assert reply["content"]["status"] == "ok"
+    k.settle()  # the record is written just after the reply
     assert mlt.Experiment(exp).cells().iloc[-1]["cell_id"] == "cell-abc-123"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,9 @@ import pandas as pd
 from mlt_kernel.core import layout, safeio
 from mlt_kernel.core.errors import UnknownRunError, UnsafeFileError
 from mlt_kernel.core.schema import SAMPLES
-from mlt_kernel.read.query import Query, Window
+from mlt_kernel.read import compare
+from mlt_kernel.read.compare import RunDiff
+from mlt_kernel.read.query import Query, Window, json_value
 
 #: Final metrics shown as columns of ``runs()``, in this order when present.
 METRIC_ORDER = (
@@ -46,7 +49,7 @@ _FINAL_METRICS = """
 
 def _json_column(df: pd.DataFrame, column: str) -> None:
     if column in df:
-        df[column] = [json.loads(v) if isinstance(v, str) else v for v in df[column]]
+        df[column] = [json_value(v) for v in df[column]]
 
 
 def predictions_file(stored: Any) -> str:
@@ -117,8 +120,10 @@ class Experiment:
 
     # -- sessions and cells ----------------------------------------------------
     def sessions(self) -> pd.DataFrame:
-        """One row per kernel session (status ``running``, ``ended`` or ``killed``)."""
-        return self._df("SELECT * EXCLUDE (recorded_at) FROM sessions ORDER BY started_at")
+        """One row per kernel session (status ``running``, ``ended`` or ``killed``), with its provenance."""
+        sessions = self._df("SELECT * EXCLUDE (recorded_at) FROM sessions ORDER BY started_at")
+        _json_column(sessions, "gpus")
+        return sessions
 
     def cells(self, session: str | None = None, run: str | None = None) -> pd.DataFrame:
         """One row per executed cell, in the order they ran."""
@@ -161,18 +166,37 @@ class Experiment:
         from mlt_kernel.read import replay
 
         found = self.resolve_run(run)
-        rows = self._q.rows(
-            "SELECT session_id, notebook, hostname FROM sessions WHERE session_id = ?", [found["session_id"]]
-        )
-        session = dict(zip(("session_id", "notebook", "hostname"), rows[0], strict=True)) if rows else {}
+        keys = ("session_id", "notebook", "hostname", "git_commit", "git_branch", "git_dirty", "git_remote")
+        rows = self._q.rows(f"SELECT {', '.join(keys)} FROM sessions WHERE session_id = ?", [found["session_id"]])
+        session = dict(zip(keys, rows[0], strict=True)) if rows else {}
+        packages = self._q.rows("SELECT packages FROM _latest_runs WHERE run_id = ?", [found["run_id"]])
+        found["packages"] = json_value(packages[0][0]) if packages else None
         target = None if exp_path is None else os.fspath(Path(os.fspath(exp_path)).absolute())
         return replay.notebook(self.lineage(found["run_id"]), found, session, target)
 
+    def diff(self, run_a: str, run_b: str, *, only_differences: bool = True) -> RunDiff:
+        """What differs between two runs: params, final metrics, provenance (packages, git,
+        machine) as tables, and unified diffs of their own cells' code and of their lineages.
+
+        ``str()`` of the result reads like a review; ``only_differences=False`` keeps the
+        rows that are the same (with ``differs`` False).
+        """
+        return self.compare([run_a, run_b], only_differences=only_differences)
+
+    def compare(self, runs: Sequence[str], *, only_differences: bool = False) -> RunDiff:
+        """Runs side by side (ids or unique names); the first is the baseline of the code diffs."""
+        if len(runs) < 2:
+            raise ValueError(f"compare needs at least two runs, got {len(runs)}")
+        ids = [self.resolve_run(run)["run_id"] for run in runs]
+        return RunDiff.build(compare.collect(self._q, ids), only_differences=only_differences)
+
     # -- runs ------------------------------------------------------------------
     def runs(self) -> pd.DataFrame:
-        """One row per run, with its final ``test`` metrics as columns."""
+        """One row per run, with its final ``test`` metrics as columns (``params``, ``packages`` and
+        ``env`` are dictionaries)."""
         runs = self._df("SELECT * EXCLUDE (recorded_at) FROM runs ORDER BY started_at")
-        _json_column(runs, "params")
+        for column in ("params", "packages", "env"):
+            _json_column(runs, column)
         return with_final_metrics(runs, self._q).reset_index(drop=True)
 
     def resolve_run(self, run: str) -> dict[str, Any]:

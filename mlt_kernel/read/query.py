@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import threading
 import time
@@ -41,6 +42,16 @@ if TYPE_CHECKING:
 
 #: Attempts at a view or query whose files a compaction replaced meanwhile.
 RETRIES = 10
+
+
+def json_value(value: Any) -> Any:
+    """A JSON column's value decoded; None for text that is not JSON (a folder is untrusted input)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return None
 
 
 def _ident(name: str) -> str:

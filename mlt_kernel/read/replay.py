@@ -64,9 +64,37 @@ def _header(run: Mapping[str, Any], session: Mapping[str, Any], exp_path: str | 
         "The code cells below are the cells that ran in that session, in the order they ran, "
         "through the run's last cell.",
     ]
+    if session.get("git_commit"):
+        branch = f" on branch `{session['git_branch']}`" if session.get("git_branch") else ""
+        dirty = " with uncommitted changes to tracked files" if session.get("git_dirty") else ""
+        remote = f" of `{session['git_remote']}`" if session.get("git_remote") else ""
+        lines += ["", f"The notebook's folder was at git commit `{session['git_commit']}`{branch}{remote}{dirty}."]
+    packages = run.get("packages")
+    if isinstance(packages, Mapping):
+        differ = different_packages(packages)
+        if differ:
+            lines += ["", "Packages that differ from this environment (then → now):", ""]
+            lines += [f"- `{dist}` {then} → {now or 'not installed'}" for dist, then, now in differ]
+        else:
+            lines += ["", f"The {len(packages)} packages it imported have the same versions here."]
     if exp_path is not None:
         lines += ["", f"It records into `{exp_path}`."]
     return "\n".join(str(line) for line in lines)
+
+
+def different_packages(packages: Mapping[str, Any]) -> list[tuple[str, str, str | None]]:
+    """``(distribution, version then, version installed now or None)`` where they differ."""
+    import importlib.metadata as md
+
+    out = []
+    for dist, then in sorted(packages.items()):
+        try:
+            now: str | None = md.version(str(dist))
+        except (md.PackageNotFoundError, ValueError):
+            now = None
+        if now != then:
+            out.append((str(dist), str(then), now))
+    return out
 
 
 def _source(row: Any, exp_path: str | None) -> str:
@@ -103,4 +131,4 @@ def write(nb: Any, path: str | Path) -> Path:
     return target
 
 
-__all__ = ["notebook", "write"]
+__all__ = ["different_packages", "notebook", "write"]

@@ -33,6 +33,13 @@ class RecordingOptions(Configurable):
         CPU and GPU of the kernel and its children and records how the kernel died.""",
     ).tag(config=True)
 
+    provenance = Bool(
+        True,
+        help="""Record where each session ran (platform, CPU, RAM, GPUs, git of the notebook's
+        folder) and what each run ran with (installed versions of the imported packages, an
+        allow-list of environment variables), gathered in a helper process off the cells' path.""",
+    ).tag(config=True)
+
     busy_interval = Float(
         protocol.BUSY_INTERVAL_S, help="Seconds between the watcher's samples while a cell runs."
     ).tag(config=True)

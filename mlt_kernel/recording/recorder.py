@@ -38,7 +38,7 @@ from traitlets.config import LoggingConfigurable
 
 from mlt_kernel.core import layout
 from mlt_kernel.core.errors import RunError
-from mlt_kernel.core.schema import CELLS, RUNS, SOURCES, code_sha1
+from mlt_kernel.core.schema import CELLS, RUNS, SESSIONS, SOURCES, code_sha1
 from mlt_kernel.core.version import __version__
 from mlt_kernel.hooks import CellContext, Hook, default_hooks
 from mlt_kernel.recording import guard
@@ -46,6 +46,7 @@ from mlt_kernel.recording.folders import FolderChoice
 from mlt_kernel.recording.helpers import Helpers
 from mlt_kernel.recording.options import RecordingOptions
 from mlt_kernel.recording.plan import MARK, Plan, make_plan, rewrite
+from mlt_kernel.recording.provenance import Provenance, environment, imported_modules, notebook_folder
 from mlt_kernel.recording.runs import Run, check_params
 from mlt_kernel.store.destinations import Destinations
 from mlt_kernel.store.journal import encode, now_us
@@ -59,6 +60,8 @@ MAX_SOURCE_CHARS = 1 << 20
 #: How long after a cell its record is written (off the reply path; see Recorder._post)
 #: where the kernel does not say when its reply has gone (Recorder.reply_sent).
 FINISH_DELAY_S = 0.001
+#: How long the end of a session waits for provenance still being gathered (a session of seconds).
+PROVENANCE_WAIT_S = 2.0
 
 
 @dataclass
@@ -120,6 +123,12 @@ class Recorder(RecordingOptions, LoggingConfigurable):
         self._watcher: WatcherHandle | None = None
         self._watcher_lock = threading.Lock()  #: the watcher's folder is told in order
         self._closed = False
+        self._session_lock = threading.Lock()  #: no session row from another thread once the session ends
+        self._prov: Provenance | None = None  #: gathers it (option ``provenance``)
+        if self.provenance:
+            self._prov = Provenance(notebook_folder(self.notebook), self.log)
+            self._prov.when_ready(self._write_session_provenance)
+            self._prov.start()
         self.dest.on_select = self._on_select
         self.guard_settings = guard.settings(self.memory_limit, self.memory_guard, self.log)
         self._guard_handler = self._guard_signal  #: the one bound method installed (compared by identity)
@@ -163,8 +172,21 @@ class Recorder(RecordingOptions, LoggingConfigurable):
             "peak_exact": proc_exact,
             "memory_guard": self.guard_settings.fraction if self.guarding else 0.0,
         }
+        if self._prov is not None:
+            rec.update(self._prov.session)
         rec.update(extra)
         return rec
+
+    def _write_session_provenance(self) -> None:
+        """The session's row again, in every folder it wrote to, now that its provenance is known."""
+        assert self._prov is not None
+        if not self._prov.session:
+            return
+        with self._session_lock:
+            if self._closed:
+                return
+            for root, writer in list(self.dest.writers.items()):
+                writer.write(SESSIONS.name, self._session_record(root))
 
     def _on_select(self, exp: Path, new: bool) -> None:
         # The watcher writes where the kernel writes: it writes the cells' starts.
@@ -449,8 +471,28 @@ class Recorder(RecordingOptions, LoggingConfigurable):
         if self.run is run:
             self.run = None
         self.dest.select(self.wanted_path())
+        rec = run.record(self.session_id, status, now_us())
+        prov = self._prov
+        modules = imported_modules() if prov is not None else set()
+        packages = prov.packages(modules) if prov is not None else None
+        if prov is not None:
+            rec["env"] = environment()
+        if packages is not None:
+            rec["packages"] = packages
         # Every folder that holds the run's "running" row gets its end too.
-        self.dest.write(RUNS.name, run.record(self.session_id, status, now_us()), also=run.folders)
+        folders = self.dest.write(RUNS.name, rec, also=run.folders)
+        if prov is not None and packages is None and not prov.ready:
+            prov.when_ready(lambda: self._write_packages(rec, folders, modules))
+
+    def _write_packages(self, rec: dict[str, Any], folders: set[Path], modules: set[str]) -> None:
+        """A run's last row again with its packages: it ended before the session's provenance was known."""
+        assert self._prov is not None
+        packages = self._prov.packages(modules)
+        with self._session_lock:
+            if packages is None or self._closed:
+                return
+            for folder in folders:
+                self.dest.writers[folder].write(RUNS.name, {**rec, "packages": packages})
 
     def start_run(self, name: str, params: Mapping[str, Any]) -> Run:
         """``mlt.start``: a run spanning cells, starting now."""
@@ -508,10 +550,13 @@ class Recorder(RecordingOptions, LoggingConfigurable):
         if self._closed:
             return
         self.finish_cell()
-        self._closed = True
         with contextlib.suppress(Exception):
             if self.run is not None:
                 self._close_run(self.run, "finished")
+        if self._prov is not None:
+            self._prov.wait(PROVENANCE_WAIT_S)  # a session of seconds: its rows get it too
+        with self._session_lock:
+            self._closed = True
         if self._watcher is not None:
             with contextlib.suppress(Exception):
                 self._watcher.stop()

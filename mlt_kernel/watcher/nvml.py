@@ -147,6 +147,31 @@ class Gpu:
         """Utilisation (percent) of the busiest device *pids* use, or of all devices."""
         return self.read(pids).utilization
 
+    def devices(self) -> list[dict[str, Any]]:
+        """Each GPU: ``name``, ``memory_bytes`` (total), ``driver`` and ``cuda`` (the driver's CUDA version)."""
+        nvml = self._nvml
+        if nvml is None:
+            return []
+        system: dict[str, Any] = {}
+        for key, call in (("driver", "nvmlSystemGetDriverVersion"), ("cuda", "nvmlSystemGetCudaDriverVersion")):
+            try:
+                system[key] = getattr(nvml, call)()
+            except (nvml.NVMLError, AttributeError) as exc:
+                self._fail_once(call, exc)
+        if isinstance(system.get("cuda"), int):  # 12040 -> "12.4"
+            system["cuda"] = f"{system['cuda'] // 1000}.{system['cuda'] % 1000 // 10}"
+        out = []
+        for handle in self._handles:
+            device: dict[str, Any] = {"name": None, "memory_bytes": None}
+            try:
+                device["name"] = _text(nvml.nvmlDeviceGetName(handle))
+                device["memory_bytes"] = int(nvml.nvmlDeviceGetMemoryInfo(handle).total)
+            except (nvml.NVMLError, AttributeError) as exc:
+                self._fail_once("nvmlDeviceGetName", exc)
+            device.update({k: _text(v) for k, v in system.items()})
+            out.append(device)
+        return out
+
     def close(self) -> None:
         """Shut NVML down; later readings are None."""
         nvml, self._nvml, self._handles = self._nvml, None, []
@@ -155,6 +180,11 @@ class Gpu:
                 nvml.nvmlShutdown()
             except nvml.NVMLError:
                 pass
+
+
+def _text(value: Any) -> Any:
+    """NVML strings: ``bytes`` from older bindings, ``str`` from newer ones."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
 __all__ = ["Gpu", "GpuReading"]
