@@ -512,6 +512,12 @@ def test_export_works_offline_and_runs_nothing_hostile(
     assert "<script" not in markup.lower()
     for code in ("onerror=", 'href="javascript:'):
         assert code not in markup
+    # The best runs compared, and each run's provenance.
+    assert 'id="compare"' in html and 'data-testid="compare-params"' in html and 'class="mlt-diff"' in html
+    with Experiment(experiment["path"]) as e:  # other tests may have added runs to the folder
+        n_runs = len(e.runs())
+    assert html.count("Provenance: machine, git, packages, environment") == n_runs
+    assert 'data-testid="compare-provenance-0"' in html and "gpu-box" in html
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
     blocked: list[str] = []
     ctx.route(
@@ -647,3 +653,197 @@ def _wait(predicate: Callable[[], bool], what: str, timeout: float = 15.0) -> No
             pass
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+# -- compare --------------------------------------------------------------------------------
+
+HOSTILE_CODE = "# mlt: record name=hostile\nx = '</script><img src=x onerror=\"window.__pwned=1\">'\n<b>bold</b>"
+
+
+def _append_hostile_run(path: Path) -> str:
+    """A run whose cell source and param are markup (a teammate's folder)."""
+    writer_id = layout.new_writer_id()
+    w = JournalWriter(path / layout.JOURNALS / journal_name(writer_id, "kernel"))
+    now = int(time.time() * 1e6)
+    run_id = writer_id + "-h"
+    w.write("sessions", {"session_id": writer_id, "started_at": now - 5_000_000, "status": "ended"})
+    cell = {
+        "session_id": writer_id,
+        "cell_seq": 1,
+        "execution_count": 1,
+        "code": HOSTILE_CODE,
+        "code_sha1": "0" * 40,
+        "run_id": run_id,
+        "run_name": "hostile",
+        "started_at": now - 4_000_000,
+        "ended_at": now - 1_000_000,
+        "wall_s": 3.0,
+        "status": "ok",
+    }
+    w.write("cells", cell)
+    w.write(
+        "runs",
+        {
+            "run_id": run_id,
+            "name": "hostile",
+            "session_id": writer_id,
+            "status": "finished",
+            "started_at": now - 4_000_000,
+            "ended_at": now,
+            "wall_s": 3.0,
+            "params": {"C": "<img src=x onerror=window.__pwned=2>", "n_estimators": 300},
+            "first_cell_seq": 1,
+            "last_cell_seq": 1,
+        },
+    )
+    w.write("metrics", {"run_id": run_id, "session_id": writer_id, "name": "f1", "value": 0.5, "split": "test"})
+    w.close()
+    return run_id
+
+
+def test_compare_page_shows_differences_code_and_charts(
+    open_page: Callable[..., Any], tmp_path: Path, browser: Any
+) -> None:
+    exp = build_experiment(tmp_path / "cmp", documents=False)
+    ids = exp["run_ids"]
+    hostile = _append_hostile_run(exp["path"])
+    dash = Dashboard(exp["path"])
+    try:
+        runs = ",".join([ids["random_forest"], ids["mlp"], hostile])
+        page = open_page(f"compare?runs={runs}", "differences only", base=dash)
+        params = page.locator('[data-testid="compare-params"]')
+        params.wait_for()
+        # Differences only: C differs (None, missing, markup) and is shown; max_depth too.
+        names = params.locator("tbody th").all_inner_texts()
+        assert "C" in names and "n_estimators" in names
+        assert page.locator("table.mlt-compare tbody tr:not(.differs)").count() == 0
+        page.locator('[data-testid="compare-code"]').first.wait_for()
+        code = "\n".join(page.locator(".mlt-diff").all_inner_texts())
+        assert "</script><img src=x" in code and "<b>bold</b>" in code  # shown as text
+        assert page.locator(".mlt-diff img, .mlt-compare img").count() == 0
+        assert (
+            page.locator('[data-testid="compare-provenance"]').count()
+            + page.locator('[data-testid="compare-provenance-empty"]').count()
+            == 1
+        )
+        _wait_chart(page, "compare-memory: Memory over time")
+        _wait(lambda: sum("confusion-matrix" in t for t in _charts(page)) >= 2, "two confusion matrices")
+        _screenshot(page, "compare")
+        # All rows: the switch off shows rows that are the same too.
+        page.locator(".mlt-only").first.click()
+        _wait(lambda: page.locator("table.mlt-compare tbody tr:not(.differs)").count() > 0, "rows that are the same")
+        page.wait_for_timeout(300)
+        assert page.evaluate("() => window.__pwned") is None
+    finally:
+        dash.stop()
+
+
+def test_summary_links_ticked_runs_to_compare(open_page: Callable[..., Any], experiment: dict[str, Any]) -> None:
+    page = open_page("summary", "best by f1")
+    boxes = page.locator(".tabulator-row input[type=checkbox]")
+    boxes.nth(0).click()
+    boxes.nth(1).click()
+    link = page.locator('[data-testid="compare-link"]')
+    link.wait_for()
+    assert "Compare 2 runs" in link.inner_text()
+    link.click()
+    page.wait_for_url(re.compile(r"/compare\?"))
+    page.locator('[data-testid="compare-params"], [data-testid="compare-params-empty"]').first.wait_for()
+
+
+# -- a run still recording ---------------------------------------------------------------------
+
+_TIMELINE = """() => {
+    const m = Bokeh.documents.flatMap(d => [...d.all_models]).find(m => m.name === "memory-timeline");
+    if (!m) return null;
+    const src = m.renderers.map(r => r.data_source).find(s => s && s.data && s.data.rss_gib);
+    return {id: m.id, x0: m.x_range.start, x1: m.x_range.end, y1: m.y_range.end, n: src ? src.data.t.length : 0};
+}"""
+_ZOOM = """() => {
+    const m = Bokeh.documents.flatMap(d => [...d.all_models]).find(m => m.name === "memory-timeline");
+    // What Bokeh's zoom tools do: mark the range as set by the reader, then set it.
+    m.x_range.have_updated_interactively = true;
+    m.x_range.setv({start: 2.0, end: 8.0});
+    m.y_range.setv({start: 0.5, end: 1.5});
+}"""
+
+
+def test_live_run_page_keeps_the_readers_zoom(open_page: Callable[..., Any], tmp_path: Path) -> None:
+    import threading
+
+    root = layout.ensure_layout(tmp_path / "live")
+    writer_id = layout.new_writer_id()
+    w = JournalWriter(root / layout.JOURNALS / journal_name(writer_id, "kernel"))
+    start = int(time.time() * 1e6) - 20_000_000
+    run_id = writer_id + "-live"
+    w.write("sessions", {"session_id": writer_id, "started_at": start, "status": "running"})
+    w.write(
+        "runs",
+        {"run_id": run_id, "name": "training", "session_id": writer_id, "status": "running", "started_at": start},
+    )
+    w.write(
+        "cells",
+        {
+            "session_id": writer_id,
+            "cell_seq": 1,
+            "execution_count": 1,
+            "code": "# mlt: record start name=training\nfit()",
+            "run_id": run_id,
+            "run_name": "training",
+            "started_at": start,
+            "status": "running",
+        },
+    )
+    stop = threading.Event()
+
+    def sample(t_us: int) -> None:
+        rss = int((1 + 0.02 * (t_us - start) / 1e6) * 2**30)
+        w.write(
+            "samples",
+            {
+                "session_id": writer_id,
+                "t": t_us,
+                "rss_bytes": rss,
+                "cpu_percent": 100.0,
+                "cell_seq": 1,
+                "run_id": run_id,
+            },
+        )
+        w.write(
+            "metrics",
+            {
+                "run_id": run_id,
+                "session_id": writer_id,
+                "name": "loss",
+                "step": t_us // 1_000_000 % 100000,
+                "value": 1e6 / t_us,
+            },
+        )
+
+    for t in range(start, start + 20_000_000, 500_000):
+        sample(t)
+
+    def kernel() -> None:  # the kernel goes on writing while the reader looks
+        while not stop.wait(0.5):
+            sample(int(time.time() * 1e6))
+
+    thread = threading.Thread(target=kernel, daemon=True)
+    thread.start()
+    dash = Dashboard(root)
+    try:
+        page = open_page(f"run?run={run_id}", "peak RAM", base=dash)
+        _wait(lambda: (page.evaluate(_TIMELINE) or {}).get("n", 0) > 0, "the memory timeline")
+        page.evaluate(_ZOOM)
+        before = page.evaluate(_TIMELINE)
+        _wait(lambda: page.evaluate(_TIMELINE)["n"] > before["n"], "a refresh with new samples")
+        first = page.evaluate(_TIMELINE)["n"]
+        _wait(lambda: page.evaluate(_TIMELINE)["n"] > first, "a second refresh")
+        after = page.evaluate(_TIMELINE)
+        assert after["id"] == before["id"]  # the same figure, not a new one
+        assert (after["x0"], after["x1"]) == (2.0, 8.0)
+        assert after["y1"] == 1.5
+    finally:
+        stop.set()
+        thread.join()
+        w.close()
+        dash.stop()

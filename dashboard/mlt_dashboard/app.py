@@ -52,14 +52,15 @@ class AppConfig:
 def page_classes() -> dict[str, type[Page]]:
     """The pages by slug (importing them: Panel, Bokeh)."""
     from mlt_dashboard.cells import CellsPage
+    from mlt_dashboard.compare import ComparePage
     from mlt_dashboard.documents import DocumentsPage
     from mlt_dashboard.run import RunPage
     from mlt_dashboard.summary import SummaryPage
 
-    return {p.slug: p for p in (SummaryPage, RunPage, CellsPage, DocumentsPage)}
+    return {p.slug: p for p in (SummaryPage, RunPage, ComparePage, CellsPage, DocumentsPage)}
 
 
-NAV = (("summary", "Summary"), ("run", "Run"), ("cells", "Cells"), ("documents", "Documents"))
+NAV = (("summary", "Summary"), ("run", "Run"), ("compare", "Compare"), ("cells", "Cells"), ("documents", "Documents"))
 
 
 class Shell(pn.viewable.Viewer):

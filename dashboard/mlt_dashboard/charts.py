@@ -253,12 +253,17 @@ def _paired_bars(
         )
         p.add_tools(_hover([bars], [("run", "run"), ("", "text")]))
     p.x_range = Range1d(start=0, end=(top or 1.0) * 1.45)
+    style_bars(p)
+    return p
+
+
+def style_bars(p: Any) -> None:
+    """The look of a horizontal bar chart: legend bottom right, no grid lines across the bars."""
     p.legend.location = "bottom_right"
     p.legend.label_text_font_size = "11px"
     p.legend.background_fill_alpha = 0.7
     p.yaxis.major_label_text_font_size = "11px"
     p.ygrid.grid_line_color = None
-    return p
 
 
 def pareto_chart(runs: pd.DataFrame, metric: str, cost: str, colours: Mapping[str, str]) -> Any:
@@ -476,6 +481,7 @@ def timeline_chart(
     if limit is not None:
         top = max(top, limit / GiB)
     p.y_range = Range1d(start=0, end=top * 1.22 or 1.0)
+    p.tags = [{"y_end": p.y_range.end}]  # the end we chose: a different one is the reader's zoom
     start = pd.Timestamp(run_started)
     if limit is not None:
         _limit_lines(p, limit, guard)
@@ -574,6 +580,55 @@ def timeline_chart(
     p.center = [r for r in p.center if r is not legend]
     p.add_layout(legend, "above")
     return p
+
+
+def update_in_place(old: Any, new: Any) -> bool:
+    """Give the shown figure *old* the data and annotations of *new*, built the same way from newer data.
+
+    The renderers, their hover tools and the ranges stay the same models, so
+    the reader's zoom and pan stay (a replaced figure starts over), and new points
+    arrive as a stream where the old ones are a prefix. Returns False, changing
+    nothing, when *new* is drawn differently (another line, another axis): the
+    caller shows *new* instead.
+    """
+    pairs = list(zip(old.renderers, new.renderers, strict=False))
+    if (
+        len(old.renderers) != len(new.renderers)
+        or any(type(a.glyph) is not type(b.glyph) for a, b in pairs)
+        or set(old.extra_y_ranges) != set(new.extra_y_ranges)
+    ):
+        return False
+    for a, b in pairs:
+        _move_data(a.data_source, b.data_source)
+    keep = [m for m in old.center if not isinstance(m, BoxAnnotation | Label | Span)]
+    old.center = keep + [m for m in new.center if isinstance(m, BoxAnnotation | Label | Span)]
+    for m in list(new.center):  # out of the new figure: a model lives in one place
+        new.center.remove(m)
+    chosen = old.tags[0].get("y_end") if old.tags and isinstance(old.tags[0], dict) else None
+    if chosen is not None and isinstance(old.y_range, Range1d) and old.y_range.end == chosen and new.tags:
+        old.y_range.end = new.tags[0]["y_end"]  # the reader has not zoomed: follow the data
+        old.tags = list(new.tags)
+    return True
+
+
+def _move_data(old: ColumnDataSource, new: ColumnDataSource) -> None:
+    """*old* gets *new*'s columns: the rows added, as a stream, when the old rows are unchanged."""
+    a, b = old.data, new.data
+    if set(a) == set(b):
+        n = len(next(iter(a.values()), []))
+        m = len(next(iter(b.values()), []))
+        if m >= n and all(_same_prefix(a[k], b[k], n) for k in a):
+            if m > n:
+                old.stream({k: list(b[k][n:]) for k in b})
+            return
+    old.data = dict(b)
+
+
+def _same_prefix(a: Any, b: Any, n: int) -> bool:
+    try:
+        return bool(np.array_equal(np.asarray(a, dtype=object), np.asarray(b[:n], dtype=object)))
+    except (TypeError, ValueError):
+        return False
 
 
 def _limit_lines(p: Any, limit: float, guard: float | None) -> None:

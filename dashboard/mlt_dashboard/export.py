@@ -23,7 +23,7 @@ import pandas as pd
 from bokeh.embed import components
 from bokeh.resources import Resources
 
-from mlt_dashboard import charts, fragments, style
+from mlt_dashboard import charts, comparison, fragments, style
 from mlt_dashboard.fragments import (
     RunData,
     default_metric,
@@ -200,7 +200,34 @@ def _run_section(source: Source, index: int, run_id: str, out: Charts) -> Markup
     blocks = plots_with_notes(source, data.plots, data.notes)
     if blocks:
         parts += [el("h3", "Plots and notes"), *blocks]
+    provenance = source.compare((run_id,)).provenance
+    if not provenance.empty:
+        table = comparison.table_html(
+            "Provenance", provenance, [str(data.run["name"])], only_differences=False, slug=f"provenance-{index}"
+        )
+        parts.append(el("details", el("summary", "Provenance: machine, git, packages, environment"), table))
     return el("section", join(parts), class_="run", id=f"run-{index}")
+
+
+def _compare(source: Source, run_ids: Sequence[str], out: Charts) -> Markup:
+    """The compare view of *run_ids* (the best runs): what differs, the code, memory and curves overlaid."""
+    view = comparison.Comparison.load(source, run_ids)
+    parts = [
+        el("p", f"The {len(run_ids)} best runs side by side; only what differs between them.", class_="mlt-muted"),
+        comparison.tables_html(view.diff, only_differences=True),
+        comparison.code_html(view.diff),
+    ]
+    memory = comparison.memory_chart(view)
+    if memory is not None:
+        parts.append(out.add(memory))
+    curves = comparison.curve_charts(view)
+    if curves:
+        parts += [el("h3", "Training curves"), el("div", join(out.add(c) for c in curves), class_="grid2")]
+    confusions = comparison.confusion_charts(view)
+    if confusions:
+        cells = [el("div", el("b", short(label, 60)), out.add(chart)) for label, chart in confusions]
+        parts += [el("h3", "Confusion matrices"), el("div", join(cells), class_="grid3")]
+    return join(parts)
 
 
 def _cells(source: Source, out: Charts) -> Markup:
@@ -271,6 +298,7 @@ def experiment_html(path: Path, out: Charts) -> Markup:
         links = join(
             [
                 el("a", "Summary", href="#summary"),
+                el("a", "Compare", href="#compare"),
                 el("a", "Cells", href="#cells"),
                 el("a", "Documents", href="#documents"),
             ],
@@ -283,8 +311,15 @@ def experiment_html(path: Path, out: Charts) -> Markup:
             el("nav", links, " · runs: ", toc, class_="toc"),
             el("h2", "Summary", id="summary"),
             _summary(source, runs, out),
-            el("h2", "Runs", id="runs"),
         ]
+        if metric and runs[metric].notna().sum() >= 2:
+            best = runs.dropna(subset=[metric]).sort_values(metric, ascending=metric in LOWER_IS_BETTER)
+            ids = list(best["run_id"].head(comparison.MAX_RUNS))
+            parts += [
+                el("h2", f"The best runs compared (by {short(metric, 60)})", id="compare"),
+                _compare(source, ids, out),
+            ]
+        parts.append(el("h2", "Runs", id="runs"))
         if len(order) < len(runs):
             parts.append(
                 el(

@@ -27,6 +27,7 @@ from mlt_kernel.core.safeio import regular_file
 from mlt_kernel.core.schema import (
     SAMPLES,
 )
+from mlt_kernel.read.compare import RunDiff, collect
 from mlt_kernel.read.experiment import with_final_metrics
 from mlt_kernel.read.query import Query, Read, Window
 
@@ -216,6 +217,11 @@ class Source:
             plots=plots,
             notes=notes,
         )
+
+    @_per_version
+    def compare(self, run_ids: tuple[str, ...]) -> RunDiff:
+        """Runs side by side, every row kept (``differs`` tells which differ); the first is the baseline."""
+        return RunDiff.build(collect(self._q, run_ids), only_differences=False)
 
     def session(self, session_id: str) -> dict[str, Any] | None:
         """One kernel session, or None."""

@@ -43,6 +43,12 @@ _NO_PLOTS = style.empty(
 )
 
 
+def _show(pane: Any, fig: Any, live: bool) -> None:
+    """Show *fig* in *pane*: on a live refresh, as new data in the figure already there."""
+    if not (live and pane.object is not None and charts.update_in_place(pane.object, fig)):
+        pane.object = fig
+
+
 def _section(title: str) -> Any:
     return html(el("div", title, class_="mlt-section"))
 
@@ -132,6 +138,10 @@ class RunPage(Page):
             return
         if not force and data.same_as(self.data):
             return
+        # A refresh of the run shown (still recording) moves the new points into the
+        # charts already drawn, so the reader's zoom and pan stay.
+        shown = self.data.run if self.data is not None else None
+        live = not force and shown is not None and shown["run_id"] == run_id
         self.data = data
         self.empty.visible, self.content.visible = False, True
         run = data.run
@@ -139,23 +149,23 @@ class RunPage(Page):
         self.killed.visible = run["status"] == "killed"
         if self.killed.visible:
             self.killed.object = killed_html(data)
-        self._draw_timeline(data)
+        self._draw_timeline(data, live)
         curves = charts.training_charts(data.steps)
         self.no_curves.visible = not curves
         for pane, fig in zip((self.losses, self.other_curves), [*curves, None, None], strict=False):
             pane.visible = fig is not None
             if fig is not None:
-                pane.object = fig
+                _show(pane, fig, live)
         self._draw_predictions()
         blocks = plots_with_notes(self.source, data.plots, data.notes)
         self.plots.object = "".join(blocks) if blocks else _NO_PLOTS
 
-    def _draw_timeline(self, data: RunData) -> None:
+    def _draw_timeline(self, data: RunData, live: bool) -> None:
         self.no_timeline.visible = data.timeline.empty
         self.timeline.visible = not data.timeline.empty
         if data.timeline.empty or data.run is None:
             return
-        self.timeline.object = fragments.timeline(data)
+        _show(self.timeline, fragments.timeline(data), live)
 
     def _draw_predictions(self) -> None:
         data = self.data

@@ -65,6 +65,31 @@ CSS = """
 figure.mlt-plot { margin: 0.4rem 0; }
 figure.mlt-plot img { max-width: 100%; border: 1px solid var(--mlt-line); border-radius: 6px; }
 figure.mlt-plot figcaption { color: var(--mlt-muted); font-size: 0.85rem; }
+.mlt-scroll { overflow-x: auto; }
+a.mlt-button { display: inline-block; margin-top: 1.3rem; padding: 0.3rem 0.9rem; border-radius: 6px;
+  background: var(--mlt-accent); color: #fff; text-decoration: none; font-weight: 600; font-size: 0.9rem; }
+a.mlt-button:hover { background: #3b6390; }
+table.mlt-compare { border-collapse: collapse; font-size: 0.88rem; margin: 0.3rem 0 0.6rem; }
+table.mlt-compare th, table.mlt-compare td { border: 1px solid var(--mlt-line); padding: 0.2em 0.7em;
+  text-align: left; overflow-wrap: anywhere; max-width: 22rem; }
+table.mlt-compare thead th { background: var(--mlt-soft); }
+table.mlt-compare tbody th { font-weight: 550; font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
+table.mlt-compare tr.differs td { background: #fff8e1; }
+table.mlt-compare tr.differs th { border-left: 3px solid #f28e2b; }
+pre.mlt-diff { background: #fbfbfc; border: 1px solid var(--mlt-line); border-radius: 6px; padding: 0.4rem 0;
+  font-size: 12.5px; line-height: 1.45; overflow-x: auto; margin: 0.2rem 0 0.6rem; }
+pre.mlt-diff > div { padding: 0 0.8rem; white-space: pre; }
+pre.mlt-diff .d-add { background: #e6ffec; }
+pre.mlt-diff .d-del { background: #ffebe9; }
+pre.mlt-diff .d-hunk { color: #6e40c9; background: #f6f0ff; }
+pre.mlt-diff .d-file { color: var(--mlt-muted); }
+pre.mlt-diff .d-mark { display: inline-block; width: 1.2em; color: var(--mlt-muted); user-select: none; }
+pre.mlt-diff .k, pre.mlt-diff .kn, pre.mlt-diff .kc, pre.mlt-diff .ow { color: #cf222e; }
+pre.mlt-diff .s, pre.mlt-diff .s1, pre.mlt-diff .s2, pre.mlt-diff .sd { color: #0a3069; }
+pre.mlt-diff .mi, pre.mlt-diff .mf { color: #0550ae; }
+pre.mlt-diff .c, pre.mlt-diff .c1 { color: #6e7781; font-style: italic; }
+pre.mlt-diff .nf, pre.mlt-diff .nc { color: #8250df; }
+pre.mlt-diff .nb, pre.mlt-diff .bp { color: #953800; }
 """
 
 

@@ -9,7 +9,8 @@ import pandas as pd
 import panel as pn
 from bokeh.models.widgets.tables import NumberFormatter, StringFormatter
 
-from mlt_dashboard import charts, style
+from mlt_dashboard import charts, importance, style
+from mlt_dashboard.comparison import MAX_RUNS
 from mlt_dashboard.fragments import default_metric, summary_cards
 from mlt_dashboard.markup import el, header, short, trusted
 from mlt_dashboard.page import Page, bokeh, html, set_options
@@ -113,6 +114,7 @@ class SummaryPage(Page):
         )
         self.cards = html()
         self.hint = html()
+        self.compare_link = html(visible=False)
         self.table = pn.widgets.Tabulator(
             pd.DataFrame(),
             show_index=False,
@@ -137,11 +139,15 @@ class SummaryPage(Page):
         self.time = bokeh(None, min_height=180)
         self.memory = bokeh(None, min_height=180)
         self.parallel = bokeh(None, min_height=320, visible=False)
+        self.importance = bokeh(None, min_height=200, visible=False)
+        self.importance_hint = html(visible=False)
         self.charts = pn.Column(
             pn.Row(self.pareto, self.metrics_per_run, sizing_mode="stretch_width"),
             self.no_metrics,
             pn.Row(self.time, self.memory, sizing_mode="stretch_width"),
             self.parallel,
+            self.importance,
+            self.importance_hint,
             sizing_mode="stretch_width",
         )
         self.table.param.watch(lambda _e: self._draw_charts(), "selection")
@@ -150,7 +156,7 @@ class SummaryPage(Page):
         self._fill_table()
         self._draw(with_charts=False)
         # The charts follow as soon as the page is shown: the table comes first.
-        pn.state.onload(self._draw_charts)
+        pn.state.onload(self._draw_charts_after_load)
 
     # -- data ---------------------------------------------------------------------
     def refresh(self) -> None:
@@ -182,6 +188,18 @@ class SummaryPage(Page):
         if selected:
             self.table.selection = [i for i, r in enumerate(frame["run_id"]) if r in set(selected)]
 
+    def _draw_compare_link(self) -> None:
+        """Two to six ticked runs: a link to compare them; more: how many the compare page takes."""
+        ids = self._selected_ids()
+        self.compare_link.visible = len(ids) >= 2
+        if len(ids) > MAX_RUNS:
+            self.compare_link.object = el("div", f"Tick at most {MAX_RUNS} runs to compare them.", class_="mlt-muted")
+        elif len(ids) >= 2:
+            href = self.links.href("compare", runs=",".join(ids))
+            self.compare_link.object = el(
+                "a", f"Compare {len(ids)} runs →", href=href, class_="mlt-button", data_testid="compare-link"
+            )
+
     def _selected_ids(self) -> list[str]:
         frame = self.table.value
         if frame is None or frame.empty:
@@ -206,7 +224,17 @@ class SummaryPage(Page):
         self.charts.visible = True
         self.cards.object = summary_cards(self.runs, metric, self.source.counts()["guarded_runs"])
         if with_charts:
-            self._draw_charts()
+            self._draw_all_charts()
+
+    def _draw_all_charts(self) -> None:
+        self._draw_charts()
+        self._draw_importance()
+
+    def _draw_charts_after_load(self) -> None:
+        self._draw_charts()
+        # On the next tick, so the other charts reach the browser first: the first forest
+        # of a server also imports scikit-learn (about a second).
+        pn.state.execute(self._draw_importance, schedule=True)
 
     def _draw_charts(self) -> None:
         runs = self.runs
@@ -233,6 +261,7 @@ class SummaryPage(Page):
             shown = runs
             note = "Tick rows in the table to narrow the charts."
         self.hint.object = el("div", note, class_="mlt-muted")
+        self._draw_compare_link()
         has_metrics = bool(metric and metrics)
         self.pareto.visible = self.metrics_per_run.visible = has_metrics
         self.no_metrics.visible = not has_metrics
@@ -256,12 +285,32 @@ class SummaryPage(Page):
         if parallel is not None:
             self.parallel.object = parallel
 
+    def _draw_importance(self) -> None:
+        """Parameter importance for the chosen metric, over all runs (a selection does not narrow it).
+
+        Drawn only when the metric or the runs change: the forest is the
+        slowest thing on the page.
+        """
+        metric = self.metric.value
+        table = importance.param_importance(self.runs, metric) if metric else None
+        self.importance.visible = table is not None
+        self.importance_hint.visible = table is None and not self.runs.empty
+        if table is not None:
+            self.importance.object = importance.importance_chart(table, metric)
+            return
+        what = short(metric, 60) if metric else "a metric"
+        if metric and len(importance.usable_runs(self.runs, metric)) >= importance.MIN_RUNS:
+            note = f"Parameter importance for {what} needs a param and {what} that vary across the runs."
+        else:
+            note = f"Parameter importance appears once {importance.MIN_RUNS} runs have params and {what}."
+        self.importance_hint.object = el("div", note, class_="mlt-muted", data_testid="param-importance-hint")
+
     def __panel__(self) -> Any:
         return pn.Column(
             self.cards,
             pn.pane.Markdown("### Runs", margin=(10, 10, 0, 10)),
             self.table,
-            pn.Row(self.metric, self.cost, self.hint, sizing_mode="stretch_width"),
+            pn.Row(self.metric, self.cost, self.hint, self.compare_link, sizing_mode="stretch_width"),
             self.charts,
             sizing_mode="stretch_width",
         )
