@@ -657,6 +657,7 @@ def _wait(predicate: Callable[[], bool], what: str, timeout: float = 15.0) -> No
 
 # -- compare --------------------------------------------------------------------------------
 
+HOSTILE_NAME = "hostile<img src=x onerror=window.__pwned=3>"
 HOSTILE_CODE = "# mlt: record name=hostile\nx = '</script><img src=x onerror=\"window.__pwned=1\">'\n<b>bold</b>"
 
 
@@ -685,7 +686,7 @@ def _append_hostile_run(path: Path) -> str:
         "runs",
         {
             "run_id": run_id,
-            "name": "hostile",
+            "name": HOSTILE_NAME,
             "session_id": writer_id,
             "status": "finished",
             "started_at": now - 4_000_000,
@@ -720,7 +721,10 @@ def test_compare_page_shows_differences_code_and_charts(
         page.locator('[data-testid="compare-code"]').first.wait_for()
         code = "\n".join(page.locator(".mlt-diff").all_inner_texts())
         assert "</script><img src=x" in code and "<b>bold</b>" in code  # shown as text
-        assert page.locator(".mlt-diff img, .mlt-compare img").count() == 0
+        assert page.locator("img[src=x]").count() == 0  # tables, diff, and the run picker's labels
+        page.locator(".choices").first.click()  # the picker's dropdown lists every run's name
+        page.wait_for_timeout(300)
+        assert page.locator("img[src=x]").count() == 0
         assert (
             page.locator('[data-testid="compare-provenance"]').count()
             + page.locator('[data-testid="compare-provenance-empty"]').count()

@@ -127,6 +127,14 @@ def test_hostile_param_names_stay_plain_strings() -> None:
         assert all(value.startswith("@{") for _, value in tool.tooltips)
 
 
+def test_a_param_too_large_for_a_float_is_an_extreme_not_an_error() -> None:
+    rng = np.random.default_rng(3)
+    values = list(rng.random(6))
+    params = [{"lr": float(v), "huge": 10**400 if i == 0 else i} for i, v in enumerate(values)]
+    table = param_importance(_runs(params, values), "f1")
+    assert table is not None and set(table["param"]) == {"lr", "huge"}
+
+
 def test_importing_the_dashboard_does_not_import_scikit_learn() -> None:
     code = "import sys, mlt_dashboard.importance, mlt_dashboard.summary; print('sklearn' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

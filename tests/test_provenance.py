@@ -32,9 +32,18 @@ SECRET = "hunter2-not-for-the-record"
         (f"me:{TOKEN}@host:o/r.git", "host:o/r.git"),
         ("/srv/git/a@b/r.git", "/srv/git/a@b/r.git"),
         ("file:///srv/r.git", "file:///srv/r.git"),
+        (f"persistent-https::https://{TOKEN}@github.com/o/r", "persistent-https::https://github.com/o/r"),
+        (f"hg::https://user:{TOKEN}@host/r", "hg::https://host/r"),
+        (f"ftp://{TOKEN}@host/r", "ftp://host/r"),
+        (f"HTTPS://{TOKEN}@Host/r", "https://host/r"),
+        (f"user:{TOKEN}@ss@host:o/r", "host:o/r"),
+        (f"user:p/{TOKEN}@host:o/r", "host:o/r"),
+        ("git@host:path/with@at", "git@host:path/with@at"),
+        (f"https://{TOKEN}@host/r\nhttps://{TOKEN}@host", None),
+        (f"https://{TOKEN}@[::1/o/r", None),
     ],
 )
-def test_remote_urls_lose_their_credentials(url: str, kept: str) -> None:
+def test_remote_urls_lose_their_credentials(url: str, kept: str | None) -> None:
     assert clean_remote(url) == kept
 
 
@@ -204,3 +213,41 @@ def test_diff_shows_the_one_param_and_the_one_line_that_changed(start_kernel, tm
     assert lineage.count("\n+alpha = 0.2") == 1 and "-alpha" not in lineage
     with pytest.raises(ValueError, match="at least two runs"):
         e.compare([a])
+
+
+def test_a_repositorys_filters_never_run(tmp_path: Path) -> None:
+    """A folder copied with its .git brings its configuration: its clean filter must not run."""
+    repo = tmp_path / "repo"
+    _repo(repo)
+    marker = tmp_path / "ran"
+    (repo / ".gitattributes").write_text("* filter=x\n")
+    _git(repo, "config", "filter.x.clean", f"sh -c 'touch {marker}; cat'")
+    _git(repo, "config", "filter.y.process", f"sh -c 'touch {marker}'")
+    (repo / "train.py").write_text("x = 3\n")
+    assert git(repo)["git_dirty"] is True
+    assert not marker.exists()
+
+
+def test_compare_labels_stay_unique_and_hostile_headers_stay_text() -> None:
+    from mlt_kernel.read.compare import RunDiff, RunFacts, _label
+    from mlt_kernel.read.replay import _header
+
+    def facts(run_id: str, name: str) -> RunFacts:
+        return RunFacts(run_id, name, "finished", {"a": 1}, {}, {}, "", "")
+
+    runs = [facts("x-00000001", "dup"), facts("y-00000001", "dup"), facts("z", "dup (00000001)"), facts("w", "differs")]
+    _label(runs)
+    labels = [f.label for f in runs]
+    assert len(set(labels)) == 4 and "differs" not in labels
+    assert list(RunDiff.build(runs, only_differences=False).params.columns) == [*labels, "differs"]
+    empty = RunDiff.build([])
+    assert empty.params.empty and str(empty).startswith("Runs: ")
+
+    evil = "![x](https://evil.example/p.png) <img src=x onerror=alert(1)> `code`"
+    header = _header(
+        {"name": evil, "run_id": "r", "packages": {evil: evil}},
+        {"notebook": evil, "hostname": evil, "git_commit": "abc", "git_branch": evil, "git_remote": evil},
+        None,
+    )
+    # Every value from the folder sits in a code span: Markdown shows it, never renders it.
+    assert "](" not in header.replace("`![x](https://evil.example/p.png) <img src=x onerror=alert(1)> 'code'`", "")

@@ -76,7 +76,8 @@ class ComparePage(Page):
 
     def _options(self) -> dict[str, str]:
         runs = self.source.runs()
-        return {run_label(r): r["run_id"] for _, r in runs.iloc[::-1].iterrows()}
+        # Escaped: the picker's dropdown (Choices.js) writes its labels as HTML.
+        return {str(text(run_label(r))): r["run_id"] for _, r in runs.iloc[::-1].iterrows()}
 
     def refresh(self) -> None:
         options = self._options()

@@ -28,6 +28,8 @@ from mlt_kernel.read.compare import RunDiff
 MAX_RUNS = 6
 #: Training-curve metrics overlaid at most (the first ones logged).
 MAX_CURVES = 4
+#: Lines of a code diff shown (each is highlighted on the server).
+MAX_DIFF_LINES = 1500
 #: Characters of a value shown in a table cell (the whole value is its tooltip).
 VALUE_CHARS = 60
 
@@ -126,9 +128,11 @@ def _highlight(code: str) -> Markup:
 
 
 def diff_html(text: str) -> Markup:
-    """A unified diff as lines marked added, removed or context, the code highlighted."""
+    """A unified diff as lines marked added, removed or context, the code highlighted (the first
+    ``MAX_DIFF_LINES``; a note says how many more there are)."""
     lines = []
-    for line in text.splitlines():
+    all_lines = text.splitlines()
+    for line in all_lines[:MAX_DIFF_LINES]:
         if line.startswith(("+++", "---")):
             lines.append(el("div", line, class_="d-file"))
         elif line.startswith("@@"):
@@ -136,6 +140,8 @@ def diff_html(text: str) -> Markup:
         else:
             kind = {"+": "d-add", "-": "d-del"}.get(line[:1], "d-ctx")
             lines.append(el("div", el("span", line[:1] or " ", class_="d-mark"), _highlight(line[1:]), class_=kind))
+    if len(all_lines) > MAX_DIFF_LINES:
+        lines.append(el("div", f"… {len(all_lines) - MAX_DIFF_LINES} more lines of the diff", class_="d-file"))
     return el("pre", *lines, class_="mlt-diff")
 
 

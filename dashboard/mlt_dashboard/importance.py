@@ -115,7 +115,7 @@ def _encode(values: list[Any]) -> tuple[np.ndarray, np.ndarray | None] | None:
     if len(present) < 2:
         return None
     if all(_is_number(v) for v in present):
-        as_float = np.array([float(v) if not is_missing(v) else math.nan for v in values])
+        as_float = np.array([_float(v) for v in values])
         as_float[~np.isfinite(as_float)] = math.nan  # an infinite param says nothing a forest can split on
         known = as_float[~np.isnan(as_float)]
         if len(known) < 2 or np.ptp(known) == 0:
@@ -143,6 +143,16 @@ def _pearson(values: np.ndarray | None, target: np.ndarray) -> float:
     with np.errstate(all="ignore"):  # params of 1e300 overflow; the answer is then NaN, not a warning
         r = float(np.corrcoef(x, y)[0, 1])
     return r if math.isfinite(r) else math.nan
+
+
+def _float(value: Any) -> float:
+    """*value* as a float; NaN when missing, infinite when too large for one (an int of 400 digits)."""
+    if is_missing(value):
+        return math.nan
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def _is_number(value: Any) -> bool:

@@ -52,33 +52,42 @@ def notebook(lineage: pd.DataFrame, run: Mapping[str, Any], session: Mapping[str
     return nb
 
 
+def _code(value: Any, limit: int = 200) -> str:
+    """*value* as a Markdown code span: text from a folder never becomes a link, an image or HTML."""
+    line = " ".join(str(value).split()).replace("`", "'")
+    return f"`{line[:limit]}`"
+
+
 def _header(run: Mapping[str, Any], session: Mapping[str, Any], exp_path: str | None) -> str:
-    where = session.get("notebook") or "a notebook MLTrack was not told the name of"
-    host = session.get("hostname") or "an unknown host"
+    where = _code(session["notebook"]) if session.get("notebook") else "a notebook MLTrack was not told the name of"
+    host = _code(session["hostname"]) if session.get("hostname") else "an unknown host"
     lines = [
-        f"# Replay of run `{run['name']}`",
+        f"# Replay of run {_code(run['name'])}",
         "",
-        f"Run `{run['run_id']}` of session `{session.get('session_id') or run.get('session_id')}`, "
+        f"Run {_code(run['run_id'])} of session {_code(session.get('session_id') or run.get('session_id'))}, "
         f"recorded from {where} on {host}, started {run.get('started_at')}.",
         "",
         "The code cells below are the cells that ran in that session, in the order they ran, "
         "through the run's last cell.",
     ]
     if session.get("git_commit"):
-        branch = f" on branch `{session['git_branch']}`" if session.get("git_branch") else ""
+        branch = f" on branch {_code(session['git_branch'])}" if session.get("git_branch") else ""
         dirty = " with uncommitted changes to tracked files" if session.get("git_dirty") else ""
-        remote = f" of `{session['git_remote']}`" if session.get("git_remote") else ""
-        lines += ["", f"The notebook's folder was at git commit `{session['git_commit']}`{branch}{remote}{dirty}."]
+        remote = f" of {_code(session['git_remote'])}" if session.get("git_remote") else ""
+        lines += ["", f"The notebook's folder was at git commit {_code(session['git_commit'])}{branch}{remote}{dirty}."]
     packages = run.get("packages")
     if isinstance(packages, Mapping):
         differ = different_packages(packages)
         if differ:
             lines += ["", "Packages that differ from this environment (then → now):", ""]
-            lines += [f"- `{dist}` {then} → {now or 'not installed'}" for dist, then, now in differ]
+            lines += [
+                f"- {_code(dist)} {_code(then)} → {_code(now) if now else 'not installed'}"
+                for dist, then, now in differ
+            ]
         else:
             lines += ["", f"The {len(packages)} packages it imported have the same versions here."]
     if exp_path is not None:
-        lines += ["", f"It records into `{exp_path}`."]
+        lines += ["", f"It records into {_code(exp_path, 1000)}."]
     return "\n".join(str(line) for line in lines)
 
 

@@ -21,11 +21,12 @@ import json
 import logging
 import os
 import platform
+import re
 import subprocess
 import sys
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,35 +62,54 @@ log = logging.getLogger("mlt_kernel.recording.provenance")
 # -- gathered in the helper process -------------------------------------------
 
 
-def clean_remote(url: str) -> str:
-    """*url* without credentials: no user or password for http(s), no password elsewhere, no query.
+def clean_remote(url: str) -> str | None:
+    """*url* without credentials; None when it cannot be read safely.
 
-    ``https://user:ghp_x@github.com/o/r.git`` -> ``https://github.com/o/r.git``;
-    ``ssh://git@host/r`` and ``git@host:o/r`` keep their user name, which is
-    not a secret; a local path is kept as it is.
+    ``https://user:ghp_x@github.com/o/r.git`` -> ``https://github.com/o/r.git``:
+    no user or password for any scheme but ``ssh`` (whose user name, ``git@``,
+    is not a secret; its password is dropped), no query or fragment. The
+    ``transport::address`` form (``persistent-https::https://…``) is cleaned
+    after its ``::``; ``git@host:o/r`` keeps its user, ``user:password@host:o/r``
+    loses both; a local path is kept as it is. A value with control characters
+    (several URLs on escaped lines) is not kept at all.
     """
     url = url.strip()
-    if "://" not in url:  # git@host:o/r (kept), user:password@host:o/r, or a path
-        head, at, tail = url.partition("@")
-        return tail if at and ":" in head and "/" not in head else url
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
+    if not url or any(ord(c) < 32 or ord(c) == 127 for c in url):
+        return None
+    transport, sep, rest = url.partition("::")
+    if sep and transport and not any(c in transport for c in "/:@"):
+        cleaned = clean_remote(rest)
+        return None if cleaned is None else f"{transport}::{cleaned}"
+    if "://" not in url:
+        scp = _SCP_LIKE.match(url)  # [user[:password]@]host:path; the last '@' before the host is the end
+        if scp is not None and ":" in scp.group("userinfo"):
+            return scp.group("rest")
+        return url
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return None
     if ":" in host:
         host = f"[{host}]"
-    with contextlib.suppress(ValueError):
-        if parts.port is not None:
-            host += f":{parts.port}"
-    keep_user = parts.scheme not in ("http", "https") and parts.username and parts.password is None
+    if port is not None:
+        host += f":{port}"
+    keep_user = parts.scheme.lower() in _SSH and parts.username and parts.password is None
     netloc = f"{parts.username}@{host}" if keep_user else host
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def _git(folder: Path, *args: str) -> str | None:
+_SSH = ("ssh", "git+ssh", "ssh+git")
+_SCP_LIKE = re.compile(r"^(?P<userinfo>.*)@(?P<rest>[^@/:]+:.*)$", re.S)
+
+
+def _git(folder: Path, *args: str, config: Sequence[str] = ()) -> str | None:
     env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_OPTIONAL_LOCKS="0", LC_ALL="C")
     try:
         out = subprocess.run(
             # No fsmonitor: a repository's configuration must not run a program of its choosing here.
-            ["git", "-c", "core.fsmonitor=false", "-C", str(folder), *args],
+            ["git", "-c", "core.fsmonitor=false", *config, "-C", str(folder), *args],
             capture_output=True,
             text=True,
             timeout=GIT_TIMEOUT_S,
@@ -101,11 +121,27 @@ def _git(folder: Path, *args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+def _no_filters(folder: Path) -> list[str]:
+    """``-c`` options that switch off every content filter the repository configures.
+
+    ``git status`` runs a file's ``clean`` filter (or its ``process``) to compare
+    it: a program named in the folder's ``.git/config``, which a copied folder
+    brings along. Empty drivers run nothing.
+    """
+    listed = _git(folder, "config", "--name-only", "--get-regexp", r"^filter\.") or ""
+    names = {line.rsplit(".", 1)[0] for line in listed.splitlines() if line.startswith("filter.")}
+    out: list[str] = []
+    for name in sorted(names):
+        for key in ("clean", "smudge", "process"):
+            out += ["-c", f"{name}.{key}="]
+    return out
+
+
 def git(folder: Path) -> dict[str, Any]:
     """``git_commit``, ``git_branch``, ``git_dirty``, ``git_remote`` of *folder*; empty outside a repository."""
     if _git(folder, "rev-parse", "--is-inside-work-tree") != "true":
         return {}
-    status = _git(folder, "status", "--porcelain", "--untracked-files=no")
+    status = _git(folder, "status", "--porcelain", "--untracked-files=no", config=_no_filters(folder))
     remote = _git(folder, "config", "--get", "remote.origin.url")
     if remote is None:
         first = (_git(folder, "remote") or "").split()
