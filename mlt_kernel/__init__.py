@@ -19,12 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from mlt_kernel.api import (
     _note_cell,  # noqa: F401 - what a note cell runs: __import__('mlt_kernel')._note_cell(…)
+    autolog,
     current_run,
     log_metric,
     log_metrics,
     log_params,
     log_predictions,
     note,
+    run,
     start,
     stop,
 )
@@ -42,6 +44,7 @@ from mlt_kernel.core.errors import (
     UnsafeFileError,
 )
 from mlt_kernel.core.version import __version__
+from mlt_kernel.recording.runs import Run
 
 if TYPE_CHECKING:
     from mlt_kernel.experiment import Experiment
@@ -56,10 +59,12 @@ __all__ = [
     "MemoryGuardInterrupt",
     "NotRecordingError",
     "PlotPathError",
+    "Run",
     "RunError",
     "UnknownRunError",
     "UnsafeFileError",
     "__version__",
+    "autolog",
     "current_run",
     "load_ipython_extension",
     "log_metric",
@@ -67,6 +72,7 @@ __all__ = [
     "log_params",
     "log_predictions",
     "note",
+    "run",
     "start",
     "stop",
     "unload_ipython_extension",

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from mlt_kernel.core.errors import NotRecordingError, RunError, UnknownRunError
 from mlt_kernel.core.schema import METRICS
 from mlt_kernel.recording import current
+from mlt_kernel.recording.runs import Run
 
 if TYPE_CHECKING:
     from mlt_kernel.read.experiment import Experiment
@@ -37,14 +38,42 @@ def current_run() -> str | None:
     return rec.run.run_id if rec.run is not None else None
 
 
-def start(name: str, **params: Any) -> str:
-    """Start a run that spans cells (like ``# mlt: record start name=…``); returns its id."""
-    return _active().start_run(name, params).run_id
+def start(name: str, **params: Any) -> Run:
+    """Start a run now; it lasts until ``mlt.stop()``, in this cell or a later one.
+
+    Started while another run is open, it is a child of that run
+    (``parent_run_id``). Returns the :class:`Run` (``id``, ``name``, ``params``;
+    ``str(run)`` is its id), which is also a context manager.
+    """
+    return _active().start_run(name, params)
 
 
-def stop() -> str:
-    """End the open run when the current cell ends (like ``# mlt: record stop``)."""
-    return _active().stop_run().run_id
+def run(name: str, **params: Any) -> Run:
+    """``with mlt.run("lr", C=1.0) as run:`` — a run for the block; ``error`` when the block raises.
+
+    Several in a loop, in one cell, are several runs, each with its own params,
+    metrics, wall and CPU time and exact peak memory.
+    """
+    return _active().start_run(name, params)
+
+
+def stop(run: Run | str | None = None) -> Run:
+    """End the innermost open run now (or *run*, with the runs started inside it).
+
+    A run opened by ``# mlt: record …`` ends when its cell does.
+    """
+    rec = _active()
+    if run is None or isinstance(run, Run):
+        return rec.stop_run(run)
+    found = next((r for r in rec.open_runs if run in (r.run_id, r.name)), None)
+    if found is None:
+        raise RunError(f"mlt.stop(): no open run is {run!r}")
+    return rec.stop_run(found)
+
+
+def autolog(on: bool = True) -> None:
+    """Record scikit-learn fits (``Experiment.fits()``), or pause that with ``autolog(False)``."""
+    _active().autologger.enable(bool(on))
 
 
 def log_params(**params: Any) -> None:
@@ -52,13 +81,16 @@ def log_params(**params: Any) -> None:
     _active().log_params(params)
 
 
-def _resolve_run(rec: Recorder, run: str | None) -> tuple[str, str]:
-    """``(run_id, name)`` of *run* (an id or a unique name), or of the open run."""
+def _resolve_run(rec: Recorder, run: str | Run | None) -> tuple[str, str]:
+    """``(run_id, name)`` of *run* (a Run, an id or a unique name), or of the innermost open run."""
     if run is None:
         open_run = rec.require_run()
         return open_run.run_id, open_run.name
-    if rec.run is not None and run in (rec.run.run_id, rec.run.name):
-        return rec.run.run_id, rec.run.name
+    if isinstance(run, Run):
+        return run.run_id, run.name
+    for open_run in reversed(rec.open_runs):
+        if run in (open_run.run_id, open_run.name):
+            return open_run.run_id, open_run.name
     row = _reader(rec.folder()).resolve_run(run)
     return row["run_id"], row["name"]
 
@@ -96,7 +128,7 @@ def _check_step(step: object) -> None:
         raise ValueError(f"step must be an integer, got {step!r}")
 
 
-def log_metrics(mapping: Mapping[str, Any], step: int | None = None, *, run: str | None = None) -> None:
+def log_metrics(mapping: Mapping[str, Any], step: int | None = None, *, run: str | Run | None = None) -> None:
     """Log several metric values at once (a training curve point when *step* is given)."""
     rec = _active()
     _check_step(step)
@@ -115,7 +147,7 @@ def log_metrics(mapping: Mapping[str, Any], step: int | None = None, *, run: str
         )
 
 
-def log_metric(name: str, value: Any, step: int | None = None, *, run: str | None = None) -> None:
+def log_metric(name: str, value: Any, step: int | None = None, *, run: str | Run | None = None) -> None:
     """Log one metric value (a training curve point when *step* is given)."""
     log_metrics({name: value}, step, run=run)
 
@@ -126,7 +158,7 @@ def log_predictions(
     *,
     y_proba: Any = None,
     labels: Any = None,
-    run: str | None = None,
+    run: str | Run | None = None,
     split: str = "test",
     task: str | None = None,
 ) -> dict[str, float]:

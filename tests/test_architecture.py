@@ -119,6 +119,7 @@ def test_the_readme_options_table_is_the_traitlets() -> None:
         "memory_limit",
         "memory_guard",
         "provenance",
+        "autolog",
     }
 
 

@@ -24,7 +24,16 @@ def test_quickstart_notebook_records_runs_metrics_plots_and_notes(tmp_path, monk
     assert list(runs.index) == ["logistic_regression", "random_forest", "gradient_boosting", "mlp"]
     assert set(runs["status"]) == {"finished"}
     assert (runs["accuracy"] > 0.9).all() and (runs["roc_auc"] > 0.9).all()
-    assert runs.loc["random_forest", "params"] == {"n_estimators": 300, "max_depth": 8}
+    # The directive's params, and what autolog saw of the model (its class, its other non-default params).
+    assert runs.loc["random_forest", "params"] == {
+        "n_estimators": 300,
+        "max_depth": 8,
+        "model": "RandomForestClassifier",
+        "random_state": 0,
+        "n_jobs": 2,
+    }
+    fits = e.fits(run="random_forest")
+    assert fits["estimator"].tolist() == ["sklearn.ensemble._forest.RandomForestClassifier"]
     curve = e.metrics("mlp").query("name == 'loss'")
     assert curve["step"].tolist() == list(range(30)) and curve["value"].is_monotonic_decreasing
     assert e.confusion_matrix("random_forest", split="train").to_numpy().sum() == 398

@@ -218,3 +218,18 @@ def test_doc_notes_survive_odd_titles_and_a_quick_shutdown(start_kernel, exp):
     many = mlt.Experiment(exp).document("Many").blocks()
     notes = mlt.Experiment(exp).notes().set_index("note_id")
     assert sorted(notes.loc[[b.content for b in many], "markdown"]) == [f"note {i}" for i in range(8)]
+
+
+def test_savefig_in_the_cell_that_first_imports_matplotlib(start_kernel, exp, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    k = start_kernel(extra_arguments=NO_WATCHER)
+    k.run(f"EXP_PATH = {str(exp)!r}")
+    reply = k.run(
+        "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+        f"plt.plot([0, 1], [1, 0]); plt.savefig({str(elsewhere / 'first.png')!r}); plt.close('all')"
+    )
+    assert reply.status == "ok"
+    plots = mlt.Experiment(exp).plots()
+    assert plots["path"].tolist() == [str(elsewhere / "first.png")]
+    assert plots["source"].tolist() == ["savefig"] and plots["cell_seq"].tolist() == [2]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+import pandas as pd
 import pytest
 
 import mlt_kernel as mlt
@@ -66,12 +69,11 @@ def test_nested_start_and_stray_stop_are_clear_errors(kernel, exp):
     assert nested.content["ename"] == "RunError"
     assert "'outer' is still open" in nested.content["evalue"]
     assert kernel.run("print('ran' in globals())").stdout.strip() == "False"
-    in_code = kernel.run("mlt.start('again')")
-    assert in_code.content["ename"] == "RunError"
     kernel.run("# mlt: record stop")
     stray = kernel.run("# mlt: record stop")
     assert stray.content["ename"] == "RunError" and "no run is open" in stray.content["evalue"]
     assert mlt.Experiment(exp).runs()["name"].tolist() == ["outer"]
+    assert kernel.run("mlt.stop()").content["ename"] == "RunError"
 
 
 def test_logging_outside_a_run_is_an_error(kernel, exp):
@@ -199,3 +201,89 @@ def test_a_replay_reproduces_the_run(kernel, exp, tmp_path):
     assert py.read_text().startswith("# %% [markdown]\n# # Replay of run `forest`")
     assert main(["replay", str(exp), "no-such-run", "-o", str(out)]) == 2
     assert main(["replay", str(exp), "forest", "-o", str(tmp_path / "forest.txt")]) == 2
+
+
+# -- runs from code: loops, blocks, children ---------------------------------------------------
+
+MiB = 2**20
+
+
+def test_a_sweep_in_one_cell_records_each_run(kernel, exp):
+    sweep = (
+        "for C in [0.1, 1.0, 10.0]:\n"
+        "    run = mlt.start(f'lr_C{C}', C=C)\n"
+        "    mlt.log_metric('acc', C / 10)\n"
+        "    mlt.stop()\n"
+        "for depth in [2, 4]:\n"
+        "    with mlt.run('tree', depth=depth) as r:\n"
+        "        mlt.log_metrics({'acc': depth / 10})\n"
+        "print(type(run).__name__, str(run) == run.id, r.name)"
+    )
+    reply = kernel.run(sweep)
+    assert reply.status == "ok", reply.content
+    assert reply.stdout.split() == ["Run", "True", "tree"]
+    e = mlt.Experiment(exp)
+    runs = e.runs()
+    assert runs["name"].tolist() == ["lr_C0.1", "lr_C1.0", "lr_C10.0", "tree", "tree"]
+    assert runs["status"].tolist() == ["finished"] * 5
+    assert list(runs["params"]) == [{"C": 0.1}, {"C": 1.0}, {"C": 10.0}, {"depth": 2}, {"depth": 4}]
+    assert runs["acc"].tolist() == pytest.approx([0.01, 0.1, 1.0, 0.2, 0.4])
+    assert runs["parent_run_id"].isna().all()
+    assert (runs["first_cell_seq"] == 2).all() and (runs["last_cell_seq"] == 2).all()
+    for run_id in runs["run_id"]:  # each run's cells: the one cell it ran in
+        assert e.cells(run=run_id)["cell_seq"].tolist() == [2]
+    assert e.lineage(runs["run_id"].iloc[2])["cell_seq"].tolist() == [1, 2]
+
+
+def test_runs_in_one_cell_get_their_own_exact_peak(kernel, exp):
+    code = (
+        "with mlt.run('big'):\n"
+        "    a = b'\\x01' * (400 * 2**20)\n"
+        "    del a\n"
+        "with mlt.run('small'):\n"
+        "    b = b'\\x01' * (50 * 2**20)\n"
+        "    del b\n"
+    )
+    assert kernel.run(code).status == "ok"
+    e = mlt.Experiment(exp)
+    runs = e.runs().set_index("name")
+    cell = e.cells().iloc[-1]
+    above = runs["peak_rss_bytes"] - runs["rss_start_bytes"]
+    assert abs(above["big"] - 400 * MiB) <= MiB  # exact within 1 MiB of the allocation
+    assert abs(above["small"] - 50 * MiB) <= MiB
+    big = runs.loc["big", "peak_rss_bytes"]
+    assert cell["peak_rss_bytes"] >= big  # the cell's own peak stays right
+    assert runs.loc["big", "wall_s"] > 0 and runs.loc["big", "wall_s"] < cell["wall_s"]
+
+
+def test_an_exception_in_a_run_block_ends_it_as_error_and_goes_on(kernel, exp):
+    reply = kernel.run(
+        "with mlt.run('boom', lr=0.1):\n    mlt.log_metric('loss', 1.0)\n    raise ValueError('bad data')"
+    )
+    assert reply.content["ename"] == "ValueError" and reply.content["evalue"] == "bad data"
+    traceback = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(reply.content["traceback"]))
+    assert "raise ValueError('bad data')" in traceback and "mlt_kernel" not in traceback.split("raise")[-1]
+    (run,) = mlt.Experiment(exp).runs().to_dict("records")
+    assert run["status"] == "error" and run["params"] == {"lr": 0.1}
+    assert kernel.run("print(mlt.current_run())").stdout.strip() == "None"
+
+
+def test_a_run_started_in_a_run_is_its_child(kernel, exp):
+    code = (
+        "# mlt: record name=search\n"
+        "for lr in [0.1, 0.2]:\n"
+        "    with mlt.run('trial', lr=lr):\n"
+        "        mlt.log_metric('loss', lr)\n"
+        "mlt.log_metric('best', 0.1)"
+    )
+    assert kernel.run(code).status == "ok"
+    kernel.run("outer = mlt.start('outer')\ninner = mlt.start('inner')")
+    kernel.run("mlt.stop(outer)")  # ends the runs started inside it too
+    e = mlt.Experiment(exp)
+    runs = e.runs().set_index("name")
+    search_id = runs.loc["search", "run_id"]
+    assert runs.loc["trial", "parent_run_id"].tolist() == [search_id, search_id]
+    assert runs.loc["trial", "loss"].tolist() == [0.1, 0.2]  # each to the innermost run
+    assert runs.loc["search", "best"] == 0.1 and pd.isna(runs.loc["search", "loss"])
+    assert runs.loc["inner", "parent_run_id"] == runs.loc["outer", "run_id"]
+    assert set(runs.loc[["outer", "inner"], "status"]) == {"finished"}

@@ -18,6 +18,7 @@ for the RSS after the cell.
 
 from __future__ import annotations
 
+import itertools
 import os
 import resource
 from typing import Any
@@ -74,6 +75,49 @@ class ProcSelf:
                 os.close(fd)
 
 
+class Peaks:
+    """Exact peaks of scopes that overlap — a cell, the runs and fits inside it — from one high-water mark.
+
+    A scope starts with a reset of the mark; just before any reset, the mark so
+    far is folded into every open scope, so that none loses the peak it had
+    reached. A scope's peak is the largest value folded into it. With no other
+    scope open (the usual cell) this costs what one reset and one read cost.
+    """
+
+    def __init__(self, proc: ProcSelf) -> None:
+        self._proc = proc
+        self._open: dict[int, int] = {}
+        self._tokens = itertools.count()
+
+    def begin(self) -> tuple[int, resource.struct_rusage] | None:
+        """Open a scope: ``(token, getrusage just after the reset)``; None where peaks are not exact."""
+        if self._open:
+            self._fold(_maxrss())
+        if not self._proc.reset_peak():
+            return None
+        ru = usage()
+        token = next(self._tokens)
+        self._open[token] = self._proc.rss_at_reset(ru.ru_maxrss * 1024)
+        return token, ru
+
+    def start_value(self, token: int) -> int | None:
+        """The RSS at the scope's start (the mark right after its reset), while it is open."""
+        return self._open.get(token)
+
+    def end(self, token: int, maxrss: int | None = None) -> int | None:
+        """Close a scope: its exact peak (*maxrss*: ``ru_maxrss`` in bytes, read just now)."""
+        if token not in self._open:
+            return None
+        self._fold(_maxrss() if maxrss is None else maxrss)
+        return self._open.pop(token)
+
+    def _fold(self, maxrss: int) -> None:
+        peak = self._proc.peak(maxrss)
+        for token, value in self._open.items():
+            if peak > value:
+                self._open[token] = peak
+
+
 def _maxrss() -> int:
     return usage().ru_maxrss * 1024
 
@@ -96,6 +140,8 @@ class MemoryHook(Hook):
 
     def __init__(self) -> None:
         self._proc = open_proc_self()
+        #: Exact peaks of the cell and of what runs inside it (runs, fits); None where not exact.
+        self.peaks = Peaks(self._proc) if self._proc is not None and self._proc.clear_refs is not None else None
         self._ps: Any = None
         if self._proc is None:  # not Linux: psutil, and peaks come from the watcher
             import psutil
@@ -112,12 +158,14 @@ class MemoryHook(Hook):
         return int(self._ps.memory_info().rss)
 
     def pre_cell(self, cell: CellContext) -> None:
-        exact = cell.scratch["exact"] = self._proc is not None and self._proc.reset_peak()
-        if exact:
+        begun = self.peaks.begin() if self.peaks is not None else None
+        cell.scratch["exact"] = begun is not None
+        if begun is not None:
             # Read once for both: the mark just reset, and the CPU time so far
             # (the timing hook, which runs next, takes it from here).
-            ru = cell.scratch["usage_before"] = usage()
-            cell.record["rss_before_bytes"] = self._proc.rss_at_reset(ru.ru_maxrss * 1024)  # type: ignore[union-attr]
+            token, cell.scratch["usage_before"] = begun
+            cell.scratch["peak_token"] = token
+            cell.record["rss_before_bytes"] = self.peaks.start_value(token)  # type: ignore[union-attr]
         else:
             cell.record["rss_before_bytes"] = self._rss()
 
@@ -128,9 +176,9 @@ class MemoryHook(Hook):
         before = cell.record["rss_before_bytes"]
         exact = cell.scratch.get("exact", False)
         peak = 0
-        if exact and self._proc is not None:
+        if exact and self.peaks is not None:
             ru = cell.scratch.get("usage_after") or usage()  # the timing hook read it a moment ago
-            peak = self._proc.peak(ru.ru_maxrss * 1024)
+            peak = self.peaks.end(cell.scratch["peak_token"], ru.ru_maxrss * 1024) or 0
         cell.record["rss_after_bytes"] = after
         cell.record["peak_exact"] = exact
         cell.record["peak_rss_bytes"] = max(peak, before, after)

@@ -3,12 +3,11 @@
 Three sources, each almost free when unused:
 
 1. **matplotlib's ``savefig``, anywhere on disk.** matplotlib is never imported
-   here. Once the user's code has imported ``matplotlib.figure``, the next
-   ``pre_cell`` wraps ``Figure.savefig`` (once; the original is kept, called
-   unchanged, and restored when the session ends) so that it remembers the
-   paths it wrote. ``finish_cell`` records them. In the very cell that first
-   imports matplotlib the wrapper is not there yet: only files under ``plots/``
-   are seen in that cell (source 2).
+   here. As soon as the user's code has imported ``matplotlib.figure`` (a
+   post-import hook, ``core.imports``: also in the cell that first imports it),
+   ``Figure.savefig`` is wrapped (once; the original is kept, called unchanged,
+   and restored when the session ends) so that it remembers the paths it
+   wrote. ``finish_cell`` records them.
 2. **``{EXP}/plots/``, whatever wrote there.** Files that appeared or changed
    during the cell are recorded. The folder is listed only when its mtime moved;
    the text notes in it (``plots/roc.txt`` is the note of ``plots/roc.png``) are
@@ -51,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlt_kernel.core import layout, safeio
 from mlt_kernel.core.errors import FileTooLargeError, UnsafeFileError
+from mlt_kernel.core.imports import PostImportFinder
 from mlt_kernel.core.names import PLOT_SUFFIXES
 from mlt_kernel.core.schema import PLOTS
 from mlt_kernel.hooks import CellContext, Hook, register
@@ -97,6 +97,10 @@ def wrap_savefig() -> bool:
     if not hasattr(current, "__mlt_original__"):
         figure.savefig = _recording_savefig(current)  # type: ignore[union-attr]
     return True
+
+
+def _wrap_now(_module: Any) -> None:
+    wrap_savefig()
 
 
 def unwrap_savefig() -> None:
@@ -229,6 +233,7 @@ class PlotsHook(Hook):
     def __init__(self) -> None:
         self._folders: dict[Path, _PlotsFolder] = {}
         self._capture: tuple[_InlineImages, list[Any]] | None = None
+        self._import_hook: PostImportFinder | None = None
 
     # -- around the cell ---------------------------------------------------------
     def pre_cell(self, cell: CellContext) -> None:
@@ -236,6 +241,8 @@ class PlotsHook(Hook):
         if session is None:
             return
         cell.scratch["plots_started_ns"] = time.time_ns()
+        if self._import_hook is None:  # savefig wrapped the moment matplotlib.figure is imported
+            self._import_hook = PostImportFinder(lambda name: name == "matplotlib.figure", _wrap_now).install()
         wrap_savefig()
         _saved.clear()  # saved between cells, e.g. by a skipped cell: not this cell's
         folder = cell.scratch.get("exp_path") or session.wanted_path()
@@ -254,7 +261,6 @@ class PlotsHook(Hook):
         started = cell.scratch.get("plots_started_ns")
         if session is None or started is None:
             return
-        wrap_savefig()  # for the next cell, when this one imported matplotlib
         folder = cell.scratch.get("exp_path") or session.wanted_path()
         state = self._folders.get(folder)
         if state is None:  # EXP_PATH was set by this cell: keep only what it wrote
@@ -266,6 +272,8 @@ class PlotsHook(Hook):
 
     def close(self) -> None:
         self._unregister()
+        if self._import_hook is not None:
+            self._import_hook.uninstall()
         unwrap_savefig()
 
     # -- inline capture ----------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from mlt_kernel.read.query import Query, json_value
+from mlt_kernel.read.query import RUN_CELLS, RUN_LAST_CELL, Query, json_value
 
 #: Session columns shown as provenance, in this order.
 SESSION_PROVENANCE = (
@@ -65,7 +65,8 @@ def collect(q: Query, run_ids: Sequence[str]) -> list[RunFacts]:
     columns = ", ".join(f"s.{c}" for c in SESSION_PROVENANCE)
     for run_id in run_ids:
         rows = q.rows(
-            f"SELECT r.run_id, r.name, r.status, r.params, r.packages, r.env, r.session_id, {columns} "
+            "SELECT r.run_id, r.name, r.status, r.params, r.packages, r.env, r.session_id, "
+            f"r.first_cell_seq, r.last_cell_seq, {columns} "
             "FROM _latest_runs r LEFT JOIN sessions s USING (session_id) WHERE r.run_id = ?",
             [run_id],
         )
@@ -73,8 +74,8 @@ def collect(q: Query, run_ids: Sequence[str]) -> list[RunFacts]:
             continue
         row = rows[0]
         params, packages, env = (json_value(v) for v in row[3:6])
-        session_id = row[6]
-        provenance: dict[str, Any] = dict(zip(SESSION_PROVENANCE, row[7:], strict=True))
+        session_id, first, last = row[6:9]
+        provenance: dict[str, Any] = dict(zip(SESSION_PROVENANCE, row[9:], strict=True))
         if isinstance(provenance.get("gpus"), str):
             gpus = json_value(provenance["gpus"])
             names = [str(g.get("name")) for g in gpus if isinstance(g, Mapping)] if isinstance(gpus, list) else []
@@ -92,11 +93,10 @@ def collect(q: Query, run_ids: Sequence[str]) -> list[RunFacts]:
         ):
             key = str(name) if split in (None, "test") else f"{name} [{split}]"
             metrics[key] = value
-        own = q.rows("SELECT code FROM cells WHERE run_id = ? ORDER BY cell_seq", [run_id])
+        own = q.rows(f"SELECT code FROM cells WHERE {RUN_CELLS} ORDER BY cell_seq", [session_id, run_id, first, last])
         lineage = q.rows(
-            "SELECT code FROM cells WHERE session_id = ? AND cell_seq <= "
-            "(SELECT max(cell_seq) FROM cells WHERE run_id = ?) ORDER BY cell_seq",
-            [session_id, run_id],
+            f"SELECT code FROM cells WHERE session_id = ? AND cell_seq <= {RUN_LAST_CELL} ORDER BY cell_seq",
+            [session_id, last, run_id],
         )
         out.append(
             RunFacts(
@@ -115,10 +115,18 @@ def collect(q: Query, run_ids: Sequence[str]) -> list[RunFacts]:
 
 
 def _label(facts: list[RunFacts]) -> None:
-    """Each run's column name: its name, with the end of its id where names repeat."""
+    """Each run's column name, unique: its name, with the end of its id where names repeat,
+    and ``#n`` where that still repeats (or would be the ``differs`` column)."""
     names = [f.name for f in facts]
+    taken = {"differs"}
     for f in facts:
-        f.label = f.name if names.count(f.name) == 1 else f"{f.name} ({f.run_id[-8:]})"
+        label = f.name if names.count(f.name) == 1 else f"{f.name} ({f.run_id[-8:]})"
+        n = 2
+        base = label
+        while label in taken:
+            label, n = f"{base} #{n}", n + 1
+        taken.add(label)
+        f.label = label
 
 
 def _same(values: Sequence[Any]) -> bool:
@@ -177,6 +185,9 @@ class RunDiff:
                 [getattr(f, attr) for f in facts], labels, index_name, only_differences=only_differences
             )
 
+        if not facts:
+            empty = pd.DataFrame({"differs": pd.Series(dtype=bool)})
+            return cls(runs=[], params=empty, metrics=empty.copy(), provenance=empty.copy())
         base = facts[0]
         return cls(
             runs=facts,

@@ -21,7 +21,7 @@ from mlt_kernel.core.errors import UnknownRunError, UnsafeFileError
 from mlt_kernel.core.schema import SAMPLES
 from mlt_kernel.read import compare
 from mlt_kernel.read.compare import RunDiff
-from mlt_kernel.read.query import Query, Window, json_value
+from mlt_kernel.read.query import RUN_CELLS, RUN_LAST_CELL, Query, Window, json_value
 
 #: Final metrics shown as columns of ``runs()``, in this order when present.
 METRIC_ORDER = (
@@ -132,8 +132,9 @@ class Experiment:
             where.append("session_id = ?")
             params.append(session)
         if run is not None:
-            where.append("run_id = ?")
-            params.append(self.resolve_run(run)["run_id"])
+            found = self.resolve_run(run)
+            where.append(RUN_CELLS)
+            params += [found["session_id"], found["run_id"], found["first_cell_seq"], found["last_cell_seq"]]
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         return self._df(
             f"SELECT * EXCLUDE (recorded_at) FROM cells {clause} ORDER BY started_at, session_id, cell_seq",
@@ -152,9 +153,8 @@ class Experiment:
         found = self.resolve_run(run)
         return self._df(
             "SELECT cell_seq, execution_count, code, status, error_name, run_name, started_at FROM cells "
-            "WHERE session_id = ? AND cell_seq <= (SELECT max(cell_seq) FROM cells WHERE run_id = ?) "
-            "ORDER BY cell_seq",
-            [found["session_id"], found["run_id"]],
+            f"WHERE session_id = ? AND cell_seq <= {RUN_LAST_CELL} ORDER BY cell_seq",
+            [found["session_id"], found["last_cell_seq"], found["run_id"]],
         )
 
     def replay(self, run: str, exp_path: str | os.PathLike[str] | None = None) -> Any:
@@ -199,16 +199,43 @@ class Experiment:
             _json_column(runs, column)
         return with_final_metrics(runs, self._q).reset_index(drop=True)
 
+    def fits(self, run: str | None = None) -> pd.DataFrame:
+        """One row per outermost scikit-learn fit (autolog), in the order they started; with *run*,
+        the fits of that run and of the runs started inside it. ``params``, ``feature_names``,
+        ``top_features`` and ``best_params`` are decoded; ``search_results`` is left out (see
+        :meth:`search_results`)."""
+        where, params = "", []
+        if run is not None:
+            found = self.resolve_run(run)
+            where = "WHERE run_id = ? OR run_id IN (SELECT run_id FROM runs WHERE parent_run_id = ?)"
+            params = [found["run_id"], found["run_id"]]
+        fits = self._df(f"SELECT * EXCLUDE (recorded_at, search_results) FROM fits {where} ORDER BY started_at", params)
+        for column in ("params", "feature_names", "top_features", "best_params"):
+            _json_column(fits, column)
+        return fits.reset_index(drop=True)
+
+    def search_results(self, fit_id: str) -> pd.DataFrame:
+        """A hyper-parameter search's ``cv_results_`` (one row per candidate) from its fit's row."""
+        rows = self._df("SELECT search_results FROM fits WHERE fit_id = ?", [fit_id])
+        if rows.empty:
+            raise UnknownRunError(f"no fit {fit_id!r} in {self.path}")
+        table = json_value(rows["search_results"].iloc[0])
+        if not isinstance(table, dict):
+            return pd.DataFrame()
+        columns = {str(k): v for k, v in table.items() if isinstance(v, list)}
+        n = max((len(v) for v in columns.values()), default=0)
+        return pd.DataFrame({k: v + [None] * (n - len(v)) for k, v in columns.items()})
+
     def resolve_run(self, run: str) -> dict[str, Any]:
         """The run whose id is *run*, or whose name is *run* and unique in the experiment.
 
-        Returns ``run_id, name, session_id, started_at, ended_at``.
+        Returns ``run_id, name, session_id, started_at, ended_at, first_cell_seq, last_cell_seq``.
         """
         self._q.refresh()
         return self._run_row(run)
 
     def _run_row(self, run: str) -> dict[str, Any]:
-        keys = ("run_id", "name", "session_id", "started_at", "ended_at")
+        keys = ("run_id", "name", "session_id", "started_at", "ended_at", "first_cell_seq", "last_cell_seq")
         rows = self._q.rows(
             f"SELECT {', '.join(keys)} FROM _latest_runs WHERE run_id = ? OR name = ? "
             "ORDER BY run_id = ? DESC, started_at",

@@ -44,6 +44,13 @@ if TYPE_CHECKING:
 RETRIES = 10
 
 
+#: The cells of a run: those tagged with it, and those it spanned (a run of code may start and
+#: end inside a cell whose record belongs to no run). Parameters: session, run id, first, last cell.
+RUN_CELLS = "session_id = ? AND (run_id = ? OR cell_seq BETWEEN ? AND ?)"
+#: The last cell of a run, for lineages. Parameters: the run's last cell, run id.
+RUN_LAST_CELL = "coalesce(?, (SELECT max(cell_seq) FROM cells WHERE run_id = ?))"
+
+
 def json_value(value: Any) -> Any:
     """A JSON column's value decoded; None for text that is not JSON (a folder is untrusted input)."""
     if not isinstance(value, str):

@@ -40,6 +40,14 @@ class RecordingOptions(Configurable):
         allow-list of environment variables), gathered in a helper process off the cells' path.""",
     ).tag(config=True)
 
+    autolog = Bool(
+        True,
+        help="""Record every outermost scikit-learn fit (estimator, non-default params, data
+        fingerprint, time, exact peak memory, model size, top features, search results) and add
+        the model and its params to the open run's params. Nothing happens until scikit-learn is
+        imported; mlt.autolog(False) pauses it.""",
+    ).tag(config=True)
+
     busy_interval = Float(
         protocol.BUSY_INTERVAL_S, help="Seconds between the watcher's samples while a cell runs."
     ).tag(config=True)

@@ -41,7 +41,9 @@ from mlt_kernel.core.errors import RunError
 from mlt_kernel.core.schema import CELLS, RUNS, SESSIONS, SOURCES, code_sha1
 from mlt_kernel.core.version import __version__
 from mlt_kernel.hooks import CellContext, Hook, default_hooks
+from mlt_kernel.hooks.memory import MemoryHook
 from mlt_kernel.recording import guard
+from mlt_kernel.recording.autolog import Autolog
 from mlt_kernel.recording.folders import FolderChoice
 from mlt_kernel.recording.helpers import Helpers
 from mlt_kernel.recording.options import RecordingOptions
@@ -109,7 +111,8 @@ class Recorder(RecordingOptions, LoggingConfigurable):
         self.dest = Destinations(self.session_id, self._session_record, self.log)
         self.helpers = Helpers(self.log, self.say)
         self.cell_seq = 0
-        self.run: Run | None = None
+        self.open_runs: list[Run] = []  #: innermost last
+        self.peaks = next((h.peaks for h in self.hooks if isinstance(h, MemoryHook)), None)
         self._pending: _Pending | None = None
         self._unfinished: _Pending | None = None  #: a cell measured, its record not yet written
         self._finish_timer: asyncio.TimerHandle | None = None
@@ -129,6 +132,9 @@ class Recorder(RecordingOptions, LoggingConfigurable):
             self._prov = Provenance(notebook_folder(self.notebook), self.log)
             self._prov.when_ready(self._write_session_provenance)
             self._prov.start()
+        self.autologger = Autolog(self)
+        if self.autolog:
+            self.autologger.enable()
         self.dest.on_select = self._on_select
         self.guard_settings = guard.settings(self.memory_limit, self.memory_guard, self.log)
         self._guard_handler = self._guard_signal  #: the one bound method installed (compared by identity)
@@ -139,6 +145,11 @@ class Recorder(RecordingOptions, LoggingConfigurable):
         )
         if self.watcher:
             threading.Thread(target=self._start_watcher, name="mlt-watcher-start", daemon=True).start()
+
+    @property
+    def run(self) -> Run | None:
+        """The innermost open run: where ``log_*`` calls go."""
+        return self.open_runs[-1] if self.open_runs else None
 
     # -- experiment folder -------------------------------------------------
     def wanted_path(self) -> Path:
@@ -324,6 +335,9 @@ class Recorder(RecordingOptions, LoggingConfigurable):
         if guarded and signal.getsignal(guard.SIGNAL) is not self._guard_handler:
             guarded = False  # the cell before took the signal: this one runs unguarded
         pending = _Pending(ctx, self.run, guarded=guarded)
+        for run in self.open_runs:
+            if run.code:
+                run.resume()
         if plan.kind == "record" and plan.record is not None and plan.record.action == "stop":
             assert self.run is not None
             self.run.stop_status = "finished"
@@ -353,6 +367,10 @@ class Recorder(RecordingOptions, LoggingConfigurable):
         if pending is None:
             return  # blank, silent or skipped cell
         pending.guarded = False  # its code has run: nothing left to stop
+        for run in self.open_runs:
+            if run.code:
+                run.pause()
+                run.last_cell_seq = self.cell_seq
         ctx = pending.ctx
         ctx.result = result
         self._run_hooks("post_cell", ctx)
@@ -413,7 +431,8 @@ class Recorder(RecordingOptions, LoggingConfigurable):
         rec = _hashed(ctx.record)
         wanted = ctx.scratch["exp_path"] = self.wanted_path()  # the cell may have set EXP_PATH
         self._run_hooks("finish_cell", ctx)
-        run = self.run or pending.run
+        # The cell belongs to the run open when it started, else to the one open now.
+        run = pending.run if pending.run is not None else self.run
         self._tag_run(rec, run)
         try:
             self.dest.select(wanted)
@@ -424,12 +443,14 @@ class Recorder(RecordingOptions, LoggingConfigurable):
             # leaves the watcher the cell's start, which that row supersedes.
             if self._watcher is not None:
                 self._watcher.cell_finished(rec["cell_seq"])
-        if run is not None:
+        if run is not None and not run.code:  # a code run keeps its own clocks
             run.add_cell(rec)
             if run.stop_status is not None:
                 self._close_run(run, run.stop_status)
             elif not run.span:  # a spanning run survives a failed or interrupted cell
                 self._close_run(run, rec["status"] if rec["status"] != "ok" else "finished")
+        for code_run in [r for r in self.open_runs if r.code and r.stop_status is not None]:
+            self._close_run(code_run, code_run.stop_status or "finished")  # '# mlt: record stop'
 
     def _write_source(self, source: str | None, sha1: str) -> None:
         """The whole source of a cell longer than its record keeps, once per folder and source."""
@@ -457,19 +478,49 @@ class Recorder(RecordingOptions, LoggingConfigurable):
             rec["run_id"] = run.run_id
             rec["run_name"] = run.name
 
-    def _open_run(self, name: str, params: Mapping[str, Any], *, span: bool) -> Run:
-        if self.run is not None:
-            raise RunError(f"run {self.run.name!r} is still open; stop it before starting {name!r}")
+    def _open_run(self, name: str, params: Mapping[str, Any], *, span: bool, code: bool = False) -> Run:
+        parent = self.run
+        if parent is not None and not code:
+            raise RunError(f"run {parent.name!r} is still open; stop it before starting {name!r}")
         check_params(params)
-        run = Run(layout.new_writer_id(), name, dict(params), now_us(), span)
+        run = Run(
+            layout.new_writer_id(),
+            name,
+            dict(params),
+            now_us(),
+            span,
+            code=code,
+            parent_run_id=parent.run_id if parent is not None else None,
+            user_keys=set(params),
+        )
+        if code:
+            run._end = self._end_code_run
+            in_cell = self._pending is not None
+            run.first_cell_seq = run.last_cell_seq = self.cell_seq if in_cell else None
+            begun = self.peaks.begin() if self.peaks is not None else None
+            if begun is not None:
+                run.peak_token = begun[0]
+                run.rss_at_start = self.peaks.start_value(begun[0])  # type: ignore[union-attr]
+            if in_cell:
+                run.resume()
         if self.dest.current is not None:
             run.folders |= self.dest.write(RUNS.name, run.record(self.session_id, "running"))
-        self.run = run  # only once it is recorded: a failed start leaves no open run
+        self.open_runs.append(run)  # only once it is recorded: a failed start leaves no open run
         return run
 
     def _close_run(self, run: Run, status: str) -> None:
-        if self.run is run:
-            self.run = None
+        # Runs started inside it end with it: a child does not outlive its parent.
+        while run in self.open_runs and self.open_runs[-1] is not run:
+            self._close_run(self.open_runs[-1], "finished" if status == "finished" else status)
+        if run in self.open_runs:
+            self.open_runs.remove(run)
+        run.is_open = False
+        if run.code:
+            run.pause()
+            if self._pending is not None:
+                run.last_cell_seq = self.cell_seq
+            if run.peak_token is not None and self.peaks is not None:
+                run.peak_rss_bytes = self.peaks.end(run.peak_token)
         self.dest.select(self.wanted_path())
         rec = run.record(self.session_id, status, now_us())
         prov = self._prov
@@ -495,29 +546,47 @@ class Recorder(RecordingOptions, LoggingConfigurable):
                 self.dest.writers[folder].write(RUNS.name, {**rec, "packages": packages})
 
     def start_run(self, name: str, params: Mapping[str, Any]) -> Run:
-        """``mlt.start``: a run spanning cells, starting now."""
+        """``mlt.start`` / ``mlt.run``: a run of code, starting now, inside the open run if there is one."""
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"a run needs a non-empty name, got {name!r}")
-        run = self._open_run(name, params, span=True)
-        if self._pending is not None and self._pending.run is None:
-            self._pending.run = run
-        return run
+        return self._open_run(name, params, span=True, code=True)
 
-    def stop_run(self) -> Run:
-        """``mlt.stop``: end the open run (when the current cell ends)."""
-        run = self.run
-        if run is None:
-            raise RunError("mlt.stop(): no run is open")
-        if self._pending is None:
-            self._close_run(run, "finished")
+    def stop_run(self, run: Run | None = None) -> Run:
+        """``mlt.stop``: end *run* (default: the innermost open run) now.
+
+        A run opened by a directive (``# mlt: record …``) ends when its cell does,
+        so that the cell belongs to it.
+        """
+        target = run if run is not None else self.run
+        if target is None or not target.is_open:
+            raise RunError("mlt.stop(): no run is open" if target is None else f"run {target.name!r} has ended")
+        if target.code or self._pending is None:
+            self._close_run(target, "finished")
         else:
-            run.stop_status = "finished"
-        return run
+            target.stop_status = "finished"
+        return target
+
+    def _end_code_run(self, run: Run, status: str) -> None:
+        """The end of a ``with mlt.run(…)`` block."""
+        try:
+            self._close_run(run, status)
+        except Exception:
+            self.log.exception("MLTrack: recording the end of run %r failed", run.name)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         run = self.require_run()
         check_params(params)
         run.params.update(params)
+        run.user_keys |= set(params)
+        self.dest.select(self.wanted_path())
+        run.folders |= self.dest.write(RUNS.name, run.record(self.session_id, "running"))
+
+    def auto_params(self, run: Run, params: Mapping[str, Any]) -> None:
+        """Params autolog found (the model and its non-default params): the user's own keys win."""
+        new = {k: v for k, v in params.items() if k not in run.user_keys and run.params.get(k, params) != v}
+        if not new or not run.is_open:
+            return
+        run.params.update(new)
         self.dest.select(self.wanted_path())
         run.folders |= self.dest.write(RUNS.name, run.record(self.session_id, "running"))
 
@@ -551,8 +620,8 @@ class Recorder(RecordingOptions, LoggingConfigurable):
             return
         self.finish_cell()
         with contextlib.suppress(Exception):
-            if self.run is not None:
-                self._close_run(self.run, "finished")
+            if self.open_runs:
+                self._close_run(self.open_runs[0], "finished")
         if self._prov is not None:
             self._prov.wait(PROVENANCE_WAIT_S)  # a session of seconds: its rows get it too
         with self._session_lock:
@@ -560,6 +629,7 @@ class Recorder(RecordingOptions, LoggingConfigurable):
         if self._watcher is not None:
             with contextlib.suppress(Exception):
                 self._watcher.stop()
+        self.autologger.close()
         for hook in self.hooks:
             with contextlib.suppress(Exception):
                 hook.close()

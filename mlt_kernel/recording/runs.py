@@ -1,22 +1,33 @@
-"""Runs: a cell (``# mlt: record name=…``) or a span of cells (``record start``/``mlt.start``)."""
+"""Runs: a cell (``# mlt: record name=…``), a span of cells (``record start``), or a piece of code
+(``mlt.start``/``mlt.stop``, ``with mlt.run(…)``), which may open and close anywhere, several in one cell."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 
-@dataclass
+@dataclass(eq=False)
 class Run:
-    """An open run."""
+    """A run: what ``mlt.start`` and ``mlt.run`` return (``id``, ``name``, ``params``).
+
+    A context manager: ``with mlt.run("lr", C=1.0) as run:`` ends the run when
+    the block ends, as ``error`` when the block raised (the exception goes on).
+    ``str(run)`` is its id, so code that kept the id ``mlt.start`` used to return
+    goes on working.
+    """
 
     run_id: str
     name: str
     params: dict[str, Any]
     started_at: int
     span: bool  #: spans cells (``record start`` / ``mlt.start``) rather than one cell
+    code: bool = False  #: opened from code: its times and peak are its own, not its cells'
+    parent_run_id: str | None = None  #: the run it was started in
     first_cell_seq: int | None = None
     last_cell_seq: int | None = None
     wall_s: float = 0.0
@@ -25,6 +36,45 @@ class Run:
     peak_gpu_bytes: int | None = None
     stop_status: str | None = None  #: set when asked to stop while a cell runs
     folders: set[Path] = field(default_factory=set)  #: where its rows were written
+    is_open: bool = True
+    peak_token: int | None = None  #: its scope in ``hooks.memory.Peaks`` (code runs)
+    rss_at_start: int | None = None
+    user_keys: set[str] = field(default_factory=set)  #: params the user set (autolog does not replace them)
+    _since: tuple[float, float] | None = None  #: (wall, CPU) clocks when its current stretch began
+    _end: Callable[[Run, str], None] | None = None  #: how the recorder ends it
+
+    @property
+    def id(self) -> str:
+        return self.run_id
+
+    def __str__(self) -> str:
+        return self.run_id
+
+    def __repr__(self) -> str:
+        state = "open" if self.is_open else "ended"
+        return f"Run(name={self.name!r}, id={self.run_id!r}, params={self.params!r}, {state})"
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.is_open and self._end is not None:
+            status = "finished" if exc is None else "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
+            self._end(self, status)
+
+    # -- a code run's own clocks: they run while a cell of it runs -------------------------
+    def resume(self) -> None:
+        if self._since is None:
+            self._since = (time.perf_counter(), time.process_time())
+
+    def pause(self) -> None:
+        if self._since is not None:
+            wall, cpu = self._since
+            self.wall_s += time.perf_counter() - wall
+            self.cpu_s += time.process_time() - cpu
+            self._since = None
 
     def add_cell(self, rec: Mapping[str, Any]) -> None:
         seq = rec["cell_seq"]
@@ -54,6 +104,8 @@ class Run:
             "params": self.params,
             "first_cell_seq": self.first_cell_seq,
             "last_cell_seq": self.last_cell_seq,
+            "parent_run_id": self.parent_run_id,
+            "rss_start_bytes": self.rss_at_start,
         }
 
 
