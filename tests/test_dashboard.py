@@ -851,3 +851,81 @@ def test_live_run_page_keeps_the_readers_zoom(open_page: Callable[..., Any], tmp
         thread.join()
         w.close()
         dash.stop()
+
+
+# -- fits and child runs ------------------------------------------------------------------------
+
+
+def _append_fits_and_child(path: Path, parent_id: str, session_id: str) -> None:
+    """What autolog writes for a search in the forest's run, and a child run of it."""
+    w = JournalWriter(path / layout.JOURNALS / journal_name(layout.new_writer_id(), "kernel"))
+    now = int(time.time() * 1e6)
+    w.write(
+        "fits",
+        {
+            "fit_id": "fit-1",
+            "session_id": session_id,
+            "run_id": parent_id,
+            "estimator": "sklearn.model_selection._search.GridSearchCV",
+            "method": "fit",
+            "params": {"cv": 3, "estimator": "RandomForestClassifier", "<b>x</b>": "<img src=x onerror=1>"},
+            "n_samples": 1000,
+            "n_features": 4,
+            "data_fingerprint": "0123456789abcdef0123456789abcdef",
+            "started_at": now,
+            "wall_s": 2.5,
+            "cpu_s": 4.0,
+            "peak_rss_bytes": 3 * 2**30,
+            "rss_start_bytes": 2**30,
+            "model_bytes": 5 * 2**20,
+            "top_features": [["tenure", 0.6], ["age", 0.3]],
+            "status": "ok",
+            "best_params": {"max_depth": 8},
+            "best_score": 0.91,
+            "n_candidates": 2,
+            "search_results": {
+                "param_max_depth": [4, 8],
+                "mean_test_score": [0.85, 0.91],
+                "std_test_score": [0.01, 0.02],
+                "rank_test_score": [2, 1],
+            },
+        },
+    )
+    w.write(
+        "runs",
+        {
+            "run_id": parent_id + "-child",
+            "name": "fold_1",
+            "session_id": session_id,
+            "status": "finished",
+            "started_at": now,
+            "ended_at": now + 1_000_000,
+            "params": {"fold": 1, "model": "RandomForestClassifier"},
+            "parent_run_id": parent_id,
+        },
+    )
+    w.close()
+
+
+def test_run_page_lists_fits_and_summary_folds_child_runs(open_page: Callable[..., Any], tmp_path: Path) -> None:
+    exp = build_experiment(tmp_path / "fits", documents=False)
+    forest = exp["run_ids"]["random_forest"]
+    _append_fits_and_child(exp["path"], forest, exp["sessions"][0])
+    dash = Dashboard(exp["path"])
+    try:
+        page = open_page(f"run?run={forest}", "peak RAM", base=dash)
+        fits = page.locator('[data-testid="fits"]')
+        fits.wait_for()
+        text = fits.inner_text()
+        assert "GridSearchCV" in text and "1,000 × 4" in text and "0123456789ab" in text and "tenure" in text
+        assert "3.0 GiB" in text and "+2.0 GiB" in text
+        page.locator('[data-testid="search-results"] summary').click()
+        assert "2 candidates, best score 0.910" in page.locator('[data-testid="search-results"]').inner_text()
+        assert page.locator("img[src=x]").count() == 0
+        summary = open_page("summary", "best by f1", base=dash)
+        summary.get_by_text("random_forest", exact=True).first.wait_for()
+        assert summary.get_by_text("↳ fold_1").count() == 0  # folded under its parent
+        summary.locator(".mlt-children input").click()
+        summary.get_by_text("↳ fold_1").first.wait_for()
+    finally:
+        dash.stop()

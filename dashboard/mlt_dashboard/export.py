@@ -185,6 +185,8 @@ def _run_section(source: Source, index: int, run_id: str, out: Charts) -> Markup
         parts.append(killed_html(data))
     if not data.timeline.empty:
         parts.append(out.add(fragments.timeline(data)))
+    if not data.fits.empty:
+        parts += [el("h3", "Model fits"), fragments.fits_html(data.fits)]
     curves = charts.training_charts(data.steps)
     if curves:
         parts += [el("h3", "Training curves"), el("div", join(out.add(c) for c in curves), class_="grid2")]

@@ -82,11 +82,12 @@ class RunData:
         self.cells, self.confusion, self.curves = page.cells, page.confusion, page.curves
         self.plots, self.notes = page.plots, page.notes
         self.session = source.session(self.run["session_id"])
+        self.fits = source.run_fits(run_id)
 
     def same_as(self, other: RunData | None) -> bool:
         if other is None or self.run is None or other.run is None:
             return False
-        frames = ("metrics", "cells", "timeline", "steps", "curves", "plots", "notes")
+        frames = ("metrics", "cells", "timeline", "steps", "curves", "plots", "notes", "fits")
         return (
             repr(self.run) == repr(other.run)
             and self.confusion == other.confusion
@@ -244,3 +245,114 @@ def _signed_bytes(value: Any) -> str:
     if value is None or pd.isna(value):
         return "—"
     return ("+" if value > 0 else "−" if value < 0 else "") + format_bytes(abs(value))
+
+
+# -- scikit-learn fits (autolog) ------------------------------------------------------------
+
+#: Candidates of a search shown on a run page (the best ones by rank).
+MAX_SEARCH_ROWS = 100
+#: Top features shown per fit.
+FIT_FEATURES = 5
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return None if pd.isna(number) else number
+
+
+def _features(top: Any) -> Markup:
+    pairs = [p for p in top if isinstance(p, list | tuple) and len(p) == 2] if isinstance(top, list) else []
+    bits = [el("span", f"{short(name, 30)} {format_metric(_number(v))}", class_="mlt-chip") for name, v in pairs]
+    return join(bits[:FIT_FEATURES]) if bits else el("span", "—", class_="mlt-muted")
+
+
+def _search_table(fit: Any) -> Markup:
+    """The candidates of a search, best first: their params, mean and spread of the test score, rank."""
+    results = fit.search_results if isinstance(fit.search_results, dict) else {}
+    columns = {str(k): v for k, v in results.items() if isinstance(v, list)}
+    if not columns:
+        return Markup()
+    n = max(len(v) for v in columns.values())
+    shown = [k for k in columns if k.startswith("param_")] + [
+        k for k in ("mean_test_score", "std_test_score", "rank_test_score", "mean_fit_time") if k in columns
+    ]
+    ranks = [_number(v) for v in columns.get("rank_test_score", [])] or [float(i) for i in range(n)]
+    order = sorted(range(n), key=lambda i: (ranks[i] if i < len(ranks) and ranks[i] is not None else float("inf"), i))
+    head = el("tr", *(el("th", short(k.removeprefix("param_"), 40), title=k) for k in shown))
+    body = []
+    for i in order[:MAX_SEARCH_ROWS]:
+        cells = []
+        for k in shown:
+            value = columns[k][i] if i < len(columns[k]) else None
+            number = _number(value) if not isinstance(value, str | bool) else None
+            text = format_metric(number) if number is not None and not float(number).is_integer() else value
+            cells.append(el("td", short("—" if text is None else text, 60)))
+        body.append(el("tr", *cells))
+    best = fit.best_params if isinstance(fit.best_params, dict) else {}
+    candidates = int(_number(fit.n_candidates) or n)
+    summary = el(
+        "summary",
+        f"Search: {candidates} candidates, best score {format_metric(_number(fit.best_score))}",
+        " — best ",
+        style.chips(best),
+    )
+    note = f" (the best {MAX_SEARCH_ROWS} of {n})" if n > MAX_SEARCH_ROWS else ""
+    return el(
+        "details",
+        summary,
+        el("div", el("table", el("thead", head), el("tbody", *body), class_="mlt-compare"), class_="mlt-scroll"),
+        el("div", f"Candidates by rank{note}.", class_="mlt-muted"),
+        data_testid="search-results",
+    )
+
+
+def fits_html(fits: pd.DataFrame) -> Markup:
+    """A run's scikit-learn fits: estimator, params, data, time, exact peak, size, what it learned."""
+    if fits.empty:
+        return style.empty(
+            "No scikit-learn fits recorded",
+            "Fits of scikit-learn estimators in the run's cells appear here with their params, data "
+            "fingerprint, time and exact peak memory (autolog; MLTrackKernel.autolog turns it off).",
+        )
+    head = el(
+        "tr",
+        *(
+            el("th", h)
+            for h in ("estimator", "params", "data", "wall", "CPU", "peak RAM", "model", "top features", "status")
+        ),
+    )
+    rows = []
+    searches = []
+    for fit in fits.itertuples():
+        estimator = str(fit.estimator or "—")
+        n, d = _number(fit.n_samples), _number(fit.n_features)
+        shape = f"{int(n):,} × {int(d)}" if n is not None and d is not None else (f"{int(n):,}" if n else "—")
+        fingerprint = str(fit.data_fingerprint)[:12] if isinstance(fit.data_fingerprint, str) else "—"
+        peak, start = _number(fit.peak_rss_bytes), _number(fit.rss_start_bytes)
+        above = f" (+{format_bytes(peak - start)})" if peak is not None and start is not None else ""
+        params = fit.params if isinstance(fit.params, dict) else {}
+        rows.append(
+            el(
+                "tr",
+                el("td", el("b", short(estimator.rsplit(".", 1)[-1], 60)), f" .{fit.method}", title=estimator),
+                el("td", style.chips(params) if params else el("span", "defaults", class_="mlt-muted")),
+                el("td", shape, el("div", el("code", fingerprint), class_="mlt-muted", title="data fingerprint")),
+                el("td", format_seconds(_number(fit.wall_s))),
+                el("td", format_seconds(_number(fit.cpu_s))),
+                el("td", format_bytes(peak), el("span", above, class_="mlt-muted")),
+                el("td", format_bytes(_number(fit.model_bytes))),
+                el("td", _features(fit.top_features)),
+                el(
+                    "td",
+                    style.badge("finished" if fit.status == "ok" else "error"),
+                    " ",
+                    short(fit.error_name or "", 40),
+                ),
+            )
+        )
+        searches.append(_search_table(fit))
+    table = el("table", el("thead", head), el("tbody", *rows), class_="mlt-compare", data_testid="fits")
+    return join([el("div", table, class_="mlt-scroll"), *searches])

@@ -219,6 +219,19 @@ class Source:
         )
 
     @_per_version
+    def run_fits(self, run_id: str) -> pd.DataFrame:
+        """The scikit-learn fits of a run and of the runs started inside it (JSON columns decoded)."""
+        fits = self._small(sql.RUN_FITS_SQL, [run_id, run_id], sql.RUN_FITS_COLS)
+        for column, default in (
+            ("params", {}),
+            ("top_features", []),
+            ("best_params", {}),
+            ("search_results", {}),
+        ):
+            fits[column] = [_json(v, default) for v in fits[column]]
+        return fits
+
+    @_per_version
     def compare(self, run_ids: tuple[str, ...]) -> RunDiff:
         """Runs side by side, every row kept (``differs`` tells which differ); the first is the baseline."""
         return RunDiff.build(collect(self._q, run_ids), only_differences=False)

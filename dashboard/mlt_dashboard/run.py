@@ -88,11 +88,14 @@ class RunPage(Page):
             sizing_mode="stretch_width",
         )
         self.plots = html()
+        self.fits = html()
         self.content = pn.Column(
             self.header,
             self.killed,
             self.timeline,
             self.no_timeline,
+            _section("Model fits"),
+            self.fits,
             _section("Training curves"),
             pn.Row(self.losses, self.other_curves, sizing_mode="stretch_width"),
             self.no_curves,
@@ -150,6 +153,7 @@ class RunPage(Page):
         if self.killed.visible:
             self.killed.object = killed_html(data)
         self._draw_timeline(data, live)
+        self.fits.object = fragments.fits_html(data.fits)
         curves = charts.training_charts(data.steps)
         self.no_curves.visible = not curves
         for pane, fig in zip((self.losses, self.other_curves), [*curves, None, None], strict=False):

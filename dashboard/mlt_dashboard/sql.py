@@ -11,6 +11,7 @@ from mlt_kernel.core.schema import (
     CONFUSION,
     CURVES,
     DOCUMENTS,
+    FITS,
     METRICS,
     NOTES,
     PLOTS,
@@ -85,6 +86,36 @@ RUN_CELLS_SQL = f"""
 TIMELINE_SQL = f"""
     SELECT epoch_us(t) AS us, {cols(SAMPLES, "rss_bytes", "children_rss_bytes", "gpu_bytes", "cpu_percent")}
     FROM {{window}} WHERE session_id = ? AND t BETWEEN ? AND ?
+"""
+
+# A run's fits and those of the runs started inside it, in the order they started.
+RUN_FITS_COLS = cols(
+    FITS,
+    "fit_id",
+    "run_id",
+    "estimator",
+    "method",
+    "params",
+    "n_samples",
+    "n_features",
+    "data_fingerprint",
+    "wall_s",
+    "cpu_s",
+    "peak_rss_bytes",
+    "rss_start_bytes",
+    "model_bytes",
+    "top_features",
+    "status",
+    "error_name",
+    "best_params",
+    "best_score",
+    "n_candidates",
+    "search_results",
+)
+RUN_FITS_SQL = f"""
+    SELECT {RUN_FITS_COLS} FROM {FITS.name}
+    WHERE run_id = ? OR run_id IN (SELECT run_id FROM {RUNS.name} WHERE parent_run_id = ?)
+    ORDER BY started_at
 """
 
 CONFUSION_SQL = f"""

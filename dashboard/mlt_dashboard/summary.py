@@ -36,11 +36,13 @@ _TITLES = {
     "cpu_s": "CPU",
     "peak_rss_bytes": "peak RAM",
     "peak_gpu_bytes": "peak GPU",
+    "model": "model",
+    "children": "child runs",
     "params_text": "params",
     "session": "session",
     "started": "started",
 }
-_HIDDEN = ["run_id", "href", "status_colour"]
+_HIDDEN = ["run_id", "href", "status_colour", "model_colour"]
 #: How the table shows its columns. No HTML templates: Bokeh compiles those with
 #: ``new Function``, which the dashboard's Content-Security-Policy forbids. The
 #: cells are text (Tabulator's link formatter escapes its label) and numbers are
@@ -48,6 +50,8 @@ _HIDDEN = ["run_id", "href", "status_colour"]
 _FORMATTERS: dict[str, Any] = {
     "name": {"type": "link", "urlField": "href", "target": "_self"},
     "status": StringFormatter(text_color="#ffffff", background_color="status_colour", font_style="bold"),
+    "model": StringFormatter(text_color="model_colour", font_style="bold"),
+    "children": NumberFormatter(format="0", nan_format="", null_format="", text_align="right"),
     "wall_s": NumberFormatter(format="0.0{ s}", nan_format="—", null_format="—", text_align="right"),
     "cpu_s": NumberFormatter(format="0.0{ s}", nan_format="—", null_format="—", text_align="right"),
     "peak_rss_bytes": NumberFormatter(format="0.0 b", nan_format="—", null_format="—", text_align="right"),
@@ -70,21 +74,43 @@ def metric_field(name: str, index: int) -> str:
     return name if _FIELD.fullmatch(name) and name not in _FIXED_COLUMNS else f"metric-{index}"
 
 
-def table_frame(runs: pd.DataFrame, links: Any) -> pd.DataFrame:
+def model_of(params: Any) -> str:
+    """The estimator autolog put into a run's params (``model``), or ""."""
+    model = params.get("model") if isinstance(params, dict) else None
+    return short(model, 60) if isinstance(model, str) else ""
+
+
+def table_frame(runs: pd.DataFrame, links: Any, *, children: bool = True) -> pd.DataFrame:
     """The runs table as the browser gets it: numbers to sort by, text to read.
 
     Metric columns are named :func:`metric_field` (Tabulator reads a field name
     with a dot as a path into nested data); their titles carry the metric names.
+    Runs started inside another run are marked ``↳``; without *children* they are
+    folded into their parent's ``child runs`` count.
     """
+    parents = runs["parent_run_id"] if "parent_run_id" in runs else pd.Series([None] * len(runs), index=runs.index)
+    is_child = parents.notna() & parents.isin(runs["run_id"])
+    counts = parents[is_child].value_counts()
+    if not children:
+        runs = runs[~is_child]
+        is_child = is_child[~is_child]
     metrics = metric_columns(runs)
     colours = [style.STATUS_COLOURS.get(s, "#8b949e") for s in runs["status"]]
+    models = [model_of(p) for p in runs["params"]]
+    palette = {m: charts.PALETTE[i % len(charts.PALETTE)] for i, m in enumerate(sorted(set(models) - {""}))}
     out = pd.DataFrame(
         {
             "run_id": runs["run_id"],
             "href": [links.href("run", run=r) for r in runs["run_id"]],
-            "name": [short(n) for n in runs["name"].fillna("(unnamed)")],
+            "name": [
+                ("↳ " if child else "") + short(n)
+                for n, child in zip(runs["name"].fillna("(unnamed)"), is_child, strict=True)
+            ],
             "status": runs["status"].fillna("—"),
             "status_colour": colours,
+            "model": models,
+            "model_colour": [palette.get(m, "#59636e") for m in models],
+            "children": [float(counts.get(r, 0)) or None for r in runs["run_id"]],
         }
     )
     for i, m in enumerate(metrics):
@@ -115,6 +141,10 @@ class SummaryPage(Page):
         self.cards = html()
         self.hint = html()
         self.compare_link = html(visible=False)
+        self.show_children = pn.widgets.Checkbox(
+            name="show child runs", value=False, visible=False, css_classes=["mlt-children"]
+        )
+        self.show_children.param.watch(lambda _e: self._fill_table(self._selected_ids()), "value")
         self.table = pn.widgets.Tabulator(
             pd.DataFrame(),
             show_index=False,
@@ -128,6 +158,7 @@ class SummaryPage(Page):
             header_filters={
                 "name": {"type": "input", "func": "like", "placeholder": "filter"},
                 "status": {"type": "input", "func": "like", "placeholder": "filter"},
+                "model": {"type": "input", "func": "like", "placeholder": "filter"},
             },
             stylesheets=[":host .tabulator { font-size: 13px; }"],
         )
@@ -174,7 +205,9 @@ class SummaryPage(Page):
         self._draw()
 
     def _fill_table(self, selected: list[str] | None = None) -> None:
-        frame = table_frame(self.runs, self.links)
+        has_children = "parent_run_id" in self.runs and self.runs["parent_run_id"].notna().any()
+        self.show_children.visible = bool(has_children)
+        frame = table_frame(self.runs, self.links, children=self.show_children.value or not has_children)
         metrics = metric_columns(self.runs)
         formatters = dict(_FORMATTERS)
         titles = {c: header(_TITLES.get(c, c.replace("_", " "))) for c in frame.columns}
@@ -308,7 +341,7 @@ class SummaryPage(Page):
     def __panel__(self) -> Any:
         return pn.Column(
             self.cards,
-            pn.pane.Markdown("### Runs", margin=(10, 10, 0, 10)),
+            pn.Row(pn.pane.Markdown("### Runs", margin=(10, 10, 0, 10)), self.show_children),
             self.table,
             pn.Row(self.metric, self.cost, self.hint, self.compare_link, sizing_mode="stretch_width"),
             self.charts,
