@@ -57,6 +57,8 @@ class FitSession(Protocol):
 #: The methods that fit; ``partial_fit`` is a step of a fit the user drives, not one.
 FIT_METHODS = ("fit", "fit_transform", "fit_predict")
 _WRAPPED = "__mlt_autolog__"
+#: Fits kept for completion after the cell: more (a loop of small fits) are written at once.
+MAX_PENDING = 200
 
 
 def _wrap_class(cls: type, call: Callable[..., Any]) -> None:
@@ -89,6 +91,8 @@ class Autolog:
         self._finder: PostImportFinder | None = None
         self._depth = threading.local()
         self._base: type | None = None
+        #: Fits whose rows are completed and written after the cell's reply: ``[row, estimator, call]``.
+        self._pending: list[list[Any]] = []
 
     # -- turning it on and off ----------------------------------------------------------
     def enable(self, on: bool = True) -> None:
@@ -102,6 +106,7 @@ class Autolog:
                 self._loaded(module)
 
     def close(self) -> None:
+        self.flush()
         self.enabled = False
         if self._finder is not None:
             self._finder.uninstall()
@@ -134,6 +139,9 @@ class Autolog:
                 return method(estimator, *args, **kwargs)
             finally:
                 self._depth.n = depth
+        for pending in self._pending:
+            if pending[1] is estimator:  # what its last fit made, read before this fit changes it
+                self._complete(pending)
         try:
             started = self._start(args, kwargs)
         except Exception:
@@ -186,13 +194,39 @@ class Autolog:
                 "status": "ok" if exc is None else "error",
                 "error_name": None if exc is None else type(exc).__name__,
                 **started["call"],
+                # Read now: a later set_params on the same object must not change this fit's row.
+                "params": fits.non_default_params(estimator),
             }
-            row.update(fits.describe_fitted(estimator, started["call"]))
-            rec.write(FITS.name, row)
             if run is not None and exc is None:
                 rec.auto_params(run, {"model": type(estimator).__name__, **_plain(row["params"])})
+            # The rest (size, importances, a search's results: a forest's importances take ms)
+            # and the write wait for the cell's reply to have gone (``flush``).
+            self._pending.append([row, estimator, started["call"]])
+            if len(self._pending) >= MAX_PENDING:
+                self.flush()
         except Exception:
             self.recorder.log.exception("MLTrack: autolog could not record a fit")
+
+    def _complete(self, pending: list[Any]) -> None:
+        """Read what a fit made into its row (once); the estimator is let go."""
+        row, estimator, call = pending
+        if estimator is None:
+            return
+        try:
+            row.update(fits.describe_fitted(estimator, call, params=False))
+        except Exception:
+            self.recorder.log.exception("MLTrack: autolog could not describe a fit")
+        pending[1] = None
+
+    def flush(self) -> None:
+        """Complete and write the rows of the fits made since the last flush."""
+        pending, self._pending = self._pending, []
+        for entry in pending:
+            self._complete(entry)
+            try:
+                self.recorder.write(FITS.name, entry[0])
+            except Exception:
+                self.recorder.log.exception("MLTrack: autolog could not record a fit")
 
 
 #: Modules between a fit's caller and the fit: not the caller.

@@ -430,6 +430,7 @@ class Recorder(RecordingOptions, LoggingConfigurable):
         ctx = pending.ctx
         rec = _hashed(ctx.record)
         wanted = ctx.scratch["exp_path"] = self.wanted_path()  # the cell may have set EXP_PATH
+        self.autologger.flush()
         self._run_hooks("finish_cell", ctx)
         # The cell belongs to the run open when it started, else to the one open now.
         run = pending.run if pending.run is not None else self.run

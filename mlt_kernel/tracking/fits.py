@@ -321,9 +321,12 @@ def search_results(estimator: Any) -> dict[str, Any] | None:
     }
 
 
-def describe_fitted(estimator: Any, call: Mapping[str, Any]) -> dict[str, Any]:
-    """What the fit made: params, ``model_bytes``, ``top_features``, the search's results."""
-    out: dict[str, Any] = {"estimator": qualified_name(estimator), "params": non_default_params(estimator)}
+def describe_fitted(estimator: Any, call: Mapping[str, Any], *, params: bool = True) -> dict[str, Any]:
+    """What the fit made: params (unless *params* is False: read at the fit), ``model_bytes``,
+    ``top_features``, the search's results."""
+    out: dict[str, Any] = {"estimator": qualified_name(estimator)}
+    if params:
+        out["params"] = non_default_params(estimator)
     names = getattr(estimator, "feature_names_in_", None)
     if names is not None:
         out["feature_names"] = [str(n) for n in list(names)[:MAX_FEATURE_NAMES]]
