@@ -1,4 +1,4 @@
-"""``mlt-kernel``: install the kernelspec, compact an experiment folder, replay a run."""
+"""``mlt-kernel``: install the kernelspec, compact an experiment, push or pull one to S3, replay a run."""
 
 from __future__ import annotations
 
@@ -26,6 +26,18 @@ def _install(args: argparse.Namespace) -> int:
 
 
 def _compact(args: argparse.Namespace) -> int:
+    from mlt_kernel.core.locations import is_remote
+
+    if is_remote(args.path):
+        from mlt_kernel.store import remote
+
+        try:
+            counts = remote.compact(args.path)
+        except (ValueError, OSError) as exc:
+            print(f"mlt-kernel compact: {exc}", file=sys.stderr)
+            return 2
+        print(f"{args.path}: {counts.sent} merged file(s) uploaded, {counts.removed} part(s) they replace removed")
+        return 0
     from mlt_kernel.store.compaction import compact_folder
 
     try:
@@ -34,6 +46,26 @@ def _compact(args: argparse.Namespace) -> int:
         print(f"mlt-kernel compact: {exc}", file=sys.stderr)
         return 2
     print(report)
+    return 0
+
+
+def _transfer(args: argparse.Namespace) -> int:
+    """``push`` and ``pull``: one line of counts, or one line of what went wrong."""
+    from tqdm import tqdm
+
+    from mlt_kernel.store import remote
+
+    try:
+        if args.command == "push":
+            with tqdm(desc="pushing", unit="file", disable=args.quiet, leave=False) as bar:
+                counts = remote.push(args.local, args.url, progress=bar.update)
+        else:
+            counts = remote.pull(args.url, args.local)
+    except (ValueError, OSError) as exc:
+        print(f"mlt-kernel {args.command}: {exc}", file=sys.stderr)
+        return 2
+    source, target = (args.local, args.url) if args.command == "push" else (args.url, args.local)
+    print(f"{source} -> {target}: {counts}")
     return 0
 
 
@@ -71,9 +103,20 @@ def build_parser() -> argparse.ArgumentParser:
     inst.set_defaults(func=_install)
 
     comp = sub.add_parser("compact", help="merge the Parquet files of closed sessions (makes queries faster)")
-    comp.add_argument("path", help="an experiment folder, or a folder of experiments")
+    comp.add_argument("path", help="an experiment folder, a folder of experiments, or s3://bucket/prefix")
     comp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     comp.set_defaults(func=_compact)
+
+    push = sub.add_parser("push", help="copy a local experiment to S3-compatible storage (again: only what is new)")
+    push.add_argument("local", help="the experiment folder")
+    push.add_argument("url", help="s3://bucket/prefix")
+    push.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    push.set_defaults(func=_transfer)
+
+    pull = sub.add_parser("pull", help="copy an experiment on S3-compatible storage into a local folder")
+    pull.add_argument("url", help="s3://bucket/prefix")
+    pull.add_argument("local", help="the folder to fill")
+    pull.set_defaults(func=_transfer)
 
     rep = sub.add_parser("replay", help="write the cells that produced a run, in the order they ran, as a notebook")
     rep.add_argument("exp", help="the experiment folder")

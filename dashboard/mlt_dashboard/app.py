@@ -39,14 +39,19 @@ class AppConfig:
 
     root: Path
     refresh_s: float = REFRESH_S
+    #: ``s3://…`` when PATH is an experiment on object storage; *root* is then its local mirror.
+    remote: str | None = None
 
     @property
     def single(self) -> bool:
         """PATH is one experiment (no picker)."""
-        return layout.is_experiment(self.root)
+        return self.remote is not None or layout.is_experiment(self.root)
 
     def experiments(self) -> list[Path]:
-        return layout.find_experiments(self.root)
+        return [self.root] if self.remote is not None else layout.find_experiments(self.root)
+
+    def source(self, experiment: Path) -> Source:
+        return Source(self.remote if self.remote is not None else experiment)
 
 
 def page_classes() -> dict[str, type[Page]]:
@@ -107,7 +112,7 @@ class Shell(pn.viewable.Viewer):
         pn.state.on_session_destroyed(self._close)
 
     def _open(self, experiment: Path) -> None:
-        self.source = Source(experiment)
+        self.source = self.config.source(experiment)
         self.page = page_classes()[self.slug](self.source, self.links)
         self.body[:] = [self.page]
 

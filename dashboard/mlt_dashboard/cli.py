@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from mlt_kernel.core import layout
+from mlt_kernel.core.locations import is_remote, parse_remote
 
 #: Addresses that only this machine can reach.
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -25,6 +26,7 @@ examples:
   mlt-dashboard mlt-experiments/default
   mlt-dashboard /shared/team-exps --port 8050 --no-browser
   mlt-dashboard mlt-experiments/churn --export churn-report.html
+  mlt-dashboard s3://team-bucket/churn        # an experiment on S3-compatible storage
 
 Nothing is fetched from the internet: scripts and styles come from the local
 server, and an exported report has every chart, plot and note inlined. Open
@@ -90,11 +92,23 @@ def _fail(message: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    root = Path(args.path).expanduser()
-    if not root.exists():
-        return _fail(f"no such folder: {root}")
-    if not root.is_dir():
-        return _fail(f"not a folder: {root} (give an experiment folder or a folder of experiments)")
+    remote = None
+    if is_remote(args.path):
+        from mlt_kernel.store.mirror import fresh
+
+        try:
+            remote = parse_remote(args.path).url
+            root = fresh(remote)
+        except (ValueError, OSError) as exc:
+            return _fail(str(exc))
+        if not layout.is_experiment(root):
+            return _fail(f"{remote} holds no MLTrack experiment")
+    else:
+        root = Path(args.path).expanduser()
+        if not root.exists():
+            return _fail(f"no such folder: {root}")
+        if not root.is_dir():
+            return _fail(f"not a folder: {root} (give an experiment folder or a folder of experiments)")
     found = layout.find_experiments(root)
     if args.export is not None:
         if not found:
@@ -145,7 +159,11 @@ def main(argv: list[str] | None = None) -> int:
         token = os.environ.get(TOKEN_ENV) or new_token()
     options = ServerOptions(address=args.address, port=args.port, show=not args.no_browser, token=token)
     try:
-        serve(AppConfig(root.absolute()), options, on_ready=lambda url: print(f"MLTrack dashboard: {url}", flush=True))
+        serve(
+            AppConfig(root.absolute(), remote=remote),
+            options,
+            on_ready=lambda url: print(f"MLTrack dashboard: {url}", flush=True),
+        )
     except OSError as exc:
         return _fail(f"cannot listen on {args.address}:{args.port or 'a free port'}: {exc.strerror or exc}")
     return 0

@@ -15,7 +15,7 @@ import pandas as pd
 import panel as pn
 
 from mlt_dashboard import style
-from mlt_dashboard.markup import Markup, el, short, trusted
+from mlt_dashboard.markup import Markup, el, join, short, trusted
 from mlt_dashboard.notes import markdown_block
 from mlt_dashboard.page import Page, html, session_arg, set_options
 from mlt_dashboard.queries import Source
@@ -317,6 +317,15 @@ class DocumentsPage(Page):
         return io.BytesIO(self.doc.html_page().encode("utf-8"))
 
     def __panel__(self) -> Any:
+        if self.source.remote:  # the mirror is read-only: an edit here would never reach the bucket
+            from mlt_dashboard.export import documents_html
+
+            notice = style.banner(
+                "info",
+                "The documents of an s3:// experiment are shown here as they are in the bucket; "
+                "write notes and documents from a kernel recording into it.",
+            )
+            return pn.Column(html(join([notice, documents_html(self.source)])), sizing_mode="stretch_width")
         left = pn.Column(
             html(el("div", "Documents", class_="mlt-section")), self.doc_list, self.new_title, self.create, width=290
         )

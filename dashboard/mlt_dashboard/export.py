@@ -269,7 +269,7 @@ def _cells(source: Source, out: Charts) -> Markup:
     return join(parts)
 
 
-def _documents(source: Source) -> Markup:
+def documents_html(source: Source) -> Markup:
     titles = source.document_titles()
     if titles.empty:
         return style.empty("No documents", "Create one on the Documents page of the dashboard.")
@@ -336,7 +336,7 @@ def experiment_html(path: Path, out: Charts) -> Markup:
             el("h2", "Cells", id="cells"),
             _cells(source, out),
             el("h2", "Documents", id="documents"),
-            _documents(source),
+            documents_html(source),
         ]
         return join(parts, "\n")
     finally:

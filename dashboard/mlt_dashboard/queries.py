@@ -23,6 +23,7 @@ import pandas as pd
 
 from mlt_dashboard import sql
 from mlt_dashboard.ranking import is_missing
+from mlt_kernel.core.locations import is_remote, parse_remote
 from mlt_kernel.core.safeio import regular_file
 from mlt_kernel.core.schema import (
     SAMPLES,
@@ -78,9 +79,16 @@ class Source:
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path).absolute()
-        self.name = self.path.name
-        self._q = Query(self.path)
+        #: An ``s3://`` experiment: read through its local mirror, which refresh() brings up to date.
+        self.remote = is_remote(path)
+        if self.remote:
+            self._q = Query(str(path))
+            self.path = self._q.root
+            self.name = parse_remote(str(path)).url
+        else:
+            self.path = Path(path).absolute()
+            self.name = self.path.name
+            self._q = Query(self.path)
         self.changed_at = time.time()
         self._memo: dict[tuple[Any, ...], Any] = {}
 

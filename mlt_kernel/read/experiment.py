@@ -18,6 +18,7 @@ import pandas as pd
 
 from mlt_kernel.core import layout, safeio
 from mlt_kernel.core.errors import UnknownRunError, UnsafeFileError
+from mlt_kernel.core.locations import is_remote, parse_remote
 from mlt_kernel.core.schema import SAMPLES
 from mlt_kernel.read import compare
 from mlt_kernel.read.compare import RunDiff
@@ -90,6 +91,16 @@ class Experiment:
     """One experiment folder, read through DuckDB views named like the methods."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
+        #: ``s3://bucket/prefix`` for an experiment on object storage (read through a local mirror).
+        self.url: str | None = None
+        if is_remote(path):
+            self.url = parse_remote(str(path)).url
+            self._q = Query(self.url)
+            self.path = self._q.root
+            if not layout.is_experiment(self.path):
+                self._q.close()
+                raise FileNotFoundError(f"{self.url} holds no MLTrack experiment")
+            return
         root = Path(path).expanduser()
         if not root.is_dir():
             raise FileNotFoundError(f"no experiment folder at {root}")
@@ -99,7 +110,7 @@ class Experiment:
         self._q = Query(self.path)
 
     def __repr__(self) -> str:
-        return f"Experiment({str(self.path)!r})"
+        return f"Experiment({self.url or str(self.path)!r})"
 
     @property
     def name(self) -> str:

@@ -33,8 +33,10 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
+from mlt_kernel.core.locations import is_remote
 from mlt_kernel.core.schema import CELL_USAGE, CELLS, RUNS, SOURCES, TABLES, Table
 from mlt_kernel.read.scan import Scan, Snapshot
+from mlt_kernel.store.mirror import Mirror
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -167,7 +169,11 @@ def _connect() -> tuple[Any, str]:
     global _database
     with _pool_lock:
         if _database is None:
-            _database = duckdb.connect(":memory:")
+            # Never fetch an extension: an s3:// path is read through the local mirror (read.mirror),
+            # and a query must not reach the internet.
+            _database = duckdb.connect(
+                ":memory:", config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+            )
             # Our Parquet files are never rewritten, so their footers can be
             # cached: a run's timeline then reads one row group and no metadata.
             _database.execute("SET parquet_metadata_cache = true")
@@ -214,7 +220,11 @@ class Query:
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
+        #: An ``s3://`` experiment is read through its local mirror, brought up to date by ``refresh``.
+        self.mirror: Mirror | None = Mirror(str(root)) if is_remote(root) else None
+        self.root = self.mirror.folder if self.mirror is not None else Path(root)
+        if self.mirror is not None:
+            self.mirror.refresh()
         self._scan = Scan(self.root)
         self._con, self._catalog = _connect()
         self._sources: dict[str, tuple[list[str], bool]] = {}  # table -> (Parquet files, has a journal table)
@@ -223,11 +233,15 @@ class Query:
         self._finalizer = weakref.finalize(self, _release, self._con, self._catalog, self._lanes)
         self._lock = threading.RLock()
         self._signatures: dict[str, tuple[Any, ...]] = {}
+        self._first = True  #: the mirror was refreshed just now
         self.refresh()
 
     def refresh(self) -> bool:
         """Pick up new files and journal lines; True when anything changed."""
         with self._lock:
+            if self.mirror is not None and not self._first:
+                self.mirror.refresh()
+            self._first = False
             for attempt in range(RETRIES):
                 snap = self._scan.snapshot(self._signatures)
                 if not snap.signatures:

@@ -38,6 +38,7 @@ from traitlets.config import LoggingConfigurable
 
 from mlt_kernel.core import layout
 from mlt_kernel.core.errors import RunError
+from mlt_kernel.core.locations import remote_of
 from mlt_kernel.core.schema import CELLS, RUNS, SESSIONS, SOURCES, code_sha1
 from mlt_kernel.core.version import __version__
 from mlt_kernel.hooks import CellContext, Hook, default_hooks
@@ -50,6 +51,7 @@ from mlt_kernel.recording.options import RecordingOptions
 from mlt_kernel.recording.plan import MARK, Plan, make_plan, rewrite
 from mlt_kernel.recording.provenance import Provenance, environment, imported_modules, notebook_folder
 from mlt_kernel.recording.runs import Run, check_params
+from mlt_kernel.recording.uploads import Uploads
 from mlt_kernel.store.destinations import Destinations
 from mlt_kernel.store.journal import encode, now_us
 
@@ -107,9 +109,10 @@ class Recorder(RecordingOptions, LoggingConfigurable):
             ]
             for phase in ("pre_cell", "post_cell", "finish_cell")
         }
-        self.folders = FolderChoice(shell, self.exp_path)
+        self.folders = FolderChoice(shell, self.exp_path, self.say)
         self.dest = Destinations(self.session_id, self._session_record, self.log)
         self.helpers = Helpers(self.log, self.say)
+        self.uploads = Uploads(self.log)
         self.cell_seq = 0
         self.open_runs: list[Run] = []  #: innermost last
         self.peaks = next((h.peaks for h in self.hooks if isinstance(h, MemoryHook)), None)
@@ -206,6 +209,8 @@ class Recorder(RecordingOptions, LoggingConfigurable):
                 self._watcher.set_experiment(str(exp))
         if new:
             self.helpers.look_back(exp, self.session_id)
+            if remote_of(exp) is not None:
+                self.uploads.start(exp)
 
     def say(self, line: str) -> None:
         """Show *line* in the output of the next cell that ends."""
@@ -300,6 +305,8 @@ class Recorder(RecordingOptions, LoggingConfigurable):
             self._pending = None
             self._plan_cache = None
         with contextlib.suppress(Exception):
+            for line in self.uploads.problems():
+                self.say(line)
             self._flush_messages()
 
     def _pre(self, info: Any) -> None:
@@ -639,6 +646,7 @@ class Recorder(RecordingOptions, LoggingConfigurable):
         if not self.helpers.close():
             self.log.warning("MLTrack: a helper process was still running when the session ended")
         self.dest.close(ended_at=now_us())
+        self.uploads.close()  # each sync makes its last round and ends once the kernel has
 
 
 def _hashed(rec: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from typing import Any
 
 from mlt_kernel.core import layout
 from mlt_kernel.core.children import python_command
+from mlt_kernel.core.locations import remote_of
 from mlt_kernel.core.schema import SESSIONS
 from mlt_kernel.store.journal import JournalWriter, journal_name
 
@@ -136,9 +137,10 @@ class Destinations:
             with contextlib.suppress(OSError):
                 writer.write(SESSIONS.name, self._session_record(root, "ended", ended_at=ended_at))
             writer.close()
-        if not self.writers:
+        # A spool's journals go to its bucket (store.sync, told by the recorder): never compacted here.
+        folders = [str(root) for root in self.writers if remote_of(root) is None]
+        if not folders:
             return
-        folders = [str(root) for root in self.writers]
         try:
             proc = subprocess.Popen(
                 python_command("mlt_kernel.store.compaction", "--writer", self.session_id, *folders),

@@ -43,6 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlt_kernel.core import layout, safeio
+from mlt_kernel.core.locations import remote_of
 from mlt_kernel.core.schema import SCHEMA_VERSION, TABLES, arrow_schema
 from mlt_kernel.store.journal import iter_chunks, parse_journal_name
 
@@ -178,6 +179,8 @@ def compact_writer(exp: str | os.PathLike[str], writer_id: str) -> int:
     already: no sort.
     """
     root = Path(exp)
+    if remote_of(root) is not None:
+        return 0  # a spool's journals go to its bucket as sealed parts (store.sync), never merged here
     journals = writer_journals(root, writer_id)
     if not journals:
         return 0
