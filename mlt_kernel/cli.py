@@ -33,7 +33,7 @@ def _compact(args: argparse.Namespace) -> int:
 
         try:
             counts = remote.compact(args.path)
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, OverflowError) as exc:
             print(f"mlt-kernel compact: {exc}", file=sys.stderr)
             return 2
         print(f"{args.path}: {counts.sent} merged file(s) uploaded, {counts.removed} part(s) they replace removed")

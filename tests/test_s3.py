@@ -311,3 +311,53 @@ def test_the_mirror_takes_only_keys_of_the_layout_and_puts_are_create_only(s3, t
     assert not any(p.name.startswith("evil") for p in tmp_path.rglob("*"))
     bucket.delete("tables/runs/s-x.v1.parquet")  # a merge replaced it: the mirror lets it go too
     assert mirror.refresh() is True and not (tmp_path / "m" / "tables" / "runs" / "s-x.v1.parquet").exists()
+
+
+def test_hostile_objects_neither_stop_a_reader_nor_make_compact_delete_real_parts(start_kernel, s3, tmp_path):
+    import json as _json
+
+    import pyarrow.parquet as pq
+
+    from mlt_kernel.cli import main as cli
+    from mlt_kernel.store.parquet import REPLACED_KEY, REPLACES_KEY
+
+    _run_notebook(start_kernel, s3.url)
+    _wait(lambda: mlt.Experiment(s3.url).sessions()["status"].tolist() == ["ended"], "the session in the bucket")
+    bucket = Bucket(parse_remote(s3.url))
+    real = sorted(k for k in bucket.list() if k.startswith("tables/metrics/"))
+    rows = _view(mlt.Experiment(s3.url))["metrics"]
+    # A teammate's forged merged file claims to replace the real metrics part, with a made-up row.
+    mirror = Mirror(s3.url, bucket=bucket, folder=tmp_path / "m")
+    mirror.refresh()
+    table = pq.read_table(tmp_path / "m" / real[0]).slice(0, 1)
+    name = real[0].rsplit("/", 1)[1]
+    claim = [{"file": name, "rows": pq.read_metadata(tmp_path / "m" / real[0]).num_rows, "writer": name[2:-11]}]
+    forged = tmp_path / "forged.parquet"
+    pq.write_table(
+        table.replace_schema_metadata(
+            {REPLACES_KEY: _json.dumps([name]).encode(), REPLACED_KEY: _json.dumps(claim).encode()}
+        ),
+        forged,
+    )
+    bucket.put("tables/metrics/m-forged.v1.parquet", forged)
+    # And keys that once stopped every reader: too long, a NUL, a control character.
+    for key in ("plots/" + "a" * 250 + ".png", "plots/a\x00b.png", "plots/a\x07b.png"):
+        bucket.put(key, b"x")
+    assert len(mlt.Experiment(s3.url).cells()) == len(NOTEBOOK) + 1  # the reader still reads
+    assert cli(["compact", s3.url]) == 0
+    after = _view(mlt.Experiment(s3.url))["metrics"]
+    assert all(row in after for row in rows)  # a forged claim hides or deletes no real row
+
+
+def test_push_never_uploads_what_a_link_points_to(s3, tmp_path):
+    from mlt_kernel.cli import main as cli
+
+    local = layout.ensure_layout(tmp_path / "shared")
+    (local / layout.MARKER).unlink()
+    secret = tmp_path / "credentials"
+    secret.write_text("aws_secret_access_key=SECRET")
+    (local / layout.MARKER).symlink_to(secret)
+    (local / layout.PLOTS / "roc.png").symlink_to(secret)
+    url = f"s3://{s3.bucket}/linked"
+    assert cli(["push", "-q", str(local), url]) == 0
+    assert Bucket(parse_remote(url)).list() == {}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,9 @@ from typing import Any
 
 from mlt_kernel.core import layout
 from mlt_kernel.core.locations import Remote, cache_dir, cache_root, parse_remote
+from mlt_kernel.core.schema import TABLES
+
+log = logging.getLogger("mlt_kernel.store.mirror")
 
 #: Objects fetched at once.
 FETCH_THREADS = 8
@@ -35,16 +39,31 @@ _INDEX = ".mirror.json"
 _SUBDIRS = (layout.TABLES, layout.PLOTS, layout.PREDICTIONS)
 
 
+#: Longest file name taken from a key (a temporary name is added to it while it downloads).
+MAX_NAME_BYTES = 180
+#: Largest object mirrored (``MLT_S3_MAX_OBJECT_BYTES``); a bigger one is skipped with a warning.
+MAX_OBJECT_BYTES = 1024**3
+
+
 def _safe(relative: str) -> bool:
-    """A key of the layout: a file of tables/{table}/, plots/ or predictions/, or the marker."""
+    """A key of the layout: a file of tables/{known table}/, plots/ or predictions/, or the marker."""
     if relative == layout.MARKER:
         return True
+    if any(ord(c) < 32 or ord(c) == 127 for c in relative):
+        return False
     parts = relative.split("/")
-    if any(p in ("", ".", "..") or p.startswith(".") or "\\" in p for p in parts):
+    if any(p in ("", ".", "..") or p.startswith(".") or "\\" in p or len(p.encode()) > MAX_NAME_BYTES for p in parts):
         return False
     if parts[0] == layout.TABLES:
-        return len(parts) == 3
+        return len(parts) == 3 and parts[1] in TABLES
     return parts[0] in (layout.PLOTS, layout.PREDICTIONS) and len(parts) == 2
+
+
+def _max_object_bytes() -> int:
+    try:
+        return int(os.environ.get("MLT_S3_MAX_OBJECT_BYTES", MAX_OBJECT_BYTES))
+    except ValueError:
+        return MAX_OBJECT_BYTES
 
 
 class Mirror:
@@ -55,6 +74,7 @@ class Mirror:
         self.folder = folder if folder is not None else cache_dir(self.remote)
         self._bucket = bucket
         self._index: dict[str, list[Any]] = {}  #: relative path -> [size, etag]
+        self._skipped: set[str] = set()  #: objects not mirrored, each said once
         self._load_index()
 
     @property
@@ -71,6 +91,14 @@ class Mirror:
             if isinstance(index, dict):
                 self._index = {k: v for k, v in index.items() if isinstance(v, list) and _safe(k)}
 
+    def _fetch(self, relative: str) -> str | None:
+        """Download one object; what went wrong, or None."""
+        try:
+            self.bucket.download(relative, self.folder / relative)
+        except (OSError, ValueError) as exc:
+            return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return None
+
     def known(self) -> list[str]:
         """The objects the mirror holds, by path relative to the experiment."""
         return list(self._index)
@@ -83,7 +111,14 @@ class Mirror:
     def refresh(self) -> bool:
         """Bring the mirror up to the bucket's listing; True when anything changed."""
         listed = self.bucket.list()
-        wanted = {rel: [obj.size, obj.etag] for rel, obj in listed.items() if _safe(rel)}
+        limit = _max_object_bytes()
+        wanted = {rel: [obj.size, obj.etag] for rel, obj in listed.items() if _safe(rel) and obj.size <= limit}
+        for rel, obj in listed.items():
+            if _safe(rel) and obj.size > limit and rel not in self._skipped:
+                self._skipped.add(rel)
+                log.warning(
+                    "%s/%s: %d bytes, over MLT_S3_MAX_OBJECT_BYTES; not mirrored", self.remote.url, rel, obj.size
+                )
         fetch = [rel for rel, sig in wanted.items() if self._index.get(rel) != sig]
         gone = [rel for rel in self._index if rel not in wanted]
         if not fetch and not gone and ((self.folder / layout.MARKER).exists() or not wanted):
@@ -94,8 +129,12 @@ class Mirror:
         if layout.MARKER not in wanted and not (self.folder / layout.MARKER).exists():
             layout.ensure_layout(self.folder)  # a bucket with parts but no marker yet
         with ThreadPoolExecutor(FETCH_THREADS) as pool:
-            for rel, _ in zip(fetch, pool.map(lambda r: self.bucket.download(r, self.folder / r), fetch), strict=True):
-                self._index[rel] = wanted[rel]
+            for rel, failure in zip(fetch, pool.map(self._fetch, fetch), strict=True):
+                if failure is None:
+                    self._index[rel] = wanted[rel]
+                elif rel not in self._skipped:  # one bad object never stops the reader; said once
+                    self._skipped.add(rel)
+                    log.warning("%s/%s: not mirrored (%s)", self.remote.url, rel, failure)
         for rel in gone:
             with contextlib.suppress(FileNotFoundError):
                 (self.folder / rel).unlink()

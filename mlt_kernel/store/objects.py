@@ -114,8 +114,12 @@ class Bucket:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
 
-    def read(self, relative: str) -> bytes:
-        return bytes(self._call("get_object", Key=self.remote.key(relative))["Body"].read())
+    def read(self, relative: str, limit: int = 1 << 20) -> bytes:
+        """A small object's bytes (at most *limit*: ``ValueError`` beyond)."""
+        data = self._call("get_object", Key=self.remote.key(relative))["Body"].read(limit + 1)
+        if len(data) > limit:
+            raise ValueError(f"{self.remote.url}/{relative}: over {limit} bytes")
+        return bytes(data)
 
     # -- writing --------------------------------------------------------------------------
     def put(self, relative: str, data: bytes | Path, *, create_only: bool = True) -> bool:

@@ -44,7 +44,8 @@ class Counts:
 
 def _local_files(root: Path) -> list[str]:
     """Relative paths of the files a push copies: closed table files, plots, predictions, the marker."""
-    out = [layout.MARKER] if (root / layout.MARKER).is_file() else []
+    marker = root / layout.MARKER
+    out = [layout.MARKER] if marker.is_file() and not marker.is_symlink() else []
     for sub in (layout.TABLES, layout.PLOTS, layout.PREDICTIONS):
         folder = root / sub
         if not folder.is_dir() or folder.is_symlink():
@@ -94,9 +95,11 @@ def _lock(bucket: Bucket) -> None:
     if bucket.put(LOCK, body):
         return
     try:
-        held = json.loads(bucket.read(LOCK))
-        until = float(held["until"])
-    except (ObjectStoreError, ValueError, KeyError, TypeError):
+        held = json.loads(bucket.read(LOCK, limit=4096))
+        until = min(float(held["until"]), time.time() + LOCK_S)  # a lock is never good for longer
+    except (ObjectStoreError, ValueError, KeyError, TypeError, OverflowError):
+        until = 0.0
+    if until != until:  # NaN
         until = 0.0
     if until > time.time():
         raise ObjectStoreError(
@@ -124,16 +127,43 @@ def compact(url: str) -> Counts:
             before = {p.name for p in folder.glob("*.parquet")} if folder.is_dir() else set()
             merge_table(mirror.folder, table, open_writers=set(), min_files=2)
             after = {p.name for p in folder.glob("*.parquet")} if folder.is_dir() else set()
+            merged_inputs: set[str] = set()
             for name in sorted(after - before):  # the merged files: in the bucket before anything goes
                 bucket.put(f"{layout.TABLES}/{table}/{name}", folder / name)
                 counts.sent += 1
-            for name in sorted(before - after):
+                merged_inputs |= _inputs(folder / name)
+            # Only the parts this merge read and wrote out again leave the bucket: a claim in
+            # someone else's file, which anyone with write access could forge, deletes nothing.
+            for name in sorted((before - after) & merged_inputs):
                 bucket.delete(f"{layout.TABLES}/{table}/{name}")
                 counts.removed += 1
         mirror.refresh()
     finally:
-        bucket.delete(LOCK)
+        _unlock(bucket)
     return counts
+
+
+def _inputs(merged: Path) -> set[str]:
+    """The names of the parts a merged file written here holds (from its own metadata)."""
+    import pyarrow.parquet as pq
+
+    from mlt_kernel.store.parquet import REPLACES_KEY
+
+    meta = pq.read_schema(merged).metadata or {}
+    try:
+        return {str(n) for n in json.loads(meta.get(REPLACES_KEY, b"[]"))}
+    except ValueError:
+        return set()
+
+
+def _unlock(bucket: Bucket) -> None:
+    """Remove the lock if it is still this process's (an expired one may have been taken since)."""
+    try:
+        held = json.loads(bucket.read(LOCK, limit=4096))
+    except (ObjectStoreError, ValueError):
+        return
+    if isinstance(held, dict) and held.get("host") == socket.gethostname() and held.get("pid") == os.getpid():
+        bucket.delete(LOCK)
 
 
 __all__ = ["Counts", "compact", "pull", "push"]

@@ -139,8 +139,13 @@ def seal(spool: Path, state: dict[str, Any]) -> int:
 
 def _outbox_files(spool: Path) -> list[tuple[str, Path]]:
     outbox = spool / SYNC / OUTBOX
-    out = []
-    for path in sorted(outbox.rglob("*.parquet")) if outbox.is_dir() else []:
+    out: list[tuple[str, Path]] = []
+    try:  # never through a link: the outbox's files are uploaded, then removed
+        safeio.check_folder(spool / SYNC)
+        safeio.check_folder(outbox)
+    except OSError:
+        return out
+    for path in sorted(outbox.rglob("*.parquet")):
         if path.is_file() and not path.is_symlink() and not path.name.startswith("."):
             out.append((path.relative_to(outbox).as_posix(), path))
     return out
@@ -171,7 +176,7 @@ def upload(spool: Path, bucket: Any, state: dict[str, Any]) -> int:
     """Upload the outbox's parts and the new plots and predictions; returns how many objects."""
     sent = 0
     marker = spool / layout.MARKER
-    if not state.get("marker") and marker.is_file():
+    if not state.get("marker") and marker.is_file() and not marker.is_symlink():
         bucket.put(layout.MARKER, marker.read_bytes())  # False when a teammate's came first: fine
         state["marker"] = True
     for rel, path in _outbox_files(spool):
