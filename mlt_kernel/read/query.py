@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 
 #: Attempts at a view or query whose files a compaction replaced meanwhile.
 RETRIES = 10
+#: Seconds between listings of an ``s3://`` experiment's bucket by one reader.
+REMOTE_REFRESH_S = 2.0
 
 
 #: The cells of a run: those tagged with it, and those it spanned (a run of code may start and
@@ -234,13 +236,17 @@ class Query:
         self._lock = threading.RLock()
         self._signatures: dict[str, tuple[Any, ...]] = {}
         self._first = True  #: the mirror was refreshed just now
+        self._listed = time.monotonic()
         self.refresh()
 
     def refresh(self) -> bool:
         """Pick up new files and journal lines; True when anything changed."""
         with self._lock:
-            if self.mirror is not None and not self._first:
+            # The bucket is listed at most every REMOTE_REFRESH_S: queries in a row run at local speed,
+            # and what writers upload (every 10 s) shows at the next look.
+            if self.mirror is not None and not self._first and time.monotonic() - self._listed >= REMOTE_REFRESH_S:
                 self.mirror.refresh()
+                self._listed = time.monotonic()
             self._first = False
             for attempt in range(RETRIES):
                 snap = self._scan.snapshot(self._signatures)
