@@ -427,6 +427,7 @@ def _first_block_kind(path: Path, title: str) -> str:
 
 def test_live_refresh_keeps_the_users_place(open_page: Callable[..., Any], experiment: dict[str, Any]) -> None:
     page = open_page("summary", "best by f1")
+    _wait(lambda: page.locator(".bk-Figure").count() >= 4, "the summary's charts")  # drawn after the table
     header = page.locator('.tabulator-col[tabulator-field="f1"] .tabulator-col-title')
     header.click()
     _wait(lambda: _first_run_name(page) == "logistic_regression", "ascending F1 first")
