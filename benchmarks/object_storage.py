@@ -257,14 +257,8 @@ def store(latency_s: float) -> Iterator[tuple[LatencyProxy, int]]:
 
 
 def median_s(fn: Callable[[], Any], repeat: int) -> float:
-    """Median seconds of *fn* after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    """Median seconds of *fn* after one warm-up call (``benchmarks/dashboard.py``'s ``timed``)."""
+    return float(_generator().timed(fn, repeat))
 
 
 @contextlib.contextmanager
