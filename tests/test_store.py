@@ -14,6 +14,7 @@ import pytest
 import mlt_kernel as mlt
 from mlt_kernel.core import layout
 from mlt_kernel.core.errors import DamagedFileWarning
+from mlt_kernel.core.schema import TABLES
 from mlt_kernel.store import parquet as store
 from mlt_kernel.store.compaction import compact_experiment, merge_table
 from mlt_kernel.store.journal import JournalWriter, journal_name, now_us, read_lines
@@ -129,6 +130,45 @@ def test_queries_in_one_process_keep_to_their_own_folder(tmp_path):
         qb.close()
 
 
+def test_tables_are_read_when_a_statement_first_needs_them(tmp_path):
+    # The runs of a folder are answered without its samples: their journal is not
+    # even read (most of a folder's lines), nor are the tables nobody asked for.
+    exp = tmp_path / "exp"
+    write_session(exp, "s1", cells=2)
+    samples = JournalWriter(exp / "journals" / journal_name("s1", "samples"))
+    samples.write_many("samples", [{"session_id": "s1", "t": t, "rss_bytes": 100 + t} for t in range(1, 6)])
+    samples.close()
+    (exp / "journals" / journal_name("s1", "samples")).open("ab").write(b"not json\n")
+    from mlt_kernel.read import query
+
+    q = query.Query(exp)
+    assert q.rows("SELECT count(*) FROM cells") == [(2,)]
+    assert q._defined == {"cells", "cell_usage", "sources"}  # the cells, with what the watcher saw
+    assert all(".samples." not in path.name for path in q._scan._journals)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DamagedFileWarning)
+        assert q.rows("SELECT count(*) FROM _latest_runs") == [(0,)]
+        assert q.rows("SELECT count(*) FROM sessions") == [(1,)]
+    with pytest.warns(DamagedFileWarning, match="1 unreadable journal line"):
+        assert q.rows("SELECT max(rss_bytes), count(*) FROM samples") == [(105, 5)]
+    assert "samples" in q._defined
+    # A relation read once is a view; read again, it becomes a table, kept up to date.
+    assert q._kinds["_latest_cells"] == "VIEW"
+    q.rows("SELECT count(*) FROM _latest_cells")
+    assert q._kinds["_latest_cells"] == "VIEW"
+    q.rows("SELECT count(*) FROM _latest_cells")
+    assert q._kinds["_latest_cells"] == "TABLE"
+    write_session(exp, "s2", cells=1)
+    assert q.refresh()
+    assert q.rows("SELECT count(*) FROM _latest_cells") == [(3,)]
+    assert q.rows("SELECT count(*) FROM cells") == [(3,)]
+    # A statement whose tables the cheap look misses still runs: every table is defined then.
+    assert "notes" not in q._defined
+    assert q.rows("SELECT count(*) FROM NOTES") == [(0,)]
+    assert q._defined == set(TABLES)
+    q.close()
+
+
 def test_a_query_dropped_without_close_leaves_no_catalog(tmp_path):
     import gc
 
@@ -137,7 +177,7 @@ def test_a_query_dropped_without_close_leaves_no_catalog(tmp_path):
     write_session(tmp_path / "a", "s1", cells=1)
 
     def catalogs():
-        con = query._database.cursor()
+        con = query._opening().result().cursor()
         try:
             return {name for (name,) in con.execute("SELECT database_name FROM duckdb_databases()").fetchall()}
         finally:

@@ -156,11 +156,16 @@ def start_watcher() -> Iterator[Callable[..., WatcherHandle]]:
 
 
 def _watcher_records(exp: Path, session: str, table: str | None = None) -> list[dict[str, Any]]:
-    path = exp / "journals" / journal_name(session, "watcher")
-    if not path.exists():
-        return []
-    records, _, bad = read_lines(path)
-    assert bad == 0
+    """What the watcher wrote, in the order it wrote it: samples go to a journal of their own."""
+    records: list[dict[str, Any]] = []
+    for role in ("samples", "watcher"):
+        path = exp / "journals" / journal_name(session, role)
+        if path.exists():
+            found, _, bad = read_lines(path)
+            assert bad == 0
+            assert all((r["table"] == "samples") == (role == "samples") for r in found)
+            records += found
+    records.sort(key=lambda r: r["recorded_at"])  # stable: a sample before what the same µs wrote
     return [r for r in records if table is None or r["table"] == table]
 
 
@@ -645,8 +650,8 @@ def test_stop_leaves_no_process_and_ignores_sigint(
     handle.stop(timeout=10)
     assert not handle.alive and handle._process.returncode == 0
     assert not _pid_running(handle.pid)
-    # The kernel compacts its session after a clean stop; the watcher left its journal.
-    assert (tmp_path / "journals" / journal_name("s-stop", "watcher")).exists()
+    # The kernel compacts its session after a clean stop; the watcher left its journal of samples.
+    assert (tmp_path / "journals" / journal_name("s-stop", "samples")).exists()
 
 
 def test_watcher_exits_when_stdin_closes(kernel: FakeKernel, start_watcher: Callable[..., WatcherHandle]) -> None:

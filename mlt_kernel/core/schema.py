@@ -13,6 +13,7 @@ rewritten").
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -408,8 +409,9 @@ def table(name: str) -> Table:
         raise KeyError(f"unknown table {name!r}; known: {', '.join(TABLES)}") from None
 
 
+@functools.cache
 def arrow_schema(tbl: Table) -> Any:
-    """The pyarrow schema of *tbl* (imports pyarrow: not for the cell path)."""
+    """The pyarrow schema of *tbl* (imports pyarrow: not for the cell path); made once per table."""
     import pyarrow as pa
 
     fields = []

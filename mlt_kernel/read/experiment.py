@@ -78,13 +78,16 @@ def with_final_metrics(runs: pd.DataFrame, query: Query) -> pd.DataFrame:
     A metric named like a column of *runs* (``name``, ``status``…) stays out:
     it would replace that column. ``metrics()`` still has it.
     """
-    finals = query.df(_FINAL_METRICS)
-    if finals.empty:
+    wide: dict[str, dict[Any, Any]] = {}
+    for run_id, name, value in query.rows(_FINAL_METRICS):
+        if isinstance(name, str) and name not in runs.columns:
+            wide.setdefault(name, {})[run_id] = value
+    if not wide:
         return runs
-    wide = finals.pivot(index="run_id", columns="name", values="value")
-    wide = wide.drop(columns=[c for c in wide.columns if c in runs.columns])
     ordered = [m for m in METRIC_ORDER if m in wide] + sorted(set(wide) - set(METRIC_ORDER))
-    return runs.merge(wide[ordered], how="left", left_on="run_id", right_index=True)
+    ids = runs["run_id"].tolist()
+    columns = {name: [wide[name].get(i) for i in ids] for name in ordered}
+    return pd.concat([runs, pd.DataFrame(columns, index=runs.index, dtype="float64")], axis=1)
 
 
 class Experiment:

@@ -22,10 +22,12 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +36,7 @@ import duckdb
 import pyarrow as pa
 
 from mlt_kernel.core.locations import is_remote
-from mlt_kernel.core.schema import CELL_USAGE, CELLS, RUNS, SOURCES, TABLES, Table
+from mlt_kernel.core.schema import CELLS, RUNS, TABLES, Table
 from mlt_kernel.read.scan import Scan, Snapshot
 from mlt_kernel.store.mirror import Mirror
 
@@ -81,11 +83,9 @@ def _latest_sql(tbl: Table, source: str) -> str:
 
 
 # Tables built on the per-table ones: cells with what the watcher saw, runs with
-# peaks taken from their cells; rebuilt when one of their sources changes.
+# peaks taken from their cells; rebuilt when one of the tables they mention changes.
 _DERIVED = {
-    CELLS.name: (
-        (CELLS.name, CELL_USAGE.name, SOURCES.name),
-        """
+    CELLS.name: """
         SELECT c.* REPLACE (
             coalesce(u.children_peak_rss_bytes, c.children_peak_rss_bytes) AS children_peak_rss_bytes,
             greatest(c.peak_gpu_bytes, u.peak_gpu_bytes) AS peak_gpu_bytes,
@@ -96,19 +96,43 @@ _DERIVED = {
         FROM _latest_cells c LEFT JOIN cell_usage u USING (session_id, cell_seq)
         LEFT JOIN sources s ON s.code_sha1 = c.code_sha1 AND starts_with(s.code, c.code)
     """,
-    ),
-    RUNS.name: (
-        (RUNS.name, CELLS.name, CELL_USAGE.name),
-        """
+    RUNS.name: """
         SELECT r.* REPLACE (
             greatest(r.peak_rss_bytes, agg.peak_rss_bytes) AS peak_rss_bytes,
             greatest(r.peak_gpu_bytes, agg.peak_gpu_bytes) AS peak_gpu_bytes)
         FROM _latest_runs r LEFT JOIN (
-            SELECT run_id, max(peak_rss_bytes) AS peak_rss_bytes, max(peak_gpu_bytes) AS peak_gpu_bytes
-            FROM cells WHERE run_id IS NOT NULL GROUP BY run_id) agg USING (run_id)
+            SELECT c.run_id, max(c.peak_rss_bytes) AS peak_rss_bytes,
+                max(greatest(c.peak_gpu_bytes, u.peak_gpu_bytes)) AS peak_gpu_bytes
+            FROM _latest_cells c LEFT JOIN cell_usage u USING (session_id, cell_seq)
+            WHERE c.run_id IS NOT NULL GROUP BY c.run_id) agg USING (run_id)
     """,
-    ),
 }
+
+#: A table's name in a statement, bare or behind the prefix of one of its relations.
+_MENTION = re.compile(r"\b(_latest_|_raw_|_j_|_p_)?(" + "|".join(sorted(TABLES, key=len, reverse=True)) + r")\b")
+
+
+def _mentions(sql: str) -> tuple[set[str], set[str]]:
+    """The tables whose relations *sql* may read, and the derived tables among them.
+
+    Cheap, and errs on the side of too many (a column or a string named like a
+    table defines a relation nobody reads); a table it misses is caught by
+    :meth:`Query._execute`, which then defines every table.
+    """
+    tables: set[str] = set()
+    derived: set[str] = set()
+    todo = [sql]
+    while todo:
+        for prefix, name in _MENTION.findall(todo.pop()):
+            tables.add(name)
+            if not prefix and name in _DERIVED and name not in derived:
+                derived.add(name)
+                todo.append(_DERIVED[name])
+    return tables, derived
+
+
+#: The tables each derived table is made of.
+_DERIVED_FROM = {name: _mentions(sql)[0] for name, sql in _DERIVED.items()}
 
 
 @dataclass(frozen=True)
@@ -152,7 +176,7 @@ def _read_lane(cursor: Any, lane: list[Read], resolve: Callable[..., tuple[str, 
 
 _pool: Any = None
 _pool_lock = threading.Lock()
-_database: Any = None
+_database: Future[Any] | None = None
 _catalogs = itertools.count(1)
 
 # DuckDB's types for the schema's vocabulary, as pyarrow's types convert.
@@ -166,20 +190,43 @@ _DUCK_TYPES = {
 }
 
 
-def _connect() -> tuple[Any, str]:
-    """A connection to the process's DuckDB database, using a new catalog of its own."""
+def _open_database() -> Any:
+    # Never fetch an extension: an s3:// path is read through the local mirror (read.mirror),
+    # and a query must not reach the internet.
+    database = duckdb.connect(
+        ":memory:", config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    )
+    # Our Parquet files are never rewritten, so their footers can be
+    # cached: a run's timeline then reads one row group and no metadata.
+    database.execute("SET parquet_metadata_cache = true")
+    return database
+
+
+def _opening() -> Future[Any]:
+    """The process's DuckDB database, opened once, on a thread of its own.
+
+    Opening costs ~20 ms, mostly without the GIL. It starts when this module is
+    imported (never by the kernel, which does not import it), so it goes on
+    while the imports that follow run and the first ``Query`` lists its folder.
+    """
     global _database
     with _pool_lock:
         if _database is None:
-            # Never fetch an extension: an s3:// path is read through the local mirror (read.mirror),
-            # and a query must not reach the internet.
-            _database = duckdb.connect(
-                ":memory:", config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
-            )
-            # Our Parquet files are never rewritten, so their footers can be
-            # cached: a run's timeline then reads one row group and no metadata.
-            _database.execute("SET parquet_metadata_cache = true")
-        con = _database.cursor()
+            _database = Future()
+            threading.Thread(target=_open_into, args=(_database,), name="mlt-duckdb-open", daemon=True).start()
+        return _database
+
+
+def _open_into(future: Future[Any]) -> None:
+    try:
+        future.set_result(_open_database())
+    except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for the database
+        future.set_exception(exc)
+
+
+def _connect(database: Future[Any]) -> tuple[Any, str]:
+    """A connection to the process's DuckDB database, using a new catalog of its own."""
+    con = database.result().cursor()
     catalog = f"mlt_query_{next(_catalogs)}"
     con.execute(f"ATTACH ':memory:' AS {catalog}")
     con.execute(f"USE {catalog}")
@@ -222,25 +269,51 @@ class Query:
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
+        database = _opening()
         #: An ``s3://`` experiment is read through its local mirror, brought up to date by ``refresh``.
         self.mirror: Mirror | None = Mirror(str(root)) if is_remote(root) else None
         self.root = self.mirror.folder if self.mirror is not None else Path(root)
         if self.mirror is not None:
             self.mirror.refresh()
         self._scan = Scan(self.root)
-        self._con, self._catalog = _connect()
+        self._database = database
+        self._connection: tuple[Any, str] | None = None
         self._sources: dict[str, tuple[list[str], bool]] = {}  # table -> (Parquet files, has a journal table)
         self._lanes: list[Any] = []  # cursors of read_all, in this catalog
-        # An Experiment dropped without close() must not leave its catalog behind.
-        self._finalizer = weakref.finalize(self, _release, self._con, self._catalog, self._lanes)
+        self._finalizer: weakref.finalize[Any, Any] | None = None
         self._lock = threading.RLock()
         self._signatures: dict[str, tuple[Any, ...]] = {}
+        #: Tables are defined when a statement first mentions them: a query of the
+        #: runs reads neither the samples nor their journals.
+        self._defined: set[str] = set()
+        self._built: set[str] = set()  #: the derived tables made so far
+        #: Keyed and derived relations start as views, which a single query reads at
+        #: the cost of a table's making; the second statement that reads one makes it
+        #: a table, from then on remade when its files change.
+        self._kinds: dict[str, str] = {}
+        self._read: set[str] = set()  #: relations a statement read
+        self._hot: set[str] = set()  #: relations kept as tables
+        self._journal_tables: set[str] = set()  #: tables whose journal rows have a table (``_j_…``)
         self._first = True  #: the mirror was refreshed just now
         self._listed = time.monotonic()
-        self.refresh()
+
+    @property
+    def _con(self) -> Any:
+        if self._connection is None:
+            self._connection = _connect(self._database)
+            con, catalog = self._connection
+            # An Experiment dropped without close() must not leave its catalog behind.
+            self._finalizer = weakref.finalize(self, _release, con, catalog, self._lanes)
+        return self._connection[0]
+
+    @property
+    def _catalog(self) -> str:
+        self._con  # noqa: B018 - connects
+        assert self._connection is not None
+        return self._connection[1]
 
     def refresh(self) -> bool:
-        """Pick up new files and journal lines; True when anything changed."""
+        """Pick up new files and journal lines of the tables in use; True when anything changed."""
         with self._lock:
             # The bucket is listed at most every REMOTE_REFRESH_S: queries in a row run at local speed,
             # and what writers upload (every 10 s) shows at the next look.
@@ -248,29 +321,76 @@ class Query:
                 self.mirror.refresh()
                 self._listed = time.monotonic()
             self._first = False
-            for attempt in range(RETRIES):
-                snap = self._scan.snapshot(self._signatures)
-                if not snap.signatures:
-                    return False
-                try:
-                    self._apply(snap)
-                except duckdb.IOException:
-                    # A compaction removed a file between our listing and DuckDB's: look again.
-                    if attempt == RETRIES - 1:
-                        raise
-                    self._signatures.clear()
-                    time.sleep(0.01 * attempt)
-                    continue
-                self._signatures.update(snap.signatures)
-                return True
+            return self._update(self._defined)
+
+    def _update(self, tables: Collection[str]) -> bool:
+        """Define the relations of *tables* whose files or journals changed; True when any did."""
+        if not tables:
+            return False
+        for attempt in range(RETRIES):
+            snap = self._scan.snapshot(self._signatures, tables)
+            if not snap.signatures:
+                return False
+            try:
+                self._apply(snap)
+            except duckdb.IOException:
+                # A compaction removed a file between our listing and DuckDB's: look again.
+                if attempt == RETRIES - 1:
+                    raise
+                for name in tables:
+                    self._signatures.pop(name, None)
+                time.sleep(0.01 * attempt)
+                continue
+            self._signatures.update(snap.signatures)
+            return True
         return False
+
+    def _ensure(self, sql: str, window: Window | None = None) -> None:
+        """Define the relations *sql* (and *window*) may read that are not defined yet."""
+        tables, derived = _mentions(sql)
+        if window is not None:
+            tables.add(window.table)
+        missing = tables - self._defined
+        if missing:
+            self._defined |= missing
+            self._update(missing)
+        for name in _DERIVED:
+            if name in derived and name not in self._built:
+                self._make(name, _DERIVED[name])
+                self._built.add(name)
+        for name in tables:
+            relation = name if name in derived or name not in _DERIVED else f"_latest_{name}"
+            if relation in self._kinds and relation not in self._hot:
+                if relation in self._read:
+                    self._hot.add(relation)
+                    self._make(relation, self._sql_of(relation))
+                self._read.add(relation)
+
+    def _define_all(self) -> None:
+        self._ensure(" ".join(TABLES))
+
+    def _sql_of(self, relation: str) -> str:
+        """The statement that makes a keyed or derived *relation*."""
+        if relation in _DERIVED:
+            return _DERIVED[relation]
+        tbl = TABLES[relation.removeprefix("_latest_")]
+        return _latest_sql(tbl, "_raw_" + tbl.name)
+
+    def _make(self, relation: str, sql: str) -> None:
+        """(Re)make a keyed or derived *relation*: a table once it is hot, else a view."""
+        kind = "TABLE" if relation in self._hot else "VIEW"
+        was = self._kinds.get(relation)
+        if was is not None and was != kind:
+            self._con.execute(f"DROP {was} {relation}")
+        self._con.execute(f"CREATE OR REPLACE {kind} {relation} AS {sql}")
+        self._kinds[relation] = kind
 
     def _apply(self, snap: Snapshot) -> None:
         for name in snap.signatures:
             self._define(TABLES[name], snap.parquet[name], snap.journal_tables[name])
-        for name, (sources, sql) in _DERIVED.items():
-            if any(s in snap.signatures for s in sources) or name not in self._signatures:
-                self._con.execute(f"CREATE OR REPLACE TABLE {_ident(name)} AS {sql}")
+        for name, sql in _DERIVED.items():
+            if name in self._built and not _DERIVED_FROM[name].isdisjoint(snap.signatures):
+                self._make(name, sql)
 
     def _define(self, tbl: Table, files: list[str], journal: pa.Table) -> None:
         con = self._con
@@ -279,9 +399,10 @@ class Query:
         if not files and not journal.num_rows:  # an empty table: its columns only, in a few statements
             columns = _empty_columns(tbl)
             con.execute(f"CREATE OR REPLACE TABLE _j_{tbl.name} {columns}")
+            self._journal_tables.add(tbl.name)
             con.execute(f"CREATE OR REPLACE VIEW _raw_{tbl.name} AS SELECT * FROM _j_{tbl.name}")
             if tbl.key:
-                con.execute(f"CREATE OR REPLACE TABLE {latest} {columns}")
+                self._make(latest, _latest_sql(tbl, "_raw_" + tbl.name))
             else:
                 con.execute(f"CREATE OR REPLACE VIEW {latest} AS {_latest_sql(tbl, '_raw_' + tbl.name)}")
             return
@@ -309,12 +430,16 @@ class Query:
                 con.execute(f"CREATE OR REPLACE TABLE {jname} AS SELECT * FROM _incoming")
             finally:
                 con.unregister("_incoming")
+            self._journal_tables.add(tbl.name)
             sources.append(f"SELECT * FROM {jname}")
         con.execute(f"CREATE OR REPLACE VIEW _raw_{tbl.name} AS {' UNION ALL BY NAME '.join(sources)}")
-        if len(sources) == 1 and files:
-            con.execute(f"DROP TABLE IF EXISTS {jname}")  # its rows are in the files now
-        kind = "TABLE" if tbl.key else "VIEW"
-        con.execute(f"CREATE OR REPLACE {kind} {latest} AS {_latest_sql(tbl, '_raw_' + tbl.name)}")
+        if len(sources) == 1 and files and tbl.name in self._journal_tables:
+            con.execute(f"DROP TABLE {jname}")  # its rows are in the files now
+            self._journal_tables.discard(tbl.name)
+        if tbl.key:
+            self._make(latest, _latest_sql(tbl, "_raw_" + tbl.name))
+        else:
+            con.execute(f"CREATE OR REPLACE VIEW {latest} AS {_latest_sql(tbl, '_raw_' + tbl.name)}")
 
     def _resolve(
         self, sql: str, params: list[Any] | dict[str, Any] | None, window: Window | None
@@ -345,10 +470,16 @@ class Query:
         self, sql: str, params: list[Any] | dict[str, Any] | None, window: Window | None = None
     ) -> duckdb.DuckDBPyConnection:
         with self._lock:
+            self._ensure(sql, window)
             for attempt in range(RETRIES):
                 try:
                     cursor: duckdb.DuckDBPyConnection = self._con.execute(*self._resolve(sql, params, window))
                     return cursor
+                except duckdb.CatalogException:
+                    # A relation _mentions did not see (a name DuckDB resolves its own way): define them all.
+                    if self._defined == set(TABLES) and self._built == set(_DERIVED):
+                        raise
+                    self._define_all()
                 except duckdb.IOException:
                     # A compaction replaced files between our scan and this query.
                     if attempt == RETRIES - 1:
@@ -383,6 +514,9 @@ class Query:
         lanes than cores only make them compete.
         """
         with self._lock:  # no refresh redefines the views meanwhile
+            for lane in lanes:
+                for read in lane:
+                    self._ensure(read.sql, read.window)
             while len(self._lanes) < len(lanes):
                 cursor = self._con.cursor()
                 cursor.execute(f"USE {self._catalog}")
@@ -400,4 +534,8 @@ class Query:
 
     def close(self) -> None:
         with self._lock:
-            self._finalizer()  # once; later calls do nothing
+            if self._finalizer is not None:
+                self._finalizer()  # once; later calls do nothing
+
+
+_opening()

@@ -1,8 +1,10 @@
 """What an experiment folder holds, listed and read for ``Query``: Parquet parts and live journals.
 
-``Scan`` lists each table's Parquet files (reading their footers once per
-file version) and reads the journals incrementally: in bounded chunks, from
-where the last read stopped (``journal.JournalCursor``). The folder may be
+``Scan`` lists the Parquet files of the tables it is asked for (reading their
+footers once per file version) and reads the journals incrementally: in bounded
+chunks, from where the last read stopped (``journal.JournalCursor``). The
+watcher's samples journals (most of a folder's lines) are read only once the
+``samples`` table is asked for. The folder may be
 shared: links and files that are not regular are skipped with a warning, and a
 merged file hides the files it replaces only when it proves it
 (``store.proven_replacements``). Reads only; never imports DuckDB.
@@ -14,7 +16,7 @@ import os
 import stat
 import warnings
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ import pyarrow as pa
 
 from mlt_kernel.core import layout, safeio
 from mlt_kernel.core.errors import DamagedFileWarning, UnsafeFileError
-from mlt_kernel.core.schema import SCHEMA_VERSION, TABLES
+from mlt_kernel.core.schema import SAMPLES, SCHEMA_VERSION, TABLES
 from mlt_kernel.store import parquet as store
 from mlt_kernel.store.journal import JournalCursor, parse_journal_name, read_new
 
@@ -140,21 +142,25 @@ class Scan:
             self._warn(folder / claimant, why)
         return files, replaced
 
-    def _read_journals(self) -> list[tuple[Path, int]]:
+    def _read_journals(self, samples: bool) -> None:
+        """Read what the journals gained; the samples journals only when *samples*."""
         folder = self.root / layout.JOURNALS
         try:
             entries = self._list(folder)
         except (FileNotFoundError, NotADirectoryError):
             entries = []
-        seen = []
+        listed: set[Path] = set()
         for entry in entries:
             parsed = parse_journal_name(entry.name)
             if parsed is None:
                 continue
             path = Path(entry.path)
+            listed.add(path)
             if parsed[2] != SCHEMA_VERSION:
                 self._warn(path, f"journal of schema version {parsed[2]} (this reader: {SCHEMA_VERSION})")
                 continue
+            if parsed[1] == SAMPLES.name and not samples:
+                continue  # nobody asked for a timeline yet
             state = self._journals.setdefault(path, _Journal(parsed[0]))
             try:
                 st = entry.stat(follow_symlinks=False)
@@ -175,24 +181,26 @@ class Scan:
             except UnsafeFileError as exc:  # became a link or a FIFO since the listing
                 self._warn(path, exc.reason)
                 continue
-            seen.append((path, state.cursor.offset))
-        for gone in set(self._journals) - {p for p, _ in seen}:
+        for gone in set(self._journals) - listed:
             del self._journals[gone]
-        return seen
 
-    def snapshot(self, previous: Mapping[str, tuple[Any, ...]]) -> Snapshot:
-        """The tables whose files or journal records differ from *previous* signatures."""
-        self._read_journals()
+    def snapshot(self, previous: Mapping[str, tuple[Any, ...]], tables: Collection[str]) -> Snapshot:
+        """Those of *tables* whose files or journal records differ from *previous* signatures."""
+        self._read_journals(samples=SAMPLES.name in tables)
         snap = Snapshot({}, {}, {})
         for name in TABLES:
+            if name not in tables:
+                continue
             found, replaced = self._table_files(name)
             names = {f.name for f in found}
             # A journal whose Parquet twin exists is being removed: don't count it twice.
             journals = [
-                state for state in self._journals.values() if store.session_file_name(state.writer_id) not in names
+                state
+                for state in self._journals.values()
+                if name in state.records and store.session_file_name(state.writer_id) not in names
             ]
             files = sorted(str(f) for f in found if f.name not in replaced)
-            signature = (tuple(files), tuple((j.writer_id, len(j.records.get(name, ()))) for j in journals))
+            signature = (tuple(files), tuple((j.writer_id, len(j.records[name])) for j in journals))
             if previous.get(name) == signature:
                 continue
             records: list[dict[str, Any]] = []

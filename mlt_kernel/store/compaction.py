@@ -132,6 +132,8 @@ def merge_table(exp: Path, table: str, open_writers: set[str] | None = None, min
     folder = exp / layout.TABLES / table
     try:
         safeio.check_folder(folder)
+        if _named_files(folder) < min_files:
+            return 0, 0  # too few, whatever their footers say: none is read
     except OSError:
         return 0, 0  # none yet, or a link: never merged through
     with _lock(folder) as held:
@@ -155,6 +157,15 @@ def merge_table(exp: Path, table: str, open_writers: set[str] | None = None, min
             merged += len(group)
             written += 1
         return merged, written
+
+
+def _named_files(folder: Path) -> int:
+    """How many files of *folder* are named like table files of this schema (a listing, no footer)."""
+    named = 0
+    for name in os.listdir(folder):
+        parsed = store.parse_table_file_name(name)
+        named += parsed is not None and parsed[2] == SCHEMA_VERSION
+    return named
 
 
 def _groups(files: list[tuple[Path, int]]) -> Iterator[list[Path]]:

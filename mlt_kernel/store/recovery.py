@@ -132,9 +132,10 @@ def mark_killed(exp: Path, writer_id: str) -> None:
     """
     path = exp / layout.JOURNALS / journal_name(writer_id, "kernel")
     records, _, _ = read_lines(path.relative_to(exp), beneath=exp)
-    watcher = exp / layout.JOURNALS / journal_name(writer_id, "watcher")
-    if watcher.exists():
-        records += read_lines(watcher.relative_to(exp), beneath=exp)[0]
+    for role in ("watcher", "samples"):  # the last sample tells when it died
+        other = exp / layout.JOURNALS / journal_name(writer_id, role)
+        if other.exists():
+            records += read_lines(other.relative_to(exp), beneath=exp)[0]
     if session_ended(records, writer_id):
         return
     died = max((r.get("recorded_at") or 0 for r in records), default=now_us())

@@ -14,10 +14,11 @@ What the watcher does:
   workers…; not itself nor MLTrack's other helper processes) every ``busy_interval`` while a cell runs and every
   ``idle_interval`` otherwise: resident memory, CPU % (100 = one core) from clock-tick deltas, GPU
   memory of those processes and device utilisation (NVML). Each sample is one
-  ``samples`` record in its own journal ``{EXP}/journals/{session}.watcher.v1.jsonl``,
-  written ``SAMPLE_BATCH`` at a time (one ``os.write``) while a cell runs and at
-  once between cells, and before any other record; when a cell ends, a
-  ``cell_usage`` record carries the cell's peaks.
+  ``samples`` record in a journal of its own, ``{EXP}/journals/{session}.samples.v1.jsonl``
+  (a reader that wants no timeline never reads them), written ``SAMPLE_BATCH``
+  at a time (one ``os.write``) while a cell runs and at once between cells, and
+  before any other record; when a cell ends, a ``cell_usage`` record in
+  ``{session}.watcher.v1.jsonl`` carries the cell's peaks.
 - One sample reads ``/proc/PID/stat`` of every known process (one ``pread``
   each); the set of descendants is looked up again at most every
   ``CHILD_SCAN_INTERVAL`` seconds and at a cell's first sample, because
@@ -118,6 +119,7 @@ class Watcher:
         self.sampler = Sampler(kernel_pid, gpu)
         self.folders: list[Path] = []  # every experiment folder named, the current one last
         self._writer: JournalWriter | None = None
+        self._samples_writer: JournalWriter | None = None  #: the samples journal, beside the watcher's
         self._pending: deque[tuple[str, dict[str, Any]]] = deque(maxlen=PENDING_LIMIT)
         self._samples: list[dict[str, Any]] = []  # taken, not yet written (see SAMPLE_BATCH)
         self._cell: CellWindow | None = None
@@ -270,12 +272,12 @@ class Watcher:
         if self.folders and self.folders[-1] == folder:
             return
         self._flush_samples()  # taken while the last folder was current
-        if self._writer is not None:
-            self._writer.close()
+        self._close_writers()
         if folder in self.folders:
             self.folders.remove(folder)
         self.folders.append(folder)
         self._writer = JournalWriter(self._journal_path(folder))
+        self._samples_writer = JournalWriter(self._journal_path(folder, SAMPLES.name))
         while self._pending:
             self._emit(*self._pending.popleft())
 
@@ -463,34 +465,40 @@ class Watcher:
         samples, self._samples = self._samples, []
         if not samples:
             return
-        if self._writer is None:
+        if self._samples_writer is None:
             stamp = now_us()
             self._pending.extend((SAMPLES.name, {**record, "recorded_at": stamp}) for record in samples)
             return
         try:
-            self._writer.write_many(SAMPLES.name, samples)
+            self._samples_writer.write_many(SAMPLES.name, samples)
         except OSError as exc:
-            self._write_failed_once(exc)
+            self._write_failed_once(self._samples_writer, exc)
 
-    def _journal_path(self, folder: Path) -> Path:
-        return folder / layout.JOURNALS / journal_name(self.session_id, "watcher")
+    def _journal_path(self, folder: Path, role: str = "watcher") -> Path:
+        return folder / layout.JOURNALS / journal_name(self.session_id, role)
 
     def _emit(self, table_name: str, record: dict[str, Any]) -> None:
         self._flush_samples()  # records stay in the order they were taken
-        if self._writer is None:
+        writer = self._samples_writer if table_name == SAMPLES.name else self._writer
+        if writer is None:
             record.setdefault("recorded_at", now_us())
             self._pending.append((table_name, record))
             return
         try:
-            self._writer.write(table_name, record)
+            writer.write(table_name, record)
         except OSError as exc:
-            self._write_failed_once(exc)
+            self._write_failed_once(writer, exc)
 
-    def _write_failed_once(self, exc: OSError) -> None:
+    def _write_failed_once(self, writer: JournalWriter, exc: OSError) -> None:
         # Folder removed, disk full: keep watching, say so once.
-        if not self._write_failed and self._writer is not None:
+        if not self._write_failed:
             self._write_failed = True
-            log.warning("cannot write %s: %s", self._writer.path, exc)
+            log.warning("cannot write %s: %s", writer.path, exc)
+
+    def _close_writers(self) -> None:
+        for writer in (self._writer, self._samples_writer):
+            if writer is not None:
+                writer.close()
 
     def _finish(self) -> None:
         """Clean end: the last sample, the open cell's usage, the journal closed."""
@@ -502,8 +510,7 @@ class Watcher:
 
     def _close(self) -> None:
         self._flush_samples()
-        if self._writer is not None:
-            self._writer.close()
+        self._close_writers()
         self.sampler.close()
         if self._pidfd is not None:
             os.close(self._pidfd)
@@ -521,8 +528,7 @@ class Watcher:
             self._cell = None
             self._emit(CELL_USAGE.name, self._usage_record(cell))
         self._flush_samples()
-        if self._writer is not None:
-            self._writer.close()
+        self._close_writers()
         cgroup = procfs.read_cgroup_memory(self._cgroup) if self._cgroup else None
         oom_kill: bool | None = None
         if cgroup and cgroup.oom_kills is not None and self._oom_kills_at_start is not None:
