@@ -130,6 +130,13 @@ def test_queries_in_one_process_keep_to_their_own_folder(tmp_path):
         qb.close()
 
 
+def test_a_process_that_imports_the_reader_and_exits_at_once_exits_cleanly():
+    # The database opens on a thread as the module is imported; exiting meanwhile must wait for it.
+    for _ in range(5):
+        proc = subprocess.run([sys.executable, "-c", "import mlt_kernel.read.query"], capture_output=True, text=True)
+        assert (proc.returncode, proc.stderr) == (0, "")
+
+
 def test_tables_are_read_when_a_statement_first_needs_them(tmp_path):
     # The runs of a folder are answered without its samples: their journal is not
     # even read (most of a folder's lines), nor are the tables nobody asked for.

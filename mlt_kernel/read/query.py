@@ -213,7 +213,9 @@ def _opening() -> Future[Any]:
     with _pool_lock:
         if _database is None:
             _database = Future()
-            threading.Thread(target=_open_into, args=(_database,), name="mlt-duckdb-open", daemon=True).start()
+            # Not a daemon: a process that exits meanwhile waits the few ms for it (DuckDB
+            # aborts the process when its thread is stopped in the middle of opening).
+            threading.Thread(target=_open_into, args=(_database,), name="mlt-duckdb-open").start()
         return _database
 
 
