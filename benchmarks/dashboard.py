@@ -66,6 +66,7 @@ def _session(args: tuple[Path, int, int, int, int]) -> int:
     sid = f"20260101T{index // 60:02d}{index % 60:02d}00Z-{index:08x}"
     kernel = JournalWriter(exp / layout.JOURNALS / journal_name(sid, "kernel"))
     watcher = JournalWriter(exp / layout.JOURNALS / journal_name(sid, "watcher"))
+    sampled = JournalWriter(exp / layout.JOURNALS / journal_name(sid, "samples"))
     t = 1_767_225_600_000_000 + index * 10**11  # 2026-01-01, sessions a day apart
     kernel.write("sessions", {"session_id": sid, "started_at": t, "status": "running", "hostname": "bench"})
     y = (rng.random(300) < 0.3).astype(int)
@@ -108,7 +109,7 @@ def _session(args: tuple[Path, int, int, int, int]) -> int:
         for i in range(samples_per_run):
             rss = int(base * (1 + 0.8 * math.sin(math.pi * i / samples_per_run)))
             peak = max(peak, rss)
-            watcher.write(
+            sampled.write(
                 "samples",
                 {
                     "session_id": sid,
@@ -196,6 +197,7 @@ def _session(args: tuple[Path, int, int, int, int]) -> int:
     )
     kernel.close()
     watcher.close()
+    sampled.close()
     return compact_writer(exp, sid)
 
 

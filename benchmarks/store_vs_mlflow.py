@@ -13,10 +13,10 @@ default (``--runs-per-session`` groups runs):
   running, the run's cell written ahead (``cells`` running), 4 ``metrics`` rows
   (``step`` empty, ``split="test"``), one ``confusion`` row, the cell's final
   ``cells`` row with its peak RSS, ``runs`` finished, ``sessions`` ended;
-- watcher journal ``{session}.watcher.v1.jsonl``: 600 ``samples`` rows, each
+- the watcher's samples journal ``{session}.samples.v1.jsonl``: 600 ``samples`` rows, each
   carrying ``rss_bytes`` *and* ``gpu_bytes`` (the watcher writes both in one row),
-  ``SAMPLE_BATCH`` rows per ``os.write`` as the watcher writes them during a cell,
-  then the cell's ``cell_usage`` row with its GPU peak;
+  ``SAMPLE_BATCH`` rows per ``os.write`` as the watcher writes them during a cell;
+  then the cell's ``cell_usage`` row with its GPU peak in ``{session}.watcher.v1.jsonl``;
 - at session end ``store.compact_writer`` (journals -> one Parquet file per
   table, fsync'ed). Logging is reported without and with that compaction
   (two separate folders, so the journal-only one can be queried live). Two more
@@ -174,6 +174,7 @@ def log_mltrack(exp: Path, workload: list[RunData], compact: str | None) -> tupl
     for sid, runs in sessions.items():
         kernel = JournalWriter(jdir / journal_name(sid, "kernel"))
         watcher = JournalWriter(jdir / journal_name(sid, "watcher"))
+        sampled = JournalWriter(jdir / journal_name(sid, "samples"))
         kernel.write(
             "sessions",
             {"session_id": sid, "started_at": runs[0].started_at, "status": "running", "kernel_pid": os.getpid()},
@@ -218,9 +219,9 @@ def log_mltrack(exp: Path, workload: list[RunData], compact: str | None) -> tupl
                     }
                 )
                 if len(batch) == SAMPLE_BATCH:
-                    watcher.write_many("samples", batch)
+                    sampled.write_many("samples", batch)
                     batch = []
-            watcher.write_many("samples", batch)
+            sampled.write_many("samples", batch)
             for name, value in run.finals.items():
                 kernel.write(
                     "metrics",
@@ -277,6 +278,7 @@ def log_mltrack(exp: Path, workload: list[RunData], compact: str | None) -> tupl
         )
         kernel.close()
         watcher.close()
+        sampled.close()
         if compact is not None:
             c = time.perf_counter()
             if compact == "writer":

@@ -16,6 +16,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -64,9 +66,28 @@ class Dashboard:
         self.started = time.monotonic()
         self.output: list[str] = []
         self.url = self._wait_ready()
-        self.base = f"http://127.0.0.1:{self.port}"
+        self.base = "http://" + urllib.parse.urlsplit(self.url).netloc
         match = re.search(r"[?&]token=([^&]+)", self.url)
         self.token = match.group(1) if match else None
+        self._wait_live()
+
+    def _wait_live(self) -> None:
+        """Until the server itself answers (the port answers earlier: ``mlt_dashboard.early``)."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{self.base}/static/js/bokeh.min.js", timeout=5).close()
+                return
+            except urllib.error.HTTPError as exc:
+                if exc.code != 503:  # the early responder's answer to all but pages
+                    return
+            except OSError:
+                pass
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.stop()
+        raise AssertionError("the dashboard's server did not come up")
 
     def page_url(self, path: str) -> str:
         """The URL of a page, carrying the access token as the printed URL does."""

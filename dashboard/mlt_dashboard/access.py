@@ -15,9 +15,7 @@ Tokens are compared in constant time and never logged after the start line.
 
 from __future__ import annotations
 
-import hmac
 import logging
-import os
 import re
 import secrets
 from typing import Any
@@ -25,52 +23,11 @@ from typing import Any
 from bokeh.server.auth_provider import AuthProvider
 from tornado.web import RequestHandler
 
-#: Environment variable holding a token chosen by the user.
-TOKEN_ENV = "MLT_DASHBOARD_TOKEN"
+from mlt_dashboard.tokens import LOGIN_PAGE, same
+
 LOGIN_PATH = "/mlt-access"
 _USER = "owner"
 _TOKEN_IN_URL = re.compile(r"(token=)[^&\s]+")
-
-_LOGIN_PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>MLTrack dashboard</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;margin:4rem auto;max-width:36rem;color:#1f2328}
-code{background:#f6f8fa;padding:.1em .3em;border-radius:4px}</style></head>
-<body><h1>MLTrack dashboard</h1>
-<p>This dashboard admits only the person who started it.
-Open the URL printed in your terminal by <code>mlt-dashboard</code>
-(it ends with <code>?token=…</code>).</p></body></html>
-"""
-
-
-#: A token file larger than this is not a token.
-MAX_TOKEN_FILE_BYTES = 4096
-
-
-def read_token_file(path: str | os.PathLike[str]) -> str:
-    """The token in the file at *path* (its first line, stripped).
-
-    Raises:
-        OSError: the file cannot be read.
-        ValueError: it is empty or larger than ``MAX_TOKEN_FILE_BYTES``.
-    """
-    with open(path, "rb") as f:
-        data = f.read(MAX_TOKEN_FILE_BYTES + 1)
-    if len(data) > MAX_TOKEN_FILE_BYTES:
-        raise ValueError(f"larger than {MAX_TOKEN_FILE_BYTES} bytes: not a token file")
-    lines = data.decode("utf-8", "replace").splitlines()
-    token = lines[0].strip() if lines else ""
-    if not token:
-        raise ValueError("the file holds no token")
-    return token
-
-
-def new_token() -> str:
-    """A random token, URL-safe, 192 bits."""
-    return secrets.token_urlsafe(24)
-
-
-def _same(given: str, expected: str) -> bool:
-    return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8"))
 
 
 class _AccessPage(RequestHandler):
@@ -80,7 +37,7 @@ class _AccessPage(RequestHandler):
         self.set_status(403)
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
-        self.finish(_LOGIN_PAGE)
+        self.finish(LOGIN_PAGE)
 
 
 class TokenAuth(AuthProvider):
@@ -109,12 +66,12 @@ class TokenAuth(AuthProvider):
 
     def _user(self, handler: RequestHandler) -> str | None:
         given = handler.get_query_argument("token", None)
-        if given is not None and _same(given, self._token):
+        if given is not None and same(given, self._token):
             if not hasattr(handler, "ws_connection"):  # a page: remember the visitor
                 handler.set_cookie(self.cookie_name, self._secret, httponly=True, samesite="Strict", path="/")
             return _USER
         cookie = handler.get_cookie(self.cookie_name)
-        if cookie is not None and _same(cookie, self._secret):
+        if cookie is not None and same(cookie, self._secret):
             return _USER
         return None
 

@@ -26,6 +26,7 @@ from bokeh.transform import dodge
 
 from mlt_dashboard.markup import plain, short
 from mlt_dashboard.ranking import LOWER_IS_BETTER, is_missing, pareto_front
+from mlt_dashboard.style import STATUS_COLOURS
 from mlt_kernel.core.units import format_bytes, format_metric, format_seconds
 
 #: Run colours (Tableau 10): the n-th run of the experiment always gets the n-th colour.
@@ -41,14 +42,6 @@ PALETTE = (
     "#9c755f",
     "#bab0ac",
 )
-STATUS_COLOURS = {
-    "ok": "#59a14f",
-    "finished": "#59a14f",
-    "running": "#4e79a7",
-    "error": "#e15759",
-    "interrupted": "#edc948",
-    "killed": "#b0182b",
-}
 GiB = 1024**3
 
 #: The costs a metric can be plotted against: label -> (column, formatter, axis scale, axis label).

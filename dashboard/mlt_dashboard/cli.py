@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -134,9 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     if not found:
         print(f"mlt-dashboard: no experiment in {root} yet; the dashboard shows it once one appears", file=sys.stderr)
 
-    from mlt_dashboard.access import TOKEN_ENV, new_token, read_token_file
-    from mlt_dashboard.app import AppConfig
-    from mlt_dashboard.server import ServerOptions, serve
+    from mlt_dashboard.early import EarlyResponder, listen
+    from mlt_dashboard.server import ServerOptions, open_browser, serve
+    from mlt_dashboard.tokens import TOKEN_ENV, new_token, read_token_file
 
     token = None
     if args.no_token:
@@ -159,13 +160,25 @@ def main(argv: list[str] | None = None) -> int:
         token = os.environ.get(TOKEN_ENV) or new_token()
     options = ServerOptions(address=args.address, port=args.port, show=not args.no_browser, token=token)
     try:
-        serve(
-            AppConfig(root.absolute(), remote=remote),
-            options,
-            on_ready=lambda url: print(f"MLTrack dashboard: {url}", flush=True),
-        )
+        sock = listen(args.address, args.port)
     except OSError as exc:
         return _fail(f"cannot listen on {args.address}:{args.port or 'a free port'}: {exc.strerror or exc}")
+    # The port answers from now on (with the runs as soon as they are read), while Panel is imported.
+    opened: list[Path] = []
+    with sock, EarlyResponder(sock, token, [root] if remote is not None else found) as early:
+        url = options.url(int(sock.getsockname()[1]))
+        print(f"MLTrack dashboard: {url}", flush=True)
+        if options.show:
+            redirect = open_browser(url)
+            opened += [redirect] if redirect is not None else []
+        try:
+            from mlt_dashboard.app import AppConfig
+
+            serve(AppConfig(root.absolute(), remote=remote), options, sock, handover=early.stop)
+        finally:
+            for path in opened:
+                with contextlib.suppress(OSError):
+                    path.unlink()
     return 0
 
 

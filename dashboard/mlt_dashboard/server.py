@@ -20,13 +20,15 @@ import socket
 import tempfile
 import urllib.parse
 import webbrowser
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlt_dashboard.app import AppConfig
 from mlt_dashboard.policy import SECURITY_HEADERS, inline_scripts, served_policy
+
+if TYPE_CHECKING:
+    from mlt_dashboard.app import AppConfig
 
 #: Ports tried in turn when none is given.
 DEFAULT_PORTS = range(5006, 5016)
@@ -54,21 +56,6 @@ class ServerOptions:
         host = f"[{self.address}]" if ":" in self.address else self.address
         query = f"?{urllib.parse.urlencode({'token': self.token})}" if self.token else ""
         return f"http://{host}:{port}/{path}{query}"
-
-
-def free_port(address: str, wanted: int | None) -> int:
-    """*wanted* if given (the server reports if it is taken), else the first free default port."""
-    if wanted is not None:
-        return wanted
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    for port in (*DEFAULT_PORTS, 0):
-        with contextlib.closing(socket.socket(family, socket.SOCK_STREAM)) as s:
-            try:
-                s.bind((address, port))
-            except OSError:
-                continue
-            return int(s.getsockname()[1])
-    raise OSError(f"no free port on {address}")
 
 
 def _root_redirect() -> tuple[Any, ...]:
@@ -107,8 +94,27 @@ def _security_headers() -> type:
     return SecurityHeaders
 
 
-def build_server(config: AppConfig, options: ServerOptions) -> tuple[Any, int]:
-    """A started-but-not-running Bokeh server for the app, and its port."""
+@contextlib.contextmanager
+def _listening_on(sock: socket.socket) -> Iterator[None]:
+    """Bokeh's server, made meanwhile, listens on *sock* (bound early: see ``mlt_dashboard.early``)."""
+    import bokeh.server.server as bokeh_server
+
+    # Bokeh's Server binds through this module-level name; there is no argument for a bound socket.
+    names = vars(bokeh_server)
+    bind = names["bind_sockets"]
+
+    def bound(address: str | None, port: int) -> tuple[list[socket.socket], int]:
+        return [sock], int(sock.getsockname()[1])
+
+    names["bind_sockets"] = bound
+    try:
+        yield
+    finally:
+        names["bind_sockets"] = bind
+
+
+def build_server(config: AppConfig, options: ServerOptions, sock: socket.socket) -> tuple[Any, int]:
+    """A started-but-not-running Bokeh server for the app on *sock* (see ``early.listen``), and its port."""
     os.environ["BOKEH_RESOURCES"] = "server"  # never a CDN, whatever the user's environment says
     import panel as pn
 
@@ -118,7 +124,7 @@ def build_server(config: AppConfig, options: ServerOptions) -> tuple[Any, int]:
     page_classes()  # import the pages now, not during the first request
 
     pn.extension("tabulator", raw_css=[CSS], design="native", notifications=False)
-    port = free_port(options.address, options.port)
+    port = int(sock.getsockname()[1])
     kwargs: dict[str, Any] = {}
     if options.token:
         from mlt_dashboard.access import TokenAuth, redact_logs
@@ -130,19 +136,20 @@ def build_server(config: AppConfig, options: ServerOptions) -> tuple[Any, int]:
         # writes into the page; the HTTP-only session secret must not be there.
         kwargs["exclude_cookies"] = [auth.cookie_name]
         kwargs["exclude_headers"] = ["Cookie"]
-    server = pn.io.server.get_server(
-        page_factories(config),
-        port=port,
-        address=options.address,
-        websocket_origin=options.origins(port),
-        show=False,
-        start=False,
-        verbose=False,
-        title={slug: f"MLTrack · {label}" for slug, label in NAV},
-        extra_patterns=[_root_redirect(), *options.extra_patterns],
-        transforms=[_security_headers()],  # passed through Bokeh to tornado's Application
-        **kwargs,
-    )
+    with _listening_on(sock):
+        server = pn.io.server.get_server(
+            page_factories(config),
+            port=port,
+            address=options.address,
+            websocket_origin=options.origins(port),
+            show=False,
+            start=False,
+            verbose=False,
+            title={slug: f"MLTrack · {label}" for slug, label in NAV},
+            extra_patterns=[_root_redirect(), *options.extra_patterns],
+            transforms=[_security_headers()],  # passed through Bokeh to tornado's Application
+            **kwargs,
+        )
     return server, port
 
 
@@ -191,28 +198,14 @@ def open_browser(url: str) -> Path | None:
     return redirect
 
 
-def serve(config: AppConfig, options: ServerOptions, on_ready: Callable[[str], None] | None = None) -> None:
-    """Serve until interrupted; *on_ready* gets the URL once the server listens."""
-    server, port = build_server(config, options)
-    url = options.url(port)
-    opened: list[Path] = []
-
-    def ready() -> None:
-        if on_ready is not None:
-            on_ready(url)
-        if options.show:
-            redirect = open_browser(url)
-            if redirect is not None:
-                opened.append(redirect)
-
+def serve(config: AppConfig, options: ServerOptions, sock: socket.socket, handover: Callable[[], None]) -> None:
+    """Serve on *sock* until interrupted; *handover* runs once the server is made, before it accepts."""
+    server, _ = build_server(config, options, sock)
+    handover()  # the early responder stops accepting: what waits in the queue is the server's
     server.start()
-    server.io_loop.add_callback(ready)
     try:
         server.io_loop.start()
     except KeyboardInterrupt:
         pass
     finally:
         server.stop()
-        for path in opened:
-            with contextlib.suppress(OSError):
-                path.unlink()

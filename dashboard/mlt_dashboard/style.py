@@ -11,8 +11,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from mlt_dashboard.charts import STATUS_COLOURS as STATUS_COLOURS
 from mlt_dashboard.markup import Markup, el, join, short
+
+#: A run's or a cell's status, as a colour (badges, charts).
+STATUS_COLOURS = {
+    "ok": "#59a14f",
+    "finished": "#59a14f",
+    "running": "#4e79a7",
+    "error": "#e15759",
+    "interrupted": "#edc948",
+    "killed": "#b0182b",
+}
 
 CSS = """
 :host, body { --mlt-ink: #1f2328; --mlt-muted: #59636e; --mlt-line: #d0d7de; --mlt-soft: #f6f8fa;

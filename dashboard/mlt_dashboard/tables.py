@@ -1,0 +1,64 @@
+"""Plain HTML tables of runs, without Bokeh or Panel: the export's, and the page shown while the server starts.
+
+Every value comes from the folder and goes through ``markup.el`` (escaped).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pandas as pd
+
+from mlt_dashboard import style
+from mlt_dashboard.markup import Markup, el, join, short
+from mlt_dashboard.ranking import metric_columns
+from mlt_kernel.core.units import format_bytes, format_metric, format_seconds
+
+
+def table(head: Sequence[str], rows: Sequence[Sequence[Markup | str]], numeric: Sequence[bool]) -> Markup:
+    """A scrolling table; cells are escaped unless Markup."""
+    header = el("tr", join(el("th", h) for h in head))
+    body = join(
+        el("tr", join(el("td", cell, class_="num" if num else None) for cell, num in zip(row, numeric, strict=True)))
+        for row in rows
+    )
+    return el("div", el("table", el("thead", header), el("tbody", body), class_="mlt-table"), class_="scroll")
+
+
+def runs_table(runs: pd.DataFrame, link: Callable[[int, Any], str] | None = None) -> Markup:
+    """One row per run of ``Experiment.runs()``: status, final metrics, costs, params.
+
+    *link*, given a row's index and the row, is where the run's name points to.
+    """
+    metrics = [m for m in metric_columns(runs) if runs[m].notna().any()]
+    head = [
+        "run",
+        "status",
+        *(short(m, 40) for m in metrics),
+        "wall",
+        "CPU",
+        "peak RAM",
+        "peak GPU",
+        "params",
+        "started",
+    ]
+    numeric = [False, False, *(True for _ in metrics), True, True, True, True, False, False]
+    rows = []
+    for i, r in runs.iterrows():
+        started = r["started_at"].strftime("%Y-%m-%d %H:%M") if not pd.isna(r["started_at"]) else ""
+        name = short(r["name"])
+        rows.append(
+            [
+                el("a", name, href=link(i, r)) if link is not None else name,
+                style.badge(r["status"]),
+                *(format_metric(r[m]) for m in metrics),
+                format_seconds(r["wall_s"]),
+                format_seconds(r["cpu_s"]),
+                format_bytes(r["peak_rss_bytes"]),
+                format_bytes(r["peak_gpu_bytes"]),
+                short(style.params_text(r["params"]), 200),
+                started,
+            ]
+        )
+    return table(head, rows, numeric)

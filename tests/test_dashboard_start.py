@@ -1,0 +1,175 @@
+"""The dashboard's first second: the port answers, with the runs, before Panel is imported.
+
+``mlt_dashboard.early`` is driven over real sockets in-process (its pages, its
+refusals, the hand-over of the socket), and ``mlt-dashboard`` is polled from
+the moment it is launched: it answers at once, never refuses a connection while
+the server takes the socket over, and Chromium shows the run names before the
+live page replaces them.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hostile_experiment import RUN_NAMES, build_hostile_experiment
+from test_dashboard import CLI, TIMEOUT_MS, _free_port
+
+from mlt_dashboard.early import MAX_REQUEST_BYTES, POLICY, EarlyResponder, listen
+from mlt_dashboard.policy import SECURITY_HEADERS
+
+TOKEN = "early-token-0123456789"
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return build_hostile_experiment(tmp_path_factory.mktemp("early"))
+
+
+def _get(url: str, method: str = "GET") -> tuple[int, dict[str, str], str]:
+    request = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, dict(resp.headers), resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read().decode()
+
+
+def _page_when_read(base: str) -> str:
+    """The early page once it carries the runs (they are read on a thread of their own)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status, _, body = _get(f"{base}/summary?token={TOKEN}")
+        assert status == 200
+        if "Starting" in body and "<table" in body:
+            return body
+        time.sleep(0.05)
+    raise AssertionError("the early page never showed the runs")
+
+
+def test_early_pages_refusals_and_the_hand_over(hostile: dict[str, Any]) -> None:
+    sock = listen("127.0.0.1", None)
+    port = sock.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    with sock:
+        with EarlyResponder(sock, TOKEN, [hostile["path"]]) as early:
+            body = _page_when_read(base)
+            # Every run, its name as text: the payloads arrive escaped, and nothing runs on the page.
+            for name in RUN_NAMES:
+                assert html.escape(name[:40]) in body
+            assert "<script" not in body.lower() and "<img" not in body.lower()
+            assert '<meta http-equiv="refresh" content="1">' in body
+            status, headers, _ = _get(f"{base}/summary?token={TOKEN}")
+            assert headers["Content-Security-Policy"] == POLICY and "script-src" not in POLICY
+            assert all(headers[name] == value for name, value in SECURITY_HEADERS.items())
+            assert headers["Cache-Control"] == "no-store"
+            # Without the token, or with a wrong one: the server's own 403 page, nothing of the folder.
+            for query in ("", "?token=", "?token=early-token-012345678", f"?token={TOKEN}x"):
+                status, _, body = _get(f"{base}/summary{query}")
+                assert status == 403 and "admits only the person who started it" in body
+                assert RUN_NAMES[0][:20] not in body
+            # Scripts, the websocket and anything but GET wait for the server.
+            for path, method in (("/static/js/bokeh.min.js", "GET"), ("/summary/ws", "GET"), ("/summary", "POST")):
+                status, headers, _ = _get(f"{base}{path}?token={TOKEN}", method)
+                assert (status, headers.get("Retry-After")) == (503, "1"), path
+            # A request head that never ends is cut off.
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+                c.sendall(b"GET /summary HTTP/1.1\r\n" + b"X: " + b"y" * MAX_REQUEST_BYTES)
+                assert c.recv(100).startswith(b"HTTP/1.1 431 ")
+        served = early.served
+        assert served >= 11
+        # Stopped: the socket still listens, and a connection now waits for whoever accepts next.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+            c.sendall(b"GET /summary HTTP/1.1\r\n\r\n")
+            c.settimeout(0.3)
+            with pytest.raises(TimeoutError):
+                c.recv(100)
+            conn, _ = sock.accept()
+            conn.close()
+        assert early.served == served
+
+
+def test_an_early_page_without_experiments_or_token(tmp_path: Path) -> None:
+    sock = listen("127.0.0.1", None)
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with sock, EarlyResponder(sock, None, []):
+        deadline = time.monotonic() + 30
+        while True:
+            status, _, body = _get(f"{base}/summary")
+            assert status == 200
+            if "No experiment yet" in body or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert "No experiment yet" in body
+
+
+def test_a_port_in_use_is_a_one_line_error(hostile: dict[str, Any]) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        proc = subprocess.run([*CLI, str(hostile["path"]), "--port", str(port)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"mlt-dashboard: cannot listen on 127.0.0.1:{port}: ")
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.browser
+def test_the_port_answers_at_once_and_is_never_refused(browser: Any, hostile: dict[str, Any]) -> None:
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [*CLI, str(hostile["path"]), "--port", str(port), "--no-browser", "--token", TOKEN],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    answers: list[tuple[float, int | str]] = []  # (seconds after launch, status or error)
+    stop = threading.Event()
+
+    def poll() -> None:
+        # The server's own static files answer 200 only once it runs; before, 503.
+        while not stop.is_set():
+            try:
+                status, _, _ = _get(f"{base}/static/js/bokeh.min.js")
+                answers.append((time.monotonic() - started, status))
+            except OSError as exc:
+                answers.append((time.monotonic() - started, type(exc).__name__))
+            if answers[-1][1] == 200:
+                return
+            time.sleep(0.005)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        url = re.search(r"MLTrack dashboard: (\S+)", line)
+        assert url is not None, line
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(url.group(1))
+        # The run names show in the early page or the live one, whichever comes first, and the
+        # live page follows on its own (the early one reloads itself).
+        page.get_by_text(RUN_NAMES[0][:12]).first.wait_for(timeout=TIMEOUT_MS)
+        page.locator('.tabulator-row .tabulator-cell[tabulator-field="name"]').first.wait_for(timeout=TIMEOUT_MS)
+        context.close()
+        poller.join(timeout=60)
+        stop.set()
+        statuses = [status for _, status in answers]
+        first = next(i for i, status in enumerate(statuses) if isinstance(status, int))
+        # From the first answer on, every connection was answered: 503 while the server is built, then 200.
+        assert set(statuses[first:]) <= {503, 200}, statuses[first:]
+        assert statuses[-1] == 200 and 503 in statuses[first:]
+    finally:
+        stop.set()
+        proc.terminate()
+        proc.wait(timeout=10)
