@@ -25,8 +25,10 @@ from typing import Any
 from bokeh.server.auth_provider import AuthProvider
 from tornado.web import RequestHandler
 
-#: Environment variable holding a token chosen by the user.
-TOKEN_ENV = "MLT_DASHBOARD_TOKEN"
+from mlt_kernel.core.children import DASHBOARD_TOKEN_ENV
+
+#: Environment variable holding a token chosen by the user (or by ``%mlt dashboard``).
+TOKEN_ENV = DASHBOARD_TOKEN_ENV
 LOGIN_PATH = "/mlt-access"
 _USER = "owner"
 _TOKEN_IN_URL = re.compile(r"(token=)[^&\s]+")

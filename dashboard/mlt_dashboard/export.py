@@ -31,14 +31,15 @@ from mlt_dashboard.fragments import (
     killed_html,
     ledger_frame,
     post_mortem,
+    runs_table,
     summary_cards,
+    table_html,
 )
 from mlt_dashboard.markup import Markup, el, join, short, trusted
 from mlt_dashboard.notes import plots_with_notes
 from mlt_dashboard.policy import report_policy
 from mlt_dashboard.queries import Source
 from mlt_dashboard.ranking import LOWER_IS_BETTER, metric_columns
-from mlt_kernel.core.units import format_bytes, format_metric, format_seconds
 from mlt_kernel.read.experiment import Experiment
 from mlt_kernel.tracking.documents import Document
 
@@ -108,49 +109,6 @@ def _page(title: str, body: str, scripts: Sequence[str]) -> str:
 # -- sections -------------------------------------------------------------------------
 
 
-def _table(head: Sequence[str], rows: Sequence[Sequence[Markup | str]], numeric: Sequence[bool]) -> Markup:
-    """A scrolling table; cells are escaped unless Markup."""
-    header = el("tr", join(el("th", h) for h in head))
-    body = join(
-        el("tr", join(el("td", cell, class_="num" if num else None) for cell, num in zip(row, numeric, strict=True)))
-        for row in rows
-    )
-    return el("div", el("table", el("thead", header), el("tbody", body), class_="mlt-table"), class_="scroll")
-
-
-def _runs_table(runs: pd.DataFrame) -> Markup:
-    metrics = [m for m in metric_columns(runs) if runs[m].notna().any()]
-    head = [
-        "run",
-        "status",
-        *(short(m, 40) for m in metrics),
-        "wall",
-        "CPU",
-        "peak RAM",
-        "peak GPU",
-        "params",
-        "started",
-    ]
-    numeric = [False, False, *(True for _ in metrics), True, True, True, True, False, False]
-    rows = []
-    for i, r in runs.iterrows():
-        started = r["started_at"].strftime("%Y-%m-%d %H:%M") if not pd.isna(r["started_at"]) else ""
-        rows.append(
-            [
-                el("a", short(r["name"]), href=f"#run-{i}"),
-                style.badge(r["status"]),
-                *(format_metric(r[m]) for m in metrics),
-                format_seconds(r["wall_s"]),
-                format_seconds(r["cpu_s"]),
-                format_bytes(r["peak_rss_bytes"]),
-                format_bytes(r["peak_gpu_bytes"]),
-                short(style.params_text(r["params"]), 200),
-                started,
-            ]
-        )
-    return _table(head, rows, numeric)
-
-
 def _summary(source: Source, runs: pd.DataFrame, out: Charts) -> Markup:
     if runs.empty:
         return style.empty(
@@ -159,7 +117,11 @@ def _summary(source: Source, runs: pd.DataFrame, out: Charts) -> Markup:
     metrics = [m for m in metric_columns(runs) if runs[m].notna().any()]
     metric = default_metric(metrics)
     colours = charts.run_colours(list(runs["run_id"]))
-    parts = [summary_cards(runs, metric, source.counts()["guarded_runs"]), el("h3", "Runs"), _runs_table(runs)]
+    parts = [
+        summary_cards(runs, metric, source.counts()["guarded_runs"]),
+        el("h3", "Runs"),
+        runs_table(runs, link=True),
+    ]
     grid = []
     if metric:
         cost = next((c for c, spec in charts.COSTS.items() if runs[spec[0]].notna().any()), "wall time")
@@ -265,7 +227,10 @@ def _cells(source: Source, out: Charts) -> Markup:
             row[-2] = el("b", r["status"], style=f"color:{style.STATUS_COLOURS[r['state']]}")
         rows.append(row)
     note = f" (the {MAX_LEDGER_ROWS} heaviest of {len(ledger)})" if len(ledger) > MAX_LEDGER_ROWS else ""
-    parts += [el("h3", f"Cells, heaviest first{note}"), _table([label for label, _ in cols], rows, [False] * len(cols))]
+    parts += [
+        el("h3", f"Cells, heaviest first{note}"),
+        table_html([label for label, _ in cols], rows, [False] * len(cols)),
+    ]
     return join(parts)
 
 

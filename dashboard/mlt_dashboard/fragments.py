@@ -6,6 +6,7 @@ rendered through the sanitiser (``notes``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -13,7 +14,7 @@ import pandas as pd
 from mlt_dashboard import charts, style
 from mlt_dashboard.markup import Markup, el, join, short
 from mlt_dashboard.queries import Source
-from mlt_dashboard.ranking import LOWER_IS_BETTER, best_run
+from mlt_dashboard.ranking import LOWER_IS_BETTER, best_run, metric_columns
 from mlt_kernel.core.units import format_bytes, format_metric, format_seconds
 from mlt_kernel.read.experiment import METRIC_ORDER
 
@@ -63,6 +64,50 @@ def summary_cards(runs: pd.DataFrame, metric: str | None, guarded: int = 0) -> M
         else:
             items.append(style.card(label, "—", "no GPU used" if "GPU" in label else "not measured"))
     return style.cards(items)
+
+
+def table_html(head: Sequence[str], rows: Sequence[Sequence[Markup | str]], numeric: Sequence[bool]) -> Markup:
+    """A scrolling table; cells are escaped unless Markup."""
+    header = el("tr", join(el("th", h) for h in head))
+    body = join(
+        el("tr", join(el("td", cell, class_="num" if num else None) for cell, num in zip(row, numeric, strict=True)))
+        for row in rows
+    )
+    return el("div", el("table", el("thead", header), el("tbody", body), class_="mlt-table"), class_="scroll")
+
+
+def runs_table(runs: pd.DataFrame, *, link: bool = False) -> Markup:
+    """The runs with their final metrics, times and peaks; *link*: each name links to ``#run-{index}``."""
+    metrics = [m for m in metric_columns(runs) if runs[m].notna().any()]
+    head = [
+        "run",
+        "status",
+        *(short(m, 40) for m in metrics),
+        "wall",
+        "CPU",
+        "peak RAM",
+        "peak GPU",
+        "params",
+        "started",
+    ]
+    numeric = [False, False, *(True for _ in metrics), True, True, True, True, False, False]
+    rows = []
+    for i, r in runs.iterrows():
+        started = r["started_at"].strftime("%Y-%m-%d %H:%M") if not pd.isna(r["started_at"]) else ""
+        rows.append(
+            [
+                el("a", short(r["name"]), href=f"#run-{i}") if link else el("b", short(r["name"]), title=r["name"]),
+                style.badge(r["status"]),
+                *(format_metric(r[m]) for m in metrics),
+                format_seconds(r["wall_s"]),
+                format_seconds(r["cpu_s"]),
+                format_bytes(r["peak_rss_bytes"]),
+                format_bytes(r["peak_gpu_bytes"]),
+                short(style.params_text(r["params"]), 200),
+                started,
+            ]
+        )
+    return table_html(head, rows, numeric)
 
 
 def run_label(run: Any) -> str:

@@ -41,6 +41,8 @@ class ServerOptions:
     show: bool = True
     #: The access token; None serves everyone who can reach the address.
     token: str | None = None
+    #: Listen on this Unix socket instead of *address* and *port* (jupyter-server-proxy's launcher).
+    unix_socket: str | None = None
     #: Extra tornado routes, ``(pattern, handler, kwargs)``.
     extra_patterns: list[tuple[Any, ...]] = field(default_factory=list)
 
@@ -50,7 +52,9 @@ class ServerOptions:
         return sorted(f"[{h}]:{port}" if ":" in h else f"{h}:{port}" for h in hosts)
 
     def url(self, port: int, path: str = "summary") -> str:
-        """The URL to open (with the token, when there is one)."""
+        """The URL to open (with the token, when there is one); ``unix:PATH`` on a Unix socket."""
+        if self.unix_socket is not None:
+            return f"unix:{self.unix_socket}"
         host = f"[{self.address}]" if ":" in self.address else self.address
         query = f"?{urllib.parse.urlencode({'token': self.token})}" if self.token else ""
         return f"http://{host}:{port}/{path}{query}"
@@ -118,8 +122,16 @@ def build_server(config: AppConfig, options: ServerOptions) -> tuple[Any, int]:
     page_classes()  # import the pages now, not during the first request
 
     pn.extension("tabulator", raw_css=[CSS], design="native", notifications=False)
-    port = free_port(options.address, options.port)
     kwargs: dict[str, Any] = {}
+    if options.unix_socket is not None:
+        # Only the Jupyter server in front connects; it checked the page's origin, and a
+        # browser's websocket from that page is same-origin (tornado skips check_origin).
+        port = 0
+        kwargs["unix_socket"] = options.unix_socket
+        origins = None
+    else:
+        port = free_port(options.address, options.port)
+        origins = options.origins(port)
     if options.token:
         from mlt_dashboard.access import TokenAuth, redact_logs
 
@@ -133,8 +145,8 @@ def build_server(config: AppConfig, options: ServerOptions) -> tuple[Any, int]:
     server = pn.io.server.get_server(
         page_factories(config),
         port=port,
-        address=options.address,
-        websocket_origin=options.origins(port),
+        address=None if options.unix_socket is not None else options.address,
+        websocket_origin=origins,
         show=False,
         start=False,
         verbose=False,
