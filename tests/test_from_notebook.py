@@ -353,6 +353,20 @@ def _html(reply: Any) -> str:
     return str(reply.of_type("display_data")[0]["data"]["text/html"])
 
 
+def test_a_first_cell_mlt_dashboard_makes_its_experiment(exp: Path, start_kernel: Any) -> None:
+    kernel = start_kernel(env={"MLT_EXP_PATH": str(exp)})
+    pid = None
+    try:
+        reply = kernel.run("%mlt dashboard")
+        assert reply.status == "ok", reply.content
+        pid = _link(reply.outputs)[0]
+        assert (exp / "mlt-experiment.json").is_file()
+        assert kernel.run("%mlt dashboard stop").stdout == f"MLTrack: stopped the dashboard of {exp} (pid {pid})\n"
+    finally:
+        if pid is not None:
+            _end(pid, "mlt_dashboard")
+
+
 def test_mlt_runs_is_static_html_and_a_hostile_name_stays_text(browser: Any, exp: Path, start_kernel: Any) -> None:
     kernel = start_kernel(env={"MLT_EXP_PATH": str(exp)})
     assert kernel.run(RUNS).status == "ok"

@@ -82,6 +82,11 @@ def dashboard(path: str | os.PathLike[str] | None = None, *, stop: bool = False)
 
     if stop:
         return dashboards.stop(experiment_folder(path))
+    recorder = current.recorder
+    if path is None and recorder is not None:
+        # This cell's record goes there anyway: the folder is made now, so that a first
+        # cell ``%mlt dashboard`` already has an experiment to show.
+        return dashboards.start(recorder.folder())
     return dashboards.start(_experiment(path))
 
 
