@@ -23,14 +23,14 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import Kernel
+from conftest import Kernel, Reply
 from test_dashboard_data import build_experiment
 
 from mlt_kernel.recording.notebook import USAGE
-
-pytestmark = pytest.mark.browser
+from mlt_kernel.watcher.sampler import Sampler
 
 TOKEN = "jupyter-test-token-3f9c"
+BASE_URL = "/user/ada/"  # as JupyterHub serves a user's server
 HOSTILE = "<img src=x onerror=alert(1)>"
 TIMEOUT_MS = 30_000
 
@@ -89,7 +89,9 @@ class JupyterLab:
 
     def __init__(self, home: Path, env: dict[str, str]) -> None:
         self.port = _free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
+        self.origin = f"http://127.0.0.1:{self.port}"
+        self.base = f"{self.origin}{BASE_URL.rstrip('/')}"  # the server's URL: its base URL is not /
+        self.runtime = home / ".local/share/jupyter/runtime"
         self.log = home / "jupyterlab.log"
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
@@ -103,6 +105,7 @@ class JupyterLab:
                     "--ServerApp.port_retries=0",
                     f"--IdentityProvider.token={TOKEN}",
                     f"--ServerApp.root_dir={home}",
+                    f"--ServerApp.base_url={BASE_URL}",
                 ],
                 env=env,
                 cwd=home,
@@ -168,6 +171,7 @@ def _logged_in(browser: Any, lab: JupyterLab) -> Any:
 # -- the launcher tile ----------------------------------------------------------------
 
 
+@pytest.mark.browser
 def test_launcher_tile_opens_the_dashboard_behind_the_jupyter_login(browser: Any, lab: JupyterLab) -> None:
     ctx, page = _logged_in(browser, lab)
     try:
@@ -193,17 +197,60 @@ def test_launcher_tile_opens_the_dashboard_behind_the_jupyter_login(browser: Any
     assert status in (302, 403) and "random_forest" not in body
 
 
+class ServerKernel:
+    """A kernel the Jupyter server started (``POST /api/kernels``), driven through its connection file."""
+
+    def __init__(self, lab: JupyterLab) -> None:
+        from jupyter_client.blocking import BlockingKernelClient
+
+        self.lab = lab
+        request = urllib.request.Request(
+            f"{lab.base}/api/kernels",
+            data=json.dumps({"name": "mltrack"}).encode(),
+            headers={"Authorization": f"token {TOKEN}", "Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=60) as r:
+            self.id = json.load(r)["id"]
+        self.kc = BlockingKernelClient(connection_file=str(lab.runtime / f"kernel-{self.id}.json"))
+        self.kc.load_connection_file()
+        self.kc.start_channels()
+        self.kc.wait_for_ready(timeout=60)
+
+    def run(self, code: str) -> Reply:
+        outputs: list[dict[str, Any]] = []
+        msg = self.kc.execute_interactive(code, timeout=60, output_hook=outputs.append)
+        outputs = [o for o in outputs if o["msg_type"] not in ("status", "execute_input")]
+        return Reply(msg["content"]["status"], msg["content"], outputs)
+
+    def shutdown(self) -> None:
+        self.kc.stop_channels()
+        request = urllib.request.Request(
+            f"{self.lab.base}/api/kernels/{self.id}", headers={"Authorization": f"token {TOKEN}"}, method="DELETE"
+        )
+        with urllib.request.urlopen(request, timeout=60):
+            pass
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("where", ["jupyterhub", "jupyter-server"])
 def test_mlt_dashboard_link_works_through_the_proxy(
-    browser: Any, lab: JupyterLab, experiments: Path, start_kernel: Any
+    browser: Any, lab: JupyterLab, experiments: Path, start_kernel: Any, where: str
 ) -> None:
+    """The link ``%mlt dashboard`` shows behind JupyterHub, and in a kernel the Jupyter server started."""
     churn = experiments / "churn"
-    kernel = start_kernel(env={"MLT_EXP_PATH": str(churn), "JUPYTERHUB_SERVICE_PREFIX": "/"})
+    kernel: Any
+    if where == "jupyterhub":
+        kernel = start_kernel(env={"JUPYTERHUB_SERVICE_PREFIX": BASE_URL})
+    else:  # the server's info file (jpserver-PID.json) gives its base URL
+        kernel = ServerKernel(lab)
     pid = None
     try:
+        assert kernel.run(f"EXP_PATH = {str(churn)!r}").status == "ok"
         reply = kernel.run("%mlt dashboard")
         assert reply.status == "ok", reply.content
         text = reply.of_type("display_data")[0]["data"]["text/plain"]
-        url = re.search(r": (/proxy/(\d+)/summary\?token=\S+)$", text)
+        url = re.search(rf": ({re.escape(BASE_URL)}proxy/(\d+)/summary\?token=\S+)$", text)
         assert url is not None, text
         pid = int(re.search(r"pid (\d+)", text).group(1))  # type: ignore[union-attr]
         ctx, page = _logged_in(browser, lab)
@@ -212,17 +259,19 @@ def test_mlt_dashboard_link_works_through_the_proxy(
             while _status(f"http://127.0.0.1:{url.group(2)}/summary")[0] == 0:  # not listening yet
                 assert time.monotonic() < deadline, "the dashboard did not come up"
                 time.sleep(0.2)
-            page.goto(lab.base + url.group(1))
+            page.goto(lab.origin + url.group(1))
             page.get_by_text("random_forest_deep").first.wait_for()
         finally:
             ctx.close()
         # The proxy path without the Jupyter login, even with MLTrack's token: refused.
-        status, body = _status(lab.base + url.group(1))
+        status, body = _status(lab.origin + url.group(1))
         assert status in (302, 403) and "random_forest" not in body
         assert kernel.run("%mlt dashboard stop").status == "ok"
     finally:
         if pid is not None:
             _end(pid, "mlt_dashboard")
+        if isinstance(kernel, ServerKernel):
+            kernel.shutdown()
 
 
 # -- %mlt dashboard in a kernel -------------------------------------------------------
@@ -257,6 +306,7 @@ def _link(outputs: list[dict[str, Any]]) -> tuple[int, str]:
     return int(match.group(1)), match.group(2)
 
 
+@pytest.mark.browser
 def test_mlt_dashboard_starts_once_reuses_and_stops(
     browser: Any, experiments: Path, start_kernel: Any, isolated_jupyter: Path
 ) -> None:
@@ -270,6 +320,14 @@ def test_mlt_dashboard_starts_once_reuses_and_stops(
         assert reply["status"] == "ok", reply
         pid, url = _link(outputs)
         pids.add(pid)
+        # The kernel's child, in a session of its own, and not the user's memory for the watcher.
+        assert pid in {c.pid for c in psutil.Process(kernel.pid).children()} and os.getsid(pid) == pid
+        sampler = Sampler(kernel.pid)
+        try:
+            sampler.rescan()
+            assert pid not in sampler.children
+        finally:
+            sampler.close()
         print(f"%mlt dashboard: cell reply {elapsed * 1000:.1f} ms")
         assert elapsed < 0.1, f"the cell took {elapsed * 1000:.0f} ms"
         token = re.search(r"token=(\S+)", url).group(1)  # type: ignore[union-attr]
@@ -367,6 +425,7 @@ def test_a_first_cell_mlt_dashboard_makes_its_experiment(exp: Path, start_kernel
             _end(pid, "mlt_dashboard")
 
 
+@pytest.mark.browser
 def test_mlt_runs_is_static_html_and_a_hostile_name_stays_text(browser: Any, exp: Path, start_kernel: Any) -> None:
     kernel = start_kernel(env={"MLT_EXP_PATH": str(exp)})
     assert kernel.run(RUNS).status == "ok"
@@ -406,3 +465,29 @@ def test_mlt_runs_is_static_html_and_a_hostile_name_stays_text(browser: Any, exp
     unknown = kernel.run("%mlt run nosuch")
     assert unknown.status == "error" and unknown.content["evalue"].startswith("MLTrack: ")
     assert "nosuch" in unknown.content["evalue"] and "\n" not in unknown.content["evalue"]
+
+
+# -- mlt-dashboard's jupyter-server-proxy mode ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--jupyter-server-proxy"],
+        ["--jupyter-server-proxy", "--unix-socket", "s.sock", "--token-file", "t.txt"],
+        ["--unix-socket", "s.sock", "--port", "5006"],
+    ],
+)
+def test_the_proxy_mode_never_serves_a_port_without_a_token(
+    experiments: Path, tmp_path: Path, extra: list[str]
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "mlt_dashboard.cli", str(experiments), *extra],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("mlt-dashboard: --") and done.stderr.count("\n") == 1
+    assert not (tmp_path / "s.sock").exists()
