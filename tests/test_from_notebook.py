@@ -411,6 +411,26 @@ def _html(reply: Any) -> str:
     return str(reply.of_type("display_data")[0]["data"]["text/html"])
 
 
+def test_two_callers_at_once_start_one_dashboard(experiments: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mlt_kernel.recording import dashboards
+
+    churn = experiments / "churn"
+    with ThreadPoolExecutor(4) as pool:
+        found = list(pool.map(lambda _: dashboards.start(churn), range(4)))
+    try:
+        assert len({d.pid for d in found}) == 1 and sum(d.new for d in found) == 1
+        again = dashboards.running(churn)
+        assert again is not None and (again.pid, again.token, again.new) == (found[0].pid, found[0].token, False)
+    finally:
+        ended = dashboards.stop(churn)
+        for d in found:
+            _end(d.pid, "mlt_dashboard")
+    assert ended is not None and ended.pid == found[0].pid and _gone(ended.pid)
+    assert dashboards.running(churn) is None and dashboards.stop(churn) is None
+
+
 def test_a_first_cell_mlt_dashboard_makes_its_experiment(exp: Path, start_kernel: Any) -> None:
     kernel = start_kernel(env={"MLT_EXP_PATH": str(exp)})
     pid = None

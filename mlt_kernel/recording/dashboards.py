@@ -21,6 +21,7 @@ browser reaches wherever it runs; otherwise the plain local URL.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import importlib.util
 import json
@@ -32,6 +33,7 @@ import subprocess
 import tempfile
 import time
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -207,17 +209,34 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold the lock of *path*'s state: two kernels asking at once start one dashboard."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def start(folder: str | os.PathLike[str]) -> Dashboard:
     """The dashboard of *folder*: the one already running, else a new process (not waited for)."""
     folder = os.path.abspath(folder)
-    found = running(folder)
-    if found is not None:
-        return found
     path = state_path(folder)
+    with _locked(path):
+        found = running(folder)
+        if found is not None:
+            return found
+        return _spawn(folder, path)
+
+
+def _spawn(folder: str, path: Path) -> Dashboard:
+    """Start ``mlt-dashboard`` for *folder* on a free port with a new token; its output goes to a 0600 log."""
     token = secrets.token_urlsafe(24)
     port = _free_port()
     log = path.with_suffix(".log")
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         child = subprocess.Popen(
@@ -244,20 +263,26 @@ def stop(folder: str | os.PathLike[str]) -> Dashboard | None:
     """End the dashboard of *folder*; returns the one ended, or None when none was running."""
     folder = os.path.abspath(folder)
     path = state_path(folder)
-    found = running(folder)
-    if found is not None:
-        with contextlib.suppress(psutil.Error):
-            proc = psutil.Process(found.pid)
-            proc.send_signal(signal.SIGINT)  # the server stops cleanly on Ctrl-C
-            _, alive = psutil.wait_procs([proc], timeout=STOP_TIMEOUT_S)
-            for p in alive:
-                p.kill()
-        child = _started.pop(found.pid, None)
-        if child is not None:
-            child.wait(timeout=STOP_TIMEOUT_S)
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
+    with _locked(path):
+        found = running(folder)
+        if found is not None:
+            _end(found)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
     return found
+
+
+def _end(found: Dashboard) -> None:
+    """Interrupt the dashboard (it stops cleanly on Ctrl-C), kill it after ``STOP_TIMEOUT_S``, reap it if ours."""
+    with contextlib.suppress(psutil.Error):
+        proc = psutil.Process(found.pid)
+        proc.send_signal(signal.SIGINT)
+        _, alive = psutil.wait_procs([proc], timeout=STOP_TIMEOUT_S)
+        for p in alive:
+            p.kill()
+    child = _started.pop(found.pid, None)
+    if child is not None:
+        child.wait(timeout=STOP_TIMEOUT_S)
 
 
 __all__ = ["Dashboard", "proxy_base", "running", "start", "state_path", "stop"]
