@@ -76,6 +76,18 @@ def _gone(pid: int) -> bool:
         return True
 
 
+@pytest.fixture(autouse=True)
+def no_dashboard_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After each test, end the dashboards it started for this run's folders (also when it failed early)."""
+    yield
+    base = str(tmp_path_factory.getbasetemp())
+    for proc in psutil.process_iter(["cmdline"]):
+        argv = proc.info["cmdline"] or []
+        ours = "mlt_dashboard.cli" in argv and any(a.startswith(base) for a in argv)
+        if ours and "--jupyter-server-proxy" not in argv:  # the lab's own ends with the lab
+            _end(proc.pid, "mlt_dashboard")
+
+
 @pytest.fixture(scope="module")
 def experiments(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of experiments holding one realistic experiment, ``churn``."""
