@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from mlt_kernel.core.errors import NotRecordingError, RunError, UnknownRunError
 from mlt_kernel.core.schema import METRICS
 from mlt_kernel.recording import current
+from mlt_kernel.recording.notebook import dashboard, show
 from mlt_kernel.recording.runs import Run
 
 if TYPE_CHECKING:
@@ -204,11 +205,13 @@ __all__ = [
     "RunError",
     "UnknownRunError",
     "current_run",
+    "dashboard",
     "log_metric",
     "log_metrics",
     "log_params",
     "log_predictions",
     "note",
+    "show",
     "start",
     "stop",
 ]

@@ -25,18 +25,26 @@ CHROMIUM_ARGS = [
 ]
 
 
+def isolated_env(home: Path) -> dict[str, str]:
+    """The variables that keep a process's HOME, Jupyter and IPython configuration in *home*."""
+    return {
+        "HOME": str(home),
+        "JUPYTER_CONFIG_DIR": str(home / ".jupyter"),
+        "JUPYTER_DATA_DIR": str(home / ".local/share/jupyter"),
+        "JUPYTER_RUNTIME_DIR": str(home / ".local/share/jupyter/runtime"),
+        "IPYTHONDIR": str(home / ".ipython"),
+        "XDG_DATA_HOME": str(home / ".local/share"),
+        "JUPYTER_PLATFORM_DIRS": "1",
+        "MPLBACKEND": "Agg",
+    }
+
+
 @pytest.fixture(autouse=True)
 def isolated_jupyter(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A temporary HOME, Jupyter and IPython configuration for every test."""
     home = tmp_path_factory.mktemp("home")
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(home / ".jupyter"))
-    monkeypatch.setenv("JUPYTER_DATA_DIR", str(home / ".local/share/jupyter"))
-    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(home / ".local/share/jupyter/runtime"))
-    monkeypatch.setenv("IPYTHONDIR", str(home / ".ipython"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local/share"))
-    monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
+    for name, value in isolated_env(home).items():
+        monkeypatch.setenv(name, value)
     monkeypatch.delenv("MLT_EXP_PATH", raising=False)
     monkeypatch.delenv("MLT_DASHBOARD_TOKEN", raising=False)
     return home

@@ -305,6 +305,11 @@ def test_load_ext_in_a_plain_ipython_kernel(start_kernel, exp):
     cells = mlt.Experiment(exp).cells()
     assert len(cells) >= 3
     assert mlt.Experiment(exp).runs()["name"].tolist() == ["plain"]
+    shown = k.run("%mlt runs")  # the magics come with the extension…
+    assert shown.status == "ok" and ">plain</b>" in shown.of_type("display_data")[0]["data"]["text/html"]
+    k.run("%unload_ext mlt_kernel")
+    gone = k.run("%mlt runs")  # …and go with it
+    assert gone.content["ename"] == "UsageError" and "not found" in gone.content["evalue"]
 
 
 def test_a_failing_hook_is_logged_and_the_others_still_run(tmp_path, caplog):

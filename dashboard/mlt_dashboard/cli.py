@@ -29,6 +29,10 @@ examples:
   mlt-dashboard mlt-experiments/churn --export churn-report.html
   mlt-dashboard s3://team-bucket/churn        # an experiment on S3-compatible storage
 
+In a notebook, %mlt dashboard starts it for the notebook's experiment. With
+pip install "mlt-kernel[hub]", JupyterLab's launcher has an MLTrack tile that
+serves $MLT_EXP_PATH (else ./mlt-experiments) through jupyter-server-proxy.
+
 Nothing is fetched from the internet: scripts and styles come from the local
 server, and an exported report has every chart, plot and note inlined. Open
 the URL printed at start: it carries an access token (like Jupyter's), so other
@@ -76,6 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve without an access token: every account on this machine can read the dashboard",
     )
     parser.add_argument(
+        "--unix-socket",
+        metavar="FILE",
+        default=None,
+        help="listen on a Unix socket at FILE instead of a TCP port: only accounts that can open FILE's "
+        "folder can connect",
+    )
+    parser.add_argument(
+        "--jupyter-server-proxy",
+        action="store_true",
+        help="served by jupyter-server-proxy (the JupyterLab launcher's MLTrack tile, with --unix-socket): "
+        "the Jupyter server's login guards the dashboard, so MLTrack's own access token is off",
+    )
+    parser.add_argument(
         "--export",
         metavar="FILE.html",
         type=Path,
@@ -106,9 +123,11 @@ def main(argv: list[str] | None = None) -> int:
             return _fail(f"{remote} holds no MLTrack experiment")
     else:
         root = Path(args.path).expanduser()
-        if not root.exists():
+        # The launcher's folder may not exist yet: it is shown once a notebook records into it.
+        waits = args.jupyter_server_proxy and args.export is None
+        if not root.exists() and not waits:
             return _fail(f"no such folder: {root}")
-        if not root.is_dir():
+        if root.exists() and not root.is_dir():
             return _fail(f"not a folder: {root} (give an experiment folder or a folder of experiments)")
     found = layout.find_experiments(root)
     if args.export is not None:
@@ -124,6 +143,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if sum(bool(x) for x in (args.no_token, args.token, args.token_file)) > 1:
         return _fail("--token, --token-file and --no-token contradict each other; give one")
+    if args.jupyter_server_proxy and (args.unix_socket is None or args.token or args.token_file):
+        return _fail(
+            "--jupyter-server-proxy needs --unix-socket (a port would let every account on this machine in "
+            "without a token) and takes no --token or --token-file"
+        )
+    if args.unix_socket is not None and (args.port is not None or args.address not in LOOPBACK[:1]):
+        return _fail("--unix-socket replaces --port and --address; give one or the other")
     if args.port is not None and not 0 <= args.port <= 65535:
         return _fail(f"--port {args.port}: not a port number (0–65535)")
     if args.address not in LOOPBACK:
@@ -140,7 +166,14 @@ def main(argv: list[str] | None = None) -> int:
     from mlt_dashboard.tokens import TOKEN_ENV, new_token, read_token_file
 
     token = None
-    if args.no_token:
+    if args.jupyter_server_proxy:
+        print(
+            "mlt-dashboard: served by jupyter-server-proxy: the Jupyter server's login guards it, so MLTrack's "
+            "own access token is off",
+            file=sys.stderr,
+            flush=True,
+        )
+    elif args.no_token:
         print(
             "mlt-dashboard: access token off (--no-token): every account on this machine can open it", file=sys.stderr
         )
@@ -158,7 +191,23 @@ def main(argv: list[str] | None = None) -> int:
         token = args.token
     else:
         token = os.environ.get(TOKEN_ENV) or new_token()
-    options = ServerOptions(address=args.address, port=args.port, show=not args.no_browser, token=token)
+    options = ServerOptions(
+        address=args.address,
+        port=args.port,
+        show=not (args.no_browser or args.jupyter_server_proxy),
+        token=token,
+        unix_socket=args.unix_socket,
+    )
+    if args.unix_socket is not None:
+        # Behind jupyter-server-proxy, which waits for the socket: Bokeh binds it once the server is made.
+        from mlt_dashboard.app import AppConfig
+
+        print(f"MLTrack dashboard: {options.url(0)}", flush=True)
+        try:
+            serve(AppConfig(root.absolute(), remote=remote), options, None, handover=lambda: None)
+        except OSError as exc:
+            return _fail(f"cannot listen on {args.unix_socket}: {exc.strerror or exc}")
+        return 0
     try:
         sock = listen(args.address, args.port)
     except OSError as exc:
@@ -172,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             redirect = open_browser(url)
             opened += [redirect] if redirect is not None else []
         try:
-            from mlt_dashboard.app import AppConfig
+            from mlt_dashboard.app import AppConfig  # Panel: most of a second
 
             serve(AppConfig(root.absolute(), remote=remote), options, sock, handover=early.stop)
         finally:

@@ -38,7 +38,7 @@ from mlt_dashboard.notes import plots_with_notes
 from mlt_dashboard.policy import report_policy
 from mlt_dashboard.queries import Source
 from mlt_dashboard.ranking import LOWER_IS_BETTER, metric_columns
-from mlt_dashboard.tables import runs_table, table
+from mlt_dashboard.tables import runs_table, table_html
 from mlt_kernel.read.experiment import Experiment
 from mlt_kernel.tracking.documents import Document
 
@@ -119,7 +119,7 @@ def _summary(source: Source, runs: pd.DataFrame, out: Charts) -> Markup:
     parts = [
         summary_cards(runs, metric, source.counts()["guarded_runs"]),
         el("h3", "Runs"),
-        runs_table(runs, link=lambda i, _: f"#run-{i}"),
+        runs_table(runs, link=True),
     ]
     grid = []
     if metric:
@@ -226,7 +226,10 @@ def _cells(source: Source, out: Charts) -> Markup:
             row[-2] = el("b", r["status"], style=f"color:{style.STATUS_COLOURS[r['state']]}")
         rows.append(row)
     note = f" (the {MAX_LEDGER_ROWS} heaviest of {len(ledger)})" if len(ledger) > MAX_LEDGER_ROWS else ""
-    parts += [el("h3", f"Cells, heaviest first{note}"), table([label for label, _ in cols], rows, [False] * len(cols))]
+    parts += [
+        el("h3", f"Cells, heaviest first{note}"),
+        table_html([label for label, _ in cols], rows, [False] * len(cols)),
+    ]
     return join(parts)
 
 

@@ -43,6 +43,8 @@ class ServerOptions:
     show: bool = True
     #: The access token; None serves everyone who can reach the address.
     token: str | None = None
+    #: Listen on this Unix socket instead of *address* and *port* (jupyter-server-proxy's launcher).
+    unix_socket: str | None = None
     #: Extra tornado routes, ``(pattern, handler, kwargs)``.
     extra_patterns: list[tuple[Any, ...]] = field(default_factory=list)
 
@@ -52,7 +54,9 @@ class ServerOptions:
         return sorted(f"[{h}]:{port}" if ":" in h else f"{h}:{port}" for h in hosts)
 
     def url(self, port: int, path: str = "summary") -> str:
-        """The URL to open (with the token, when there is one)."""
+        """The URL to open (with the token, when there is one); ``unix:PATH`` on a Unix socket."""
+        if self.unix_socket is not None:
+            return f"unix:{self.unix_socket}"
         host = f"[{self.address}]" if ":" in self.address else self.address
         query = f"?{urllib.parse.urlencode({'token': self.token})}" if self.token else ""
         return f"http://{host}:{port}/{path}{query}"
@@ -113,8 +117,9 @@ def _listening_on(sock: socket.socket) -> Iterator[None]:
         names["bind_sockets"] = bind
 
 
-def build_server(config: AppConfig, options: ServerOptions, sock: socket.socket) -> tuple[Any, int]:
-    """A started-but-not-running Bokeh server for the app on *sock* (see ``early.listen``), and its port."""
+def build_server(config: AppConfig, options: ServerOptions, sock: socket.socket | None) -> tuple[Any, int]:
+    """A started-but-not-running Bokeh server for the app, and its port: on *sock* (bound by
+    ``early.listen``), or on ``options.unix_socket``, which Bokeh binds."""
     os.environ["BOKEH_RESOURCES"] = "server"  # never a CDN, whatever the user's environment says
     import panel as pn
 
@@ -124,8 +129,18 @@ def build_server(config: AppConfig, options: ServerOptions, sock: socket.socket)
     page_classes()  # import the pages now, not during the first request
 
     pn.extension("tabulator", raw_css=[CSS], design="native", notifications=False)
-    port = int(sock.getsockname()[1])
     kwargs: dict[str, Any] = {}
+    if options.unix_socket is not None:
+        # Only the Jupyter server in front connects; it checked the page's origin, and a
+        # browser's websocket from that page is same-origin (tornado skips check_origin).
+        port = 0
+        kwargs["unix_socket"] = options.unix_socket
+        origins = None
+    else:
+        if sock is None:
+            raise ValueError("a TCP dashboard is served on a socket bound beforehand (early.listen)")
+        port = int(sock.getsockname()[1])
+        origins = options.origins(port)
     if options.token:
         from mlt_dashboard.access import TokenAuth, redact_logs
 
@@ -136,12 +151,12 @@ def build_server(config: AppConfig, options: ServerOptions, sock: socket.socket)
         # writes into the page; the HTTP-only session secret must not be there.
         kwargs["exclude_cookies"] = [auth.cookie_name]
         kwargs["exclude_headers"] = ["Cookie"]
-    with _listening_on(sock):
+    with _listening_on(sock) if sock is not None else contextlib.nullcontext():
         server = pn.io.server.get_server(
             page_factories(config),
             port=port,
-            address=options.address,
-            websocket_origin=options.origins(port),
+            address=None if options.unix_socket is not None else options.address,
+            websocket_origin=origins,
             show=False,
             start=False,
             verbose=False,
@@ -198,8 +213,9 @@ def open_browser(url: str) -> Path | None:
     return redirect
 
 
-def serve(config: AppConfig, options: ServerOptions, sock: socket.socket, handover: Callable[[], None]) -> None:
-    """Serve on *sock* until interrupted; *handover* runs once the server is made, before it accepts."""
+def serve(config: AppConfig, options: ServerOptions, sock: socket.socket | None, handover: Callable[[], None]) -> None:
+    """Serve until interrupted (on *sock*, see :func:`build_server`); *handover* runs once the server
+    is made, before it accepts."""
     server, _ = build_server(config, options, sock)
     handover()  # the early responder stops accepting: what waits in the queue is the server's
     server.start()

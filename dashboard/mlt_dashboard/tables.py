@@ -5,8 +5,7 @@ Every value comes from the folder and goes through ``markup.el`` (escaped).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -16,7 +15,7 @@ from mlt_dashboard.ranking import metric_columns
 from mlt_kernel.core.units import format_bytes, format_metric, format_seconds
 
 
-def table(head: Sequence[str], rows: Sequence[Sequence[Markup | str]], numeric: Sequence[bool]) -> Markup:
+def table_html(head: Sequence[str], rows: Sequence[Sequence[Markup | str]], numeric: Sequence[bool]) -> Markup:
     """A scrolling table; cells are escaped unless Markup."""
     header = el("tr", join(el("th", h) for h in head))
     body = join(
@@ -26,11 +25,9 @@ def table(head: Sequence[str], rows: Sequence[Sequence[Markup | str]], numeric: 
     return el("div", el("table", el("thead", header), el("tbody", body), class_="mlt-table"), class_="scroll")
 
 
-def runs_table(runs: pd.DataFrame, link: Callable[[int, Any], str] | None = None) -> Markup:
-    """One row per run of ``Experiment.runs()``: status, final metrics, costs, params.
-
-    *link*, given a row's index and the row, is where the run's name points to.
-    """
+def runs_table(runs: pd.DataFrame, *, link: bool = False) -> Markup:
+    """The runs of ``Source.runs()`` with their final metrics, times and peaks; *link*: each name
+    links to ``#run-{index}`` (the export's run sections)."""
     metrics = [m for m in metric_columns(runs) if runs[m].notna().any()]
     head = [
         "run",
@@ -47,10 +44,9 @@ def runs_table(runs: pd.DataFrame, link: Callable[[int, Any], str] | None = None
     rows = []
     for i, r in runs.iterrows():
         started = r["started_at"].strftime("%Y-%m-%d %H:%M") if not pd.isna(r["started_at"]) else ""
-        name = short(r["name"])
         rows.append(
             [
-                el("a", name, href=link(i, r)) if link is not None else name,
+                el("a", short(r["name"]), href=f"#run-{i}") if link else el("b", short(r["name"]), title=r["name"]),
                 style.badge(r["status"]),
                 *(format_metric(r[m]) for m in metrics),
                 format_seconds(r["wall_s"]),
@@ -61,4 +57,4 @@ def runs_table(runs: pd.DataFrame, link: Callable[[int, Any], str] | None = None
                 started,
             ]
         )
-    return table(head, rows, numeric)
+    return table_html(head, rows, numeric)

@@ -11,8 +11,10 @@ import hmac
 import os
 import secrets
 
-#: Environment variable holding a token chosen by the user.
-TOKEN_ENV = "MLT_DASHBOARD_TOKEN"
+from mlt_kernel.core.children import DASHBOARD_TOKEN_ENV
+
+#: Environment variable holding a token chosen by the user (or by ``%mlt dashboard``).
+TOKEN_ENV = DASHBOARD_TOKEN_ENV
 #: A token file larger than this is not a token.
 MAX_TOKEN_FILE_BYTES = 4096
 

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import sys
 
+#: The environment variable that hands ``mlt-dashboard`` its access token (never its command line).
+DASHBOARD_TOKEN_ENV = "MLT_DASHBOARD_TOKEN"
+
 
 def python_command(module: str, *args: str) -> list[str]:
     """``[python, -P, -m, module, *args]`` for this interpreter."""

@@ -6,7 +6,7 @@ import atexit
 import logging
 from typing import Any
 
-from mlt_kernel.recording import current
+from mlt_kernel.recording import current, notebook
 from mlt_kernel.recording.recorder import Recorder
 
 
@@ -26,6 +26,7 @@ def attach(shell: Any, *, parent: Any = None, **options: Any) -> Recorder:
     shell.events.register("post_run_cell", recorder.post_run_cell)
     # First among the cleanup transforms: note cells are Markdown, not Python.
     shell.input_transformers_cleanup.insert(0, recorder.transform)
+    notebook.register(shell)  # %mlt
     current.recorder = recorder
     atexit.register(recorder.close)
     return recorder
@@ -40,6 +41,7 @@ def detach(shell: Any) -> None:
     shell.events.unregister("post_run_cell", recorder.post_run_cell)
     if recorder.transform in shell.input_transformers_cleanup:
         shell.input_transformers_cleanup.remove(recorder.transform)
+    notebook.unregister(shell)
     current.recorder = None
     atexit.unregister(recorder.close)
     recorder.close()

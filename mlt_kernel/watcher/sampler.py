@@ -123,10 +123,10 @@ class Sampler:
 
 
 def _is_helper(argv: list[str] | None) -> bool:
-    """Whether *argv* runs one of MLTrack's helper modules (``python -P -m mlt_kernel.…``)."""
+    """Whether *argv* runs one of MLTrack's helper modules (``python -P -m mlt_kernel.…``, or the dashboard)."""
     if not argv or "-m" not in argv[:-1]:
         return False
-    return argv[argv.index("-m") + 1].startswith("mlt_kernel.")
+    return argv[argv.index("-m") + 1].startswith(("mlt_kernel.", "mlt_dashboard."))
 
 
 @dataclass(slots=True)
