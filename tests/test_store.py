@@ -159,6 +159,9 @@ def test_tables_are_read_when_a_statement_first_needs_them(tmp_path):
     with pytest.warns(DamagedFileWarning, match="1 unreadable journal line"):
         assert q.rows("SELECT max(rss_bytes), count(*) FROM samples") == [(105, 5)]
     assert "samples" in q._defined
+    # Preparing statements defines what they read, and reads nothing yet.
+    q.prepare("SELECT * FROM runs", "SELECT * FROM metrics")
+    assert {"runs", "metrics"} <= q._defined and "runs" not in q._read
     # A relation read once is a view; read again, it becomes a table, kept up to date.
     assert q._kinds["_latest_cells"] == "VIEW"
     q.rows("SELECT count(*) FROM _latest_cells")

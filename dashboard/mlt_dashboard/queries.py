@@ -29,7 +29,7 @@ from mlt_kernel.core.schema import (
     SAMPLES,
 )
 from mlt_kernel.read.compare import RunDiff, collect
-from mlt_kernel.read.experiment import with_final_metrics
+from mlt_kernel.read.experiment import FINAL_METRICS_SQL, with_final_metrics
 from mlt_kernel.read.query import Query, Read, Window
 
 #: Most points of a memory timeline sent to the browser; longer ones are bucketed (max per bucket).
@@ -131,6 +131,7 @@ class Source:
     @_per_version
     def _run_rows(self) -> pd.DataFrame:
         """Every run with its params parsed and UTC times: what ``runs()`` and ``run()`` start from."""
+        self._q.prepare(sql.RUNS_SQL, FINAL_METRICS_SQL)
         runs = self._df(sql.RUNS_SQL)
         runs["params"] = [_json(v, {}) for v in runs["params"]]
         return runs

@@ -41,7 +41,8 @@ METRIC_ORDER = (
     "r2",
 )
 
-_FINAL_METRICS = """
+#: Each run's last value of each final (step-less) ``test`` metric.
+FINAL_METRICS_SQL = """
     SELECT run_id, name, value FROM metrics
     WHERE step IS NULL AND coalesce(split, 'test') = 'test'
     QUALIFY row_number() OVER (PARTITION BY run_id, name ORDER BY recorded_at DESC) = 1
@@ -79,7 +80,7 @@ def with_final_metrics(runs: pd.DataFrame, query: Query) -> pd.DataFrame:
     it would replace that column. ``metrics()`` still has it.
     """
     wide: dict[str, dict[Any, Any]] = {}
-    for run_id, name, value in query.rows(_FINAL_METRICS):
+    for run_id, name, value in query.rows(FINAL_METRICS_SQL):
         if isinstance(name, str) and name not in runs.columns:
             wide.setdefault(name, {})[run_id] = value
     if not wide:
@@ -208,7 +209,9 @@ class Experiment:
     def runs(self) -> pd.DataFrame:
         """One row per run, with its final ``test`` metrics as columns (``params``, ``packages`` and
         ``env`` are dictionaries)."""
-        runs = self._df("SELECT * EXCLUDE (recorded_at) FROM runs ORDER BY started_at")
+        statement = "SELECT * EXCLUDE (recorded_at) FROM runs ORDER BY started_at"
+        self._q.prepare(statement, FINAL_METRICS_SQL)
+        runs = self._df(statement)
         for column in ("params", "packages", "env"):
             _json_column(runs, column)
         return with_final_metrics(runs, self._q).reset_index(drop=True)

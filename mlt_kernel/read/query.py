@@ -347,8 +347,15 @@ class Query:
             return True
         return False
 
-    def _ensure(self, sql: str, window: Window | None = None) -> None:
-        """Define the relations *sql* (and *window*) may read that are not defined yet."""
+    def prepare(self, *statements: str) -> None:
+        """Define what *statements* will read, in one look at the folder (a query of several
+        statements would otherwise list and read the journals once for each new table)."""
+        with self._lock:
+            self._ensure(" ".join(statements), reads=False)
+
+    def _ensure(self, sql: str, window: Window | None = None, *, reads: bool = True) -> None:
+        """Define the relations *sql* (and *window*) may read that are not defined yet; *reads*:
+        the statement is run now (a relation read for the second time is made a table)."""
         tables, derived = _mentions(sql)
         if window is not None:
             tables.add(window.table)
@@ -360,7 +367,7 @@ class Query:
             if name in derived and name not in self._built:
                 self._make(name, _DERIVED[name])
                 self._built.add(name)
-        for name in tables:
+        for name in tables if reads else ():
             relation = name if name in derived or name not in _DERIVED else f"_latest_{name}"
             if relation in self._kinds and relation not in self._hot:
                 if relation in self._read:
