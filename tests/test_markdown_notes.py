@@ -138,6 +138,7 @@ def test_scanning_finds_tagged_markdown_cells_and_names_the_bad_ones() -> None:
         markdown_cell("<!-- mlt: note -->\nsame id", "a"),
         {"cell_type": "markdown", "source": 42},
         "not a cell",
+        {"cell_type": "markdown", "id": ["x"], "source": "<!-- mlt: note -->\nbad id"},
     )
     scan = scan_notebook(json.dumps(nb).encode())
     assert scan.notes == (
@@ -147,6 +148,7 @@ def test_scanning_finds_tagged_markdown_cells_and_names_the_bad_ones() -> None:
     assert scan.problems == (
         "cell 5: line 1: 'note' takes plot= and doc=, not colour",
         "cell 6: cell id 'a' is already another note's",
+        "cell 9: the cell id \"['x']\" is not an nbformat cell id",
     )
 
 
