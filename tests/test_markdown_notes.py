@@ -68,7 +68,7 @@ def note_lines(exp: Path) -> int:
     )
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "the notes") -> Any:
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "the notes") -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -380,8 +380,7 @@ def test_a_kernel_records_markdown_notes_and_says_what_it_cannot_read(start_kern
     assert len(notes) == 1 and note_lines(exp) == 2
 
     save(path, b'{"cells": ["<!-- mlt: note -->"')  # broken: one line under the next cell, nothing lost
-    time.sleep(2.5)
-    assert stderr_lines(k.run("pass")) == [
+    assert wait_for(lambda: stderr_lines(k.run("pass")) or None, what="the warning") == [
         "MLTrack: Markdown notes of analysis.ipynb not read: not JSON (Expecting ',' delimiter at line 1 column 32)"
     ]
     assert stderr_lines(k.run("pass")) == []  # said once
@@ -461,6 +460,15 @@ class JupyterServer:
         """What JupyterLab's save does: PUT the notebook model to the contents API."""
         self.api("PUT", f"contents/{path}", {"type": "notebook", "format": "json", "content": nb})
 
+    def connect(self, session: dict[str, Any]) -> BlockingKernelClient:
+        """A client of the kernel the server started for *session*, through its connection file."""
+        runtime = Path(os.environ["JUPYTER_RUNTIME_DIR"])
+        client = BlockingKernelClient(connection_file=str(runtime / f"kernel-{session['kernel']['id']}.json"))
+        client.load_connection_file()
+        client.start_channels()
+        client.wait_for_ready(timeout=60)
+        return client
+
     def stop(self) -> None:
         for session in self.api("GET", "sessions"):
             self.api("DELETE", f"sessions/{session['id']}")
@@ -470,6 +478,19 @@ class JupyterServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def execute(client: BlockingKernelClient, code: str) -> str:
+    """Run *code*, which must succeed; what it printed (stdout and stderr)."""
+    shown: list[str] = []
+
+    def keep(msg: dict[str, Any]) -> None:
+        if msg["msg_type"] == "stream":
+            shown.append(msg["content"]["text"])
+
+    reply = client.execute_interactive(code, timeout=60, output_hook=keep)
+    assert reply["content"]["status"] == "ok"
+    return "".join(shown)
 
 
 @pytest.fixture
@@ -502,29 +523,12 @@ def test_a_notebook_saved_through_jupyter_gets_its_markdown_notes_recorded(jupyt
             "kernel": {"name": "mlt-md-test"},
         },
     )
-    runtime = Path(os.environ["JUPYTER_RUNTIME_DIR"])
-    client = BlockingKernelClient(connection_file=str(runtime / f"kernel-{session['kernel']['id']}.json"))
-    client.load_connection_file()
-    client.start_channels()
+    client = server.connect(session)
     try:
-        client.wait_for_ready(timeout=60)
-        shown: list[str] = []
-
-        def run(code: str) -> str:
-            shown.clear()
-
-            def keep(msg: dict[str, Any]) -> None:
-                if msg["msg_type"] == "stream":
-                    shown.append(msg["content"]["text"])
-
-            reply = client.execute_interactive(code, timeout=60, output_hook=keep)
-            assert reply["content"]["status"] == "ok"
-            return "".join(shown)
-
         # The server told the kernel where its notebook is: the absolute path.
         where = tmp_path / "root" / "work" / "analysis.ipynb"
-        assert run("print(__session__)").strip() == str(where)
-        run("import mlt_kernel as mlt")  # the first cell chooses the experiment folder (MLT_EXP_PATH)
+        assert execute(client, "print(__session__)").strip() == str(where)
+        execute(client, "import mlt_kernel as mlt")  # the first cell chooses the experiment folder (MLT_EXP_PATH)
 
         tagged = markdown_cell(f"{TAG}\n{NOTE}", "findings-1")
         server.save("work/analysis.ipynb", notebook(code_cell("import mlt_kernel as mlt"), tagged))
@@ -534,10 +538,11 @@ def test_a_notebook_saved_through_jupyter_gets_its_markdown_notes_recorded(jupyt
         assert (note["markdown"], note["plot"], note["doc"]) == (NOTE, "roc.png", "Findings")
         assert pd.isna(note["run_id"]) and pd.isna(note["execution_count"])  # no run, no execution
         # Tied to its plot once it exists, and appended to its document once.
-        run(
-            f"import matplotlib.pyplot as plt\nplt.plot([0, 1], [0, 1])\nplt.savefig({str(exp / 'plots' / 'roc.png')!r})"
+        execute(
+            client,
+            f"import matplotlib.pyplot as plt\nplt.plot([0, 1], [0, 1])\nplt.savefig({str(exp / 'plots' / 'roc.png')!r})",
         )
-        assert run(HELPERS_DONE).strip() == "True"
+        assert execute(client, HELPERS_DONE).strip() == "True"
         notes = mlt.Experiment(exp).notes()
         assert notes.iloc[0]["plot_path"] == "plots/roc.png"
         document = mlt.Experiment(exp).document("Findings")
@@ -554,19 +559,38 @@ def test_a_notebook_saved_through_jupyter_gets_its_markdown_notes_recorded(jupyt
         server.save("work/analysis.ipynb", notebook(code_cell("import mlt_kernel as mlt"), edited))
         notes = wait_for(lambda: notes_where(exp, "markdown", "## ROC\nThe forest wins by far.\n"))
         assert len(notes) == 1 and notes.iloc[0]["note_id"] == note["note_id"] and note_lines(exp) == 2
-        assert run(HELPERS_DONE).strip() == "True"
+        assert execute(client, HELPERS_DONE).strip() == "True"
         assert [b.kind for b in mlt.Experiment(exp).document("Findings").blocks()] == ["note"]
 
         # A hostile save: a bad plot name is one line under the next cell; the note keeps its last version.
         bad = markdown_cell("<!-- mlt: note plot=../../outside.png -->\nMoved?", "findings-1")
         server.save("work/analysis.ipynb", notebook(bad))
-        time.sleep(2.5)
-        out = [line for line in run("pass").splitlines() if line.strip()]
+        out = wait_for(lambda: execute(client, "pass").split("\n")[:-1] or None, what="the warning")
         assert out == [
             "MLTrack: Markdown notes of analysis.ipynb not recorded: cell id 'findings-1': "
             "plot='../../outside.png': '..' is not allowed; name a file in the plots/ folder"
         ]
+        assert execute(client, "pass") == ""  # said once
         notes = mlt.Experiment(exp).notes()
         assert list(notes["markdown"]) == ["## ROC\nThe forest wins by far.\n"] and note_lines(exp) == 2
+    finally:
+        client.stop_channels()
+
+
+def test_a_session_without_a_name_gives_a_relative_path_found_from_the_kernels_folder(jupyter_server, tmp_path):
+    # A client that creates its session without a name: the server passes the path relative to its root.
+    jupyter_server.save("work/other.ipynb", notebook(markdown_cell("<!-- mlt: note -->\nx")))
+    session = jupyter_server.api(
+        "POST", "sessions", {"path": "work/other.ipynb", "type": "notebook", "kernel": {"name": "mlt-md-test"}}
+    )
+    client = jupyter_server.connect(session)
+    try:
+        code = (
+            "import os, pathlib\nfrom mlt_kernel.recording.notebook_notes import notebook_path\n"
+            "print(__session__)\nprint(notebook_path(get_ipython().user_ns, os.environ, pathlib.Path.cwd()))"
+        )
+        told, found = execute(client, code).split()
+        assert told == "work/other.ipynb"
+        assert found == str(tmp_path / "root" / "work" / "other.ipynb")
     finally:
         client.stop_channels()
