@@ -29,6 +29,7 @@ from mlt_kernel.recording.notebook_notes import (
     notebook_path,
     scan_notebook,
 )
+from mlt_kernel.tracking.notes import markdown_note_id, note_digest
 
 NO_WATCHER = ["--MLTrackKernel.watcher=False"]  # not what these tests are about
 HELPERS_DONE = "print(get_ipython().kernel.recorder.helpers.wait(60))"
@@ -60,12 +61,15 @@ def notebook(*cells: dict[str, Any], minor: int = 5) -> dict[str, Any]:
 
 
 def note_lines(exp: Path) -> int:
-    """How many ``notes`` rows the journals hold (every version, not the latest per note)."""
-    return sum(
+    """How many ``notes`` rows the folder holds: every version, in journals and compacted files."""
+    import pyarrow.parquet as pq
+
+    in_journals = sum(
         line.startswith(b'{"table":"notes"')
         for journal in (exp / "journals").glob("*")
         for line in journal.read_bytes().splitlines()
     )
+    return in_journals + sum(pq.ParquetFile(f).metadata.num_rows for f in (exp / "tables" / "notes").glob("*.parquet"))
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "the notes") -> Any:
@@ -231,9 +235,16 @@ def watched(tmp_path: Path) -> Iterator[tuple[NotebookNotes, Recorded, Path, lis
     path = tmp_path / "analysis.ipynb"
     session = Recorded(tmp_path / "exp")
     said: list[str] = []
-    notes = NotebookNotes(session, lambda: path, lambda: None, said.append)
+    notes = NotebookNotes(session, lambda: path, lambda: None, said.append, recorded=lambda folder, ids: {})
     yield notes, session, path, said
     notes.close()
+
+
+def flush(notes: NotebookNotes) -> None:
+    """Write what was found, once the folder has said what it holds (the first time, a helper's answer)."""
+    notes.flush()
+    wait_for(lambda: not notes.asking, what="the folder's answer")
+    notes.flush()
 
 
 def save(path: Path, nb: dict[str, Any] | bytes) -> None:
@@ -248,7 +259,7 @@ def test_a_saved_note_is_written_once_and_updated_when_edited(watched) -> None:
     assert notes.check() is False  # not saved yet
     save(path, notebook(markdown_cell(f"{TAG}\n{NOTE}")))
     assert notes.check() is True and notes.check() is False  # unchanged since
-    notes.flush()
+    flush(notes)
     (row,) = session.rows
     assert (row["table"], row["markdown"], row["plot"], row["doc"], row["cell_id"]) == (
         "notes",
@@ -262,19 +273,40 @@ def test_a_saved_note_is_written_once_and_updated_when_edited(watched) -> None:
 
     save(path, notebook(markdown_cell(f"{TAG}\n{NOTE}"), code_cell("x = 1")))  # only a code cell changed
     assert notes.check() is True
-    notes.flush()
+    flush(notes)
     assert len(session.rows) == 1  # the note is the same: nothing written
 
     save(path, notebook(markdown_cell(f"{TAG}\n{NOTE.replace('clearly', 'by far')}")))
     assert notes.check() is True
-    notes.flush()
+    flush(notes)
     assert [r["note_id"] for r in session.rows] == [row["note_id"]] * 2
     assert "by far" in session.rows[-1]["markdown"] and not said
 
     save(path, notebook(code_cell("x = 1")))  # the cell deleted: its note stays as it was
     assert notes.check() is False
-    notes.flush()
+    flush(notes)
     assert len(session.rows) == 2
+
+
+def test_what_the_folder_already_holds_is_not_written_again(tmp_path: Path) -> None:
+    path = tmp_path / "analysis.ipynb"
+    session = Recorded(tmp_path / "exp")
+    save(path, notebook(markdown_cell(f"{TAG}\n{NOTE}", "a"), markdown_cell("<!-- mlt: note -->\nnew text", "b")))
+    asked: list[tuple[Path, list[str]]] = []
+
+    def recorded(folder: Path, ids: list[str]) -> dict[str, str]:
+        asked.append((folder, ids))  # "a" as stored (plot and title as written), "b" with another text
+        return {ids[0]: note_digest(NOTE, "roc.png", "Findings"), ids[1]: note_digest("old text", None, None)}
+
+    notes = NotebookNotes(session, lambda: path, lambda: None, lambda line: None, recorded=recorded)
+    assert notes.check() is True
+    flush(notes)
+    assert asked == [(tmp_path / "exp", [markdown_note_id(str(path), "a"), markdown_note_id(str(path), "b")])]
+    assert [r["markdown"] for r in session.rows] == ["new text"]
+    save(path, notebook(markdown_cell(f"{TAG}\nEdited.", "a")))
+    assert notes.check() is True
+    flush(notes)
+    assert [r["markdown"] for r in session.rows] == ["new text", "Edited."] and len(asked) == 1  # asked once
 
 
 def test_a_bad_option_value_is_one_line_and_the_other_notes_are_written(watched) -> None:
@@ -288,7 +320,7 @@ def test_a_bad_option_value_is_one_line_and_the_other_notes_are_written(watched)
         ),
     )
     assert notes.check() is True
-    notes.flush()
+    flush(notes)
     assert [(r["cell_id"], r["markdown"]) for r in session.rows] == [("c", "<script>alert(1)</script>")]  # verbatim
     (line,) = said
     assert line.startswith("MLTrack: Markdown notes of analysis.ipynb not recorded: cell id 'a': ")
@@ -300,7 +332,7 @@ def test_a_hostile_notebook_is_one_line_and_loses_nothing(watched, tmp_path: Pat
     notes, session, path, said = watched
     save(path, notebook(markdown_cell(f"{TAG}\n{NOTE}")))
     assert notes.check() is True
-    notes.flush()
+    flush(notes)
     assert len(session.rows) == 1
     path.unlink()
     if hostile == "malformed":
@@ -316,9 +348,10 @@ def test_a_hostile_notebook_is_one_line_and_loses_nothing(watched, tmp_path: Pat
         os.mkfifo(path)
     else:
         path.mkdir()
+    assert notes.check() is False and not said  # perhaps a save in progress: looked at again first
     for _ in range(3):  # said once, however often it is looked at
         assert notes.check() is False
-    notes.flush()
+    flush(notes)
     assert len(session.rows) == 1  # the note recorded before is untouched
     (line,) = said
     assert line.startswith("MLTrack: Markdown notes of analysis.ipynb not read: ") and "\n" not in line
@@ -349,12 +382,23 @@ def test_a_file_being_written_is_read_again_without_a_warning(watched, monkeypat
     assert notes.check() is True and not said
 
 
+def test_a_save_in_place_seen_half_done_is_no_warning(watched) -> None:
+    notes, _session, path, said = watched
+    data = json.dumps(notebook(markdown_cell(f"{TAG}\n{NOTE}"))).encode()
+    with path.open("wb") as f:  # as jupyter_server saves: the same file, truncated and rewritten
+        f.write(data[:40])
+        f.flush()
+        assert notes.check() is False and not said
+        f.write(data[40:])
+    assert notes.check() is True and not said
+
+
 def test_too_many_notes_are_cut_with_one_line(watched, monkeypatch) -> None:
     notes, session, path, said = watched
     monkeypatch.setattr(notebook_notes, "MAX_MARKDOWN_NOTES", 2)
     save(path, notebook(*(markdown_cell(f"<!-- mlt: note -->\nnote {i}", f"c{i}") for i in range(4))))
     assert notes.check() is True
-    notes.flush()
+    flush(notes)
     assert [r["markdown"] for r in session.rows] == ["note 0", "note 1"]
     assert said == ["MLTrack: Markdown notes of analysis.ipynb not read: cell 3 and later: more than 2 Markdown notes"]
 
@@ -386,6 +430,14 @@ def test_a_kernel_records_markdown_notes_and_says_what_it_cannot_read(start_kern
     assert stderr_lines(k.run("pass")) == []  # said once
     assert list(mlt.Experiment(exp).notes()["markdown"]) == ["Edited while idle."]
     assert note_lines(exp) == 2
+
+    # A new kernel on the same notebook: what the folder holds is not written again, an edit is.
+    k.shutdown()
+    save(path, notebook(markdown_cell(f"{TAG}\nEdited while idle."), markdown_cell("<!-- mlt: note -->\nNew.", "b")))
+    k = start_kernel(extra_arguments=NO_WATCHER, env={"JPY_SESSION_NAME": str(path), "MLT_EXP_PATH": str(exp)})
+    k.run("pass")
+    wait_for(lambda: notes_where(exp, "markdown", "New."))
+    assert note_lines(exp) == 3
 
 
 def test_markdown_notes_can_be_turned_off(start_kernel, exp, tmp_path):

@@ -13,16 +13,21 @@ thread looks at it every ``POLL_S`` seconds: one ``lstat`` while it is unchanged
 (device, inode, size, modification and change times), and only after a change
 one bounded read, without following a link, of a regular file of at most
 ``MAX_NOTEBOOK_BYTES``. A file without ``mlt`` in it is not even parsed. The
-file is untrusted: anything unexpected in it is one line, said once, and the
-notes already recorded stay as they are.
+file is untrusted: anything unexpected in it is one line, said once (when the
+file is the same at the next look: jupyter_server saves a notebook in place, so
+a look during a save may find it cut short), and the notes already recorded
+stay as they are.
 
 The thread only reads. What it found is written from the kernel's own thread
 (:meth:`NotebookNotes.flush`, scheduled on its event loop, and after every cell),
 so that recording keeps one writer: a note saved while a cell runs is written
 once it ends, and nothing is written before the first cell has chosen the
-experiment folder. A note identical to the one this session wrote last for the
-same cell is not written again. Deleting the cell, or its tag, leaves its note
-as it was, as deleting a note cell does.
+experiment folder. A note that says what is already recorded is not written
+again: the first time a session writes a notebook's notes, a helper process
+(``python -m mlt_kernel.recording.notebook_notes recorded EXP NOTE_ID…``; reading
+loads DuckDB, which the kernel never does) says what the folder holds for them,
+and after that the session compares with what it wrote itself. Deleting the
+cell, or its tag, leaves its note as it was, as deleting a note cell does.
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -37,9 +45,10 @@ from pathlib import Path
 from typing import Any
 
 from mlt_kernel.core import safeio
+from mlt_kernel.core.children import python_command
 from mlt_kernel.core.errors import DirectiveError
 from mlt_kernel.recording.directives import parse_markdown_note
-from mlt_kernel.tracking.notes import record_markdown_note
+from mlt_kernel.tracking.notes import markdown_note_id, note_digest, record_markdown_note
 from mlt_kernel.tracking.session import Session
 
 #: Seconds between two looks at the notebook file.
@@ -48,8 +57,11 @@ POLL_S = 1.0
 MAX_NOTEBOOK_BYTES = 64 << 20
 #: Most tagged Markdown cells taken from one notebook; those after them are left out (said once).
 MAX_MARKDOWN_NOTES = 1000
+#: Longest the helper that says what a folder holds for a notebook's notes may take.
+RECORDED_TIMEOUT_S = 60.0
 #: What a tagged cell must contain: files without it are not parsed.
 _MARK = b"mlt"
+_DIGEST_LINE = re.compile(r"^(n-[0-9a-f]{20}) ([0-9a-f]{40})$")
 
 
 @dataclass(frozen=True)
@@ -198,8 +210,36 @@ def _signature(path: Path) -> Signature:
 class _Seen:
     path: Path | None = None
     signature: Signature | None = None
-    problem: str | None = None  #: the last line said, not said again
+    failed: Signature | None = None  #: the file as it was when it last could not be read
+    problem: str | None = None  #: the last reading problem said, not said again
+    unrecorded: str | None = None  #: the last writing problem said, not said again
     written: dict[str, MarkdownNote] = field(default_factory=dict)  #: by note key, for this path
+    #: note_id -> digest of what the folder held when this session first wrote (None: not asked yet).
+    recorded: dict[str, str] | None = None
+    asking: bool = False  #: the helper that says it runs
+
+
+def recorded_digests(folder: Path, note_ids: list[str]) -> dict[str, str]:
+    """``note_id -> note_digest`` of the notes among *note_ids* that *folder* holds, from a helper process.
+
+    Raises:
+        OSError, subprocess.SubprocessError: the helper did not start, failed or ran too long.
+    """
+    if not note_ids:
+        return {}
+    proc = subprocess.run(
+        python_command(__name__, "recorded", str(folder), *note_ids),
+        capture_output=True,
+        text=True,
+        timeout=RECORDED_TIMEOUT_S,
+        check=False,
+        start_new_session=True,  # an interrupt of the kernel's process group is not for it
+    )
+    if proc.returncode != 0:
+        raise OSError(f"the helper failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+    wanted = set(note_ids)
+    found = (_DIGEST_LINE.match(line) for line in proc.stdout.splitlines())
+    return {m.group(1): m.group(2) for m in found if m is not None and m.group(1) in wanted}
 
 
 class NotebookNotes:
@@ -218,12 +258,14 @@ class NotebookNotes:
         say: Callable[[str], None],
         *,
         interval: float = POLL_S,
+        recorded: Callable[[Path, list[str]], dict[str, str]] = recorded_digests,
     ) -> None:
         self.session = session
         self.locate = locate
         self.wake = wake
         self.say = say
         self.interval = interval
+        self.recorded = recorded  #: what a folder holds for some notes (:func:`recorded_digests`)
         self._seen = _Seen()
         self._pending: tuple[Path, Scan] | None = None  #: found by the thread, not yet written
         self._lock = threading.Lock()
@@ -261,9 +303,12 @@ class NotebookNotes:
             try:
                 scan = scan_notebook(read_notebook(path))
             except (OSError, NotebookError) as exc:
-                if signature == _quiet_signature(path):  # not a file being written: say it
+                # jupyter_server rewrites a notebook in place: a look during a save can find
+                # it cut short. Said only when the file is the same at the next look.
+                if signature == seen.failed:
                     seen.signature = signature
                     self._problem(path, str(exc))
+                seen.failed = signature
                 return False
             if signature != _quiet_signature(path):
                 return False  # written meanwhile: read again at the next look
@@ -283,8 +328,13 @@ class NotebookNotes:
             self.say(line)
         seen.problem = problem
 
-    def flush(self) -> None:
-        """Write the notes found since the last flush; on the kernel's thread, after the first cell."""
+    def flush(self, *, final: bool = False) -> None:
+        """Write the notes found since the last flush; on the kernel's thread, after the first cell.
+
+        The first time for a notebook, it asks what the folder already holds
+        and writes once the answer is in (:meth:`wake` again); *final* (the
+        session ends) writes without asking.
+        """
         with self._lock:
             pending, self._pending = self._pending, None
         if pending is None:
@@ -293,22 +343,58 @@ class NotebookNotes:
         seen = self._seen
         if seen.path != path:
             return  # another notebook since: its own scan comes
+        if seen.recorded is None and not final:
+            with self._lock:
+                self._pending = self._pending or pending  # written once the folder has answered
+            if not seen.asking:
+                seen.asking = True
+                ids = [markdown_note_id(str(path), note.key) for note in scan.notes]
+                args = (seen, self.session.folder(), ids)
+                threading.Thread(target=self._ask, args=args, name="mlt-notebook-notes-recorded", daemon=True).start()
+            return
         problems: list[str] = []
         for note in scan.notes:
             if seen.written.get(note.key) == note:
                 continue  # saved unchanged: nothing new to write
+            note_id = markdown_note_id(str(path), note.key)
             try:
                 record_markdown_note(
-                    self.session, str(path), note.key, note.markdown, cell_id=note.cell_id, plot=note.plot, doc=note.doc
+                    self.session,
+                    str(path),
+                    note.key,
+                    note.markdown,
+                    cell_id=note.cell_id,
+                    plot=note.plot,
+                    doc=note.doc,
+                    recorded=(seen.recorded or {}).pop(note_id, None),
                 )
             except ValueError as exc:  # a bad plot name or title, a note too long (PlotPathError is one)
                 problems.append(f"{_key_text(note)}: {exc}")
                 continue
             seen.written[note.key] = note
+        # One save can be seen twice (a file replaced, then its mode set): the same line is said once.
+        line = None
         if problems:
-            line = _one_line(f"MLTrack: Markdown notes of {path.name} not recorded: {problems[0]}{_more(problems)}")
-            self.session.log.warning("%s", line)
-            self.say(line)
+            line = f"MLTrack: Markdown notes of {path.name} not recorded: {problems[0]}{_more(problems)}"
+        if line is not None and line != seen.unrecorded:
+            self.session.log.warning("%s", _one_line(line))
+            self.say(_one_line(line))
+        seen.unrecorded = line
+
+    def _ask(self, seen: _Seen, folder: Path, note_ids: list[str]) -> None:
+        """On a thread of its own: what *folder* holds for the notes, then wake the kernel to write."""
+        try:
+            recorded = self.recorded(folder, note_ids)
+        except (OSError, subprocess.SubprocessError) as exc:
+            self.session.log.warning("MLTrack: could not read which Markdown notes %s holds (%s)", folder, exc)
+            recorded = {}  # written again: a version too many rather than one lost
+        seen.recorded, seen.asking = recorded, False
+        self.wake()
+
+    @property
+    def asking(self) -> bool:
+        """Whether the helper that says what the folder holds is running."""
+        return self._seen.asking
 
     @property
     def waiting(self) -> bool:
@@ -322,6 +408,28 @@ class NotebookNotes:
             self._thread.join(timeout)
         with contextlib.suppress(Exception):
             self.check()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``recorded EXP NOTE_ID…``: a line ``NOTE_ID DIGEST`` for each of those notes that EXP holds."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) < 2 or args[0] != "recorded":
+        print(f"usage: python -m {__name__} recorded EXP NOTE_ID...", file=sys.stderr)
+        return 2
+    from mlt_kernel.read.experiment import Experiment
+
+    rows = Experiment(args[1]).sql(
+        "SELECT note_id, markdown, plot, doc FROM notes "
+        "WHERE list_contains(?::VARCHAR[], note_id) AND NOT coalesce(deleted, false)",
+        [args[2:]],
+    )
+    for note_id, markdown, plot, doc in rows.itertuples(index=False):
+        print(note_id, note_digest(_text(markdown) or "", _text(plot), _text(doc)))
+    return 0
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None  # NULL comes back as None or NaN
 
 
 def _quiet_signature(path: Path) -> Signature | None:
@@ -353,3 +461,7 @@ __all__ = [
     "read_notebook",
     "scan_notebook",
 ]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

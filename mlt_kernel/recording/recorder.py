@@ -189,12 +189,12 @@ class Recorder(RecordingOptions, LoggingConfigurable):
             with contextlib.suppress(RuntimeError):  # the loop closed: close() flushes
                 loop.call_soon_threadsafe(self._flush_markdown)
 
-    def _flush_markdown(self) -> None:
+    def _flush_markdown(self, *, final: bool = False) -> None:
         # Never before the first cell has chosen the folder (its EXP_PATH decides where notes go).
         if self.markdown is None or not self.markdown.waiting or self.dest.current is None or self._closed:
             return
         try:
-            self.markdown.flush()
+            self.markdown.flush(final=final)
         except Exception:
             self.log.exception("MLTrack: recording the notebook's Markdown notes failed")
 
@@ -659,7 +659,7 @@ class Recorder(RecordingOptions, LoggingConfigurable):
         self.finish_cell()
         if self.markdown is not None:
             self.markdown.close()  # one last look: a save just before the kernel stops counts
-            self._flush_markdown()
+            self._flush_markdown(final=True)
         with contextlib.suppress(Exception):
             if self.open_runs:
                 self._close_run(self.open_runs[0], "finished")

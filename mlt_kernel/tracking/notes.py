@@ -99,12 +99,14 @@ def record_markdown_note(
     cell_id: str | None = None,
     plot: str | None = None,
     doc: str | None = None,
-) -> str:
-    """Store the note of a tagged Markdown cell of *notebook*; returns its ``note_id``.
+    recorded: str | None = None,
+) -> bool:
+    """Store the note of a tagged Markdown cell of *notebook*; whether it was written.
 
     *key* is the cell's id (or, without one, its first line): the same cell
-    saved again is a new version of the same note. The note belongs to no run
-    and no execution (nothing ran).
+    saved again is a new version of the same note (``markdown_note_id``). The
+    note belongs to no run and no execution (nothing ran). Nothing is written
+    when *recorded*, the :func:`note_digest` of the note as stored, says the same.
 
     Raises:
         ValueError: the note is not text, or too long.
@@ -114,11 +116,23 @@ def record_markdown_note(
     _check_text(markdown)
     plot_file = None if plot is None else plot_name(plot, session.wanted_path())
     title = None if doc is None else clean_title(doc)
-    note_id = _hash_id("n", ("markdown", notebook, key))
+    if recorded is not None and recorded == note_digest(markdown, plot_file, title):
+        return False
+    note_id = markdown_note_id(notebook, key)
     _write_note(session, note_id, {"cell_id": cell_id}, markdown, plot_file, title, in_run=False)
     if title is not None:
         session.add_to_document(title, note_id)
-    return note_id
+    return True
+
+
+def markdown_note_id(notebook: str, key: str) -> str:
+    """The ``note_id`` of the Markdown cell *key* (its id, or first line) of *notebook*."""
+    return _hash_id("n", ("markdown", notebook, key))
+
+
+def note_digest(markdown: str, plot: str | None, doc: str | None) -> str:
+    """What a note says (text, plot file, document title) as a hash: whether a stored note says the same."""
+    return hashlib.sha1(json.dumps([markdown, plot, doc]).encode("ascii")).hexdigest()
 
 
 def record_text_note(session: Session, exp_path: Path, txt_name: str, cell: dict[str, Any]) -> str | None:
@@ -217,6 +231,8 @@ def _first_line(markdown: str) -> str:
 __all__ = [
     "MAX_NOTE_BYTES",
     "MAX_TEXT_NOTE_BYTES",
+    "markdown_note_id",
+    "note_digest",
     "record_markdown_note",
     "record_note",
     "record_text_note",
