@@ -296,6 +296,8 @@ def test_what_the_folder_already_holds_is_not_written_again(tmp_path: Path) -> N
 
     def recorded(folder: Path, ids: list[str]) -> dict[str, str]:
         asked.append((folder, ids))  # "a" as stored (plot and title as written), "b" with another text
+        if folder != tmp_path / "exp":
+            return {}
         return {ids[0]: note_digest(NOTE, "roc.png", "Findings"), ids[1]: note_digest("old text", None, None)}
 
     notes = NotebookNotes(session, lambda: path, lambda: None, lambda line: None, recorded=recorded)
@@ -307,6 +309,13 @@ def test_what_the_folder_already_holds_is_not_written_again(tmp_path: Path) -> N
     assert notes.check() is True
     flush(notes)
     assert [r["markdown"] for r in session.rows] == ["new text", "Edited."] and len(asked) == 1  # asked once
+
+    session._folder = tmp_path / "other"  # the notebook set another EXP_PATH: the next save writes there too
+    save(path, notebook(markdown_cell(f"{TAG}\nEdited.", "a"), code_cell("EXP_PATH = 'other'")))
+    assert notes.check() is True
+    flush(notes)
+    assert [r["markdown"] for r in session.rows] == ["new text", "Edited.", "Edited."]
+    assert [folder for folder, _ in asked] == [tmp_path / "exp", tmp_path / "other"]
 
 
 def test_a_bad_option_value_is_one_line_and_the_other_notes_are_written(watched) -> None:

@@ -26,7 +26,9 @@ experiment folder. A note that says what is already recorded is not written
 again: the first time a session writes a notebook's notes, a helper process
 (``python -m mlt_kernel.recording.notebook_notes recorded EXP NOTE_ID…``; reading
 loads DuckDB, which the kernel never does) says what the folder holds for them,
-and after that the session compares with what it wrote itself. Deleting the
+and after that the session compares with what it wrote itself (in that folder:
+after the notebook sets another ``EXP_PATH``, the next save writes the notes
+there too). Deleting the
 cell, or its tag, leaves its note as it was, as deleting a note cell does.
 """
 
@@ -213,7 +215,8 @@ class _Seen:
     failed: Signature | None = None  #: the file as it was when it last could not be read
     problem: str | None = None  #: the last reading problem said, not said again
     unrecorded: str | None = None  #: the last writing problem said, not said again
-    written: dict[str, MarkdownNote] = field(default_factory=dict)  #: by note key, for this path
+    folder: Path | None = None  #: the experiment folder the notes below are about
+    written: dict[str, MarkdownNote] = field(default_factory=dict)  #: by note key, in that folder
     #: note_id -> digest of what the folder held when this session first wrote (None: not asked yet).
     recorded: dict[str, str] | None = None
     asking: bool = False  #: the helper that says it runs
@@ -343,13 +346,16 @@ class NotebookNotes:
         seen = self._seen
         if seen.path != path:
             return  # another notebook since: its own scan comes
+        folder = self.session.folder()
+        if folder != seen.folder:  # the notebook set another EXP_PATH: the notes go there too
+            seen.folder, seen.written, seen.recorded = folder, {}, None
         if seen.recorded is None and not final:
             with self._lock:
                 self._pending = self._pending or pending  # written once the folder has answered
             if not seen.asking:
                 seen.asking = True
                 ids = [markdown_note_id(str(path), note.key) for note in scan.notes]
-                args = (seen, self.session.folder(), ids)
+                args = (seen, folder, ids)
                 threading.Thread(target=self._ask, args=args, name="mlt-notebook-notes-recorded", daemon=True).start()
             return
         problems: list[str] = []
@@ -383,12 +389,17 @@ class NotebookNotes:
 
     def _ask(self, seen: _Seen, folder: Path, note_ids: list[str]) -> None:
         """On a thread of its own: what *folder* holds for the notes, then wake the kernel to write."""
+        recorded: dict[str, str] = {}  # on failure, written again: a version too many rather than one lost
         try:
             recorded = self.recorded(folder, note_ids)
         except (OSError, subprocess.SubprocessError) as exc:
             self.session.log.warning("MLTrack: could not read which Markdown notes %s holds (%s)", folder, exc)
-            recorded = {}  # written again: a version too many rather than one lost
-        seen.recorded, seen.asking = recorded, False
+        except Exception:
+            self.session.log.exception("MLTrack: could not read which Markdown notes %s holds", folder)
+        finally:
+            if seen.folder == folder:  # else the folder changed meanwhile: it is asked in turn
+                seen.recorded = recorded
+            seen.asking = False
         self.wake()
 
     @property
