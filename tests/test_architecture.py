@@ -120,6 +120,7 @@ def test_the_readme_options_table_is_the_traitlets() -> None:
         "memory_guard",
         "provenance",
         "autolog",
+        "markdown_notes",
     }
 
 

@@ -9,6 +9,10 @@
 # mlt: guard off                                               # no memory guard for this cell
 ```
 
+A Markdown cell becomes a note with the same directive in an HTML comment on its
+first line, ``<!-- mlt: note plot=roc_rf.png doc="Findings" -->`` (see
+:func:`parse_markdown_note`).
+
 Values follow shell-like quoting; unquoted numbers and booleans are typed,
 quoted values stay strings. A malformed directive raises ``DirectiveError``
 with a one-line message; the cell then does not run.
@@ -24,6 +28,8 @@ from typing import Any
 from mlt_kernel.core.errors import DirectiveError
 
 PREFIX = re.compile(r"^\s*#\s*mlt\s*:(.*)$")
+#: A Markdown cell's tag: the whole first non-blank line (up to its last ``-->``).
+MARKDOWN_PREFIX = re.compile(r"^\s*<!--\s*mlt\s*:(.*)-->\s*$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 _INT = re.compile(r"^[+-]?\d+$")
 _FLOAT = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$|^[+-]?(inf|nan)$", re.IGNORECASE)
@@ -174,6 +180,23 @@ def parse_cell(code: str) -> ParsedCell:
         i += 1
     _check_combination(directives)
     return ParsedCell(tuple(directives), "".join(lines[i:]))
+
+
+def parse_markdown_note(source: str) -> tuple[Directive, str] | None:
+    """The note directive and the Markdown after it, when *source* (a Markdown cell) is tagged.
+
+    ``None`` when the first non-blank line is not ``<!-- mlt: … -->``. The text
+    inside the comment is parsed as a ``# mlt:`` line is; a verb other than
+    ``note`` (nothing in a Markdown cell runs) raises ``DirectiveError``.
+    """
+    head, newline, rest = source.lstrip("\r\n\t ").partition("\n")
+    match = MARKDOWN_PREFIX.match(head)
+    if match is None:
+        return None
+    directive = parse_line(match.group(1))
+    if directive.verb != "note":
+        raise DirectiveError(f"line 1: a Markdown cell can only be a note, not {directive.verb!r}")
+    return directive, rest if newline else ""
 
 
 def _check_combination(directives: list[Directive]) -> None:

@@ -48,6 +48,13 @@ class RecordingOptions(Configurable):
         imported; mlt.autolog(False) pauses it.""",
     ).tag(config=True)
 
+    markdown_notes = Bool(
+        True,
+        help="""Record the notebook's Markdown cells tagged 'mlt: note' as notes when the notebook
+        is saved: a thread looks at the notebook's file once a second and reads it when it changed
+        (the frontend tells the kernel where the file is).""",
+    ).tag(config=True)
+
     busy_interval = Float(
         protocol.BUSY_INTERVAL_S, help="Seconds between the watcher's samples while a cell runs."
     ).tag(config=True)

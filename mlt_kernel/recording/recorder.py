@@ -47,6 +47,7 @@ from mlt_kernel.recording import guard
 from mlt_kernel.recording.autolog import Autolog
 from mlt_kernel.recording.folders import FolderChoice
 from mlt_kernel.recording.helpers import Helpers
+from mlt_kernel.recording.notebook_notes import NotebookNotes, notebook_path
 from mlt_kernel.recording.options import RecordingOptions
 from mlt_kernel.recording.plan import MARK, Plan, make_plan, rewrite
 from mlt_kernel.recording.provenance import Provenance, environment, imported_modules, notebook_folder
@@ -148,6 +149,13 @@ class Recorder(RecordingOptions, LoggingConfigurable):
         )
         if self.watcher:
             threading.Thread(target=self._start_watcher, name="mlt-watcher-start", daemon=True).start()
+        self._loop: asyncio.AbstractEventLoop | None = None  #: the kernel's event loop, once a cell ran in it
+        self._start_dir = _cwd()
+        #: Notes from the notebook's tagged Markdown cells (option ``markdown_notes``).
+        self.markdown: NotebookNotes | None = None
+        if self.markdown_notes:
+            self.markdown = NotebookNotes(self, self._notebook_file, self._wake_markdown, self.say)
+            self.markdown.start()
 
     @property
     def run(self) -> Run | None:
@@ -169,6 +177,26 @@ class Recorder(RecordingOptions, LoggingConfigurable):
         ns = getattr(self.shell, "user_ns", None) or {}
         notebook = ns.get("__session__") or os.environ.get("JPY_SESSION_NAME")
         return str(notebook) if notebook else None
+
+    def _notebook_file(self) -> Path | None:
+        """The notebook's file, to read its Markdown notes (see ``notebook_notes.notebook_path``)."""
+        return notebook_path(getattr(self.shell, "user_ns", None) or {}, os.environ, self._start_dir)
+
+    def _wake_markdown(self) -> None:
+        """From the notebook's watching thread: write its notes on the kernel's thread, between cells."""
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: close() flushes
+                loop.call_soon_threadsafe(self._flush_markdown)
+
+    def _flush_markdown(self, *, final: bool = False) -> None:
+        # Never before the first cell has chosen the folder (its EXP_PATH decides where notes go).
+        if self.markdown is None or not self.markdown.waiting or self.dest.current is None or self._closed:
+            return
+        try:
+            self.markdown.flush(final=final)
+        except Exception:
+            self.log.exception("MLTrack: recording the notebook's Markdown notes failed")
 
     def _session_record(self, exp: Path, status: str = "running", **extra: Any) -> dict[str, Any]:
         proc_exact = any(getattr(h, "exact", False) for h in self.hooks)
@@ -390,6 +418,7 @@ class Recorder(RecordingOptions, LoggingConfigurable):
             loop = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
+        self._loop = loop or self._loop
         if loop is None or self.dest.current is None or self.folders.changed():
             # A new folder is opened now: what it says belongs in this cell's output.
             self.finish_cell()
@@ -459,6 +488,7 @@ class Recorder(RecordingOptions, LoggingConfigurable):
                 self._close_run(run, rec["status"] if rec["status"] != "ok" else "finished")
         for code_run in [r for r in self.open_runs if r.code and r.stop_status is not None]:
             self._close_run(code_run, code_run.stop_status or "finished")  # '# mlt: record stop'
+        self._flush_markdown()  # notes saved before the first cell, or while this one ran
 
     def _write_source(self, source: str | None, sha1: str) -> None:
         """The whole source of a cell longer than its record keeps, once per folder and source."""
@@ -627,6 +657,9 @@ class Recorder(RecordingOptions, LoggingConfigurable):
         if self._closed:
             return
         self.finish_cell()
+        if self.markdown is not None:
+            self.markdown.close()  # one last look: a save just before the kernel stops counts
+            self._flush_markdown(final=True)
         with contextlib.suppress(Exception):
             if self.open_runs:
                 self._close_run(self.open_runs[0], "finished")
@@ -654,6 +687,13 @@ def _hashed(rec: dict[str, Any]) -> dict[str, Any]:
     if rec.get("code_sha1") is None:
         rec["code_sha1"] = code_sha1(rec.get("code") or "")
     return rec
+
+
+def _cwd() -> Path:
+    try:
+        return Path.cwd()
+    except OSError:  # the folder was removed
+        return Path(os.sep)
 
 
 def _user() -> str | None:

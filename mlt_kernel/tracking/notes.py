@@ -1,8 +1,10 @@
 """Notes: Markdown written while working, tied to a plot and/or a document.
 
 A note comes from a ``# mlt: note [plot=FILE] [doc=TITLE]`` cell, from
-``mlt.note(markdown, plot=, doc=)``, or from a text file beside a plot
-(``plots/roc.txt`` is the note of ``plots/roc.png``; ``hooks.plots`` finds them).
+``mlt.note(markdown, plot=, doc=)``, from a Markdown cell tagged
+``<!-- mlt: note … -->`` in the saved notebook (``recording.notebook_notes``), or
+from a text file beside a plot (``plots/roc.txt`` is the note of
+``plots/roc.png``; ``hooks.plots`` finds them).
 
 Re-running keeps one note: its ``note_id`` is derived from where it comes from,
 so a re-run writes a new version of the same row (readers take the latest):
@@ -13,6 +15,9 @@ so a re-run writes a new version of the same row (readers take the latest):
 - no cell id (a bare jupyter_client, some headless runners): the session, the
   plot, the document and the note's first line. Editing the body and re-running
   updates the note; a different first line makes a new one;
+- a Markdown cell: the notebook's path and the cell's id (its first line in a
+  notebook older than nbformat 4.5, which has no cell ids). Saving the edited
+  cell updates the note;
 - a text file beside a plot: the file's path.
 
 A note with ``doc=TITLE`` is appended to that document once (the document is
@@ -70,11 +75,7 @@ def record_note(
     appends the note to that document. With *display*, the Markdown becomes
     the cell's output (``text/markdown``; the frontend renders and sanitises it).
     """
-    if not isinstance(markdown, str):
-        raise ValueError(f"a note is Markdown text, got {type(markdown).__name__}")
-    size = len(markdown.encode("utf-8", "surrogatepass"))
-    if size > MAX_NOTE_BYTES:
-        raise ValueError(f"a note holds at most {MAX_NOTE_BYTES} bytes of text, got {size}")
+    _check_text(markdown)
     plot_file = None if plot is None else plot_name(plot, session.wanted_path())
     title = None if doc is None else clean_title(doc)
     cell = session.pending_cell or {}
@@ -87,6 +88,51 @@ def record_note(
     if title is not None:
         session.add_to_document(title, note_id)
     return note_id
+
+
+def record_markdown_note(
+    session: Session,
+    notebook: str,
+    key: str,
+    markdown: str,
+    *,
+    cell_id: str | None = None,
+    plot: str | None = None,
+    doc: str | None = None,
+    recorded: str | None = None,
+) -> bool:
+    """Store the note of a tagged Markdown cell of *notebook*; whether it was written.
+
+    *key* is the cell's id (or, without one, its first line): the same cell
+    saved again is a new version of the same note (``markdown_note_id``). The
+    note belongs to no run and no execution (nothing ran). Nothing is written
+    when *recorded*, the :func:`note_digest` of the note as stored, says the same.
+
+    Raises:
+        ValueError: the note is not text, or too long.
+        PlotPathError: *plot* is not a plot file name.
+        ValueError: *doc* is not a valid title (see ``clean_title``).
+    """
+    _check_text(markdown)
+    plot_file = None if plot is None else plot_name(plot, session.wanted_path())
+    title = None if doc is None else clean_title(doc)
+    if recorded is not None and recorded == note_digest(markdown, plot_file, title):
+        return False
+    note_id = markdown_note_id(notebook, key)
+    _write_note(session, note_id, {"cell_id": cell_id}, markdown, plot_file, title, in_run=False)
+    if title is not None:
+        session.add_to_document(title, note_id)
+    return True
+
+
+def markdown_note_id(notebook: str, key: str) -> str:
+    """The ``note_id`` of the Markdown cell *key* (its id, or first line) of *notebook*."""
+    return _hash_id("n", ("markdown", notebook, key))
+
+
+def note_digest(markdown: str, plot: str | None, doc: str | None) -> str:
+    """What a note says (text, plot file, document title) as a hash: whether a stored note says the same."""
+    return hashlib.sha1(json.dumps([markdown, plot, doc]).encode("ascii")).hexdigest()
 
 
 def record_text_note(session: Session, exp_path: Path, txt_name: str, cell: dict[str, Any]) -> str | None:
@@ -127,8 +173,10 @@ def _write_note(
     markdown: str,
     plot: str | None,
     doc: str | None,
+    *,
+    in_run: bool = True,
 ) -> Path:
-    run = session.run
+    run = session.run if in_run else None
     record = {
         "note_id": note_id,
         "session_id": session.session_id,
@@ -142,6 +190,14 @@ def _write_note(
         "deleted": False,
     }
     return session.write(NOTES.name, record)
+
+
+def _check_text(markdown: Any) -> None:
+    if not isinstance(markdown, str):
+        raise ValueError(f"a note is Markdown text, got {type(markdown).__name__}")
+    size = len(markdown.encode("utf-8", "surrogatepass"))
+    if size > MAX_NOTE_BYTES:
+        raise ValueError(f"a note holds at most {MAX_NOTE_BYTES} bytes of text, got {size}")
 
 
 def _note_id(session: Session, cell: dict[str, Any], markdown: str, plot: str | None, doc: str | None) -> str:
@@ -175,6 +231,9 @@ def _first_line(markdown: str) -> str:
 __all__ = [
     "MAX_NOTE_BYTES",
     "MAX_TEXT_NOTE_BYTES",
+    "markdown_note_id",
+    "note_digest",
+    "record_markdown_note",
     "record_note",
     "record_text_note",
     "sibling_plot",
