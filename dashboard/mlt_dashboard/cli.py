@@ -11,6 +11,8 @@ from pathlib import Path
 from mlt_kernel.core import layout
 from mlt_kernel.core.locations import is_remote, parse_remote
 
+#: Seconds the server waits for the early page's runs before it imports Panel (the runs come first).
+READ_FIRST_S = 3.0
 #: Addresses that only this machine can reach.
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -220,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         if options.show:
             redirect = open_browser(url)
             opened += [redirect] if redirect is not None else []
+        early.wait_read(timeout=READ_FIRST_S)
         try:
             from mlt_dashboard.app import AppConfig  # Panel: most of a second
 

@@ -5,9 +5,10 @@ Importing Panel takes most of a second, and building the server more. So
 :class:`EarlyResponder`, a thread that answers meanwhile:
 
 - a page, with the token (or with none needed): plain HTML with the runs of the
-  experiment, read by a thread of its own (``Starting…`` until they are), that
-  reloads itself every second, so the browser shows the live dashboard as soon
-  as it answers;
+  experiment, read by a thread of its own (``Starting…`` until they are, and the
+  server waits for them before it imports Panel), that reloads itself every
+  second (every quarter second until the runs are there), so the browser shows
+  the live dashboard as soon as it answers;
 - a page without the token: the server's own 403 page (``tokens.LOGIN_PAGE``);
 - anything else (scripts, the websocket, a POST): 503 with ``Retry-After``.
 
@@ -141,6 +142,11 @@ class EarlyResponder:
         if self._accepting.is_alive():
             self._accepting.join()
 
+    def wait_read(self, timeout: float) -> None:
+        """Wait (at most *timeout* s) until the page has its runs: importing Panel meanwhile would
+        hold the GIL for most of the time the reading needs, and the data comes first."""
+        self._reading.join(timeout)
+
     def _read(self) -> None:
         try:
             self._body = _runs_html(self.experiments)
@@ -203,7 +209,8 @@ class EarlyResponder:
 
         return (
             '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            '<meta http-equiv="refresh" content="1">\n<meta name="referrer" content="no-referrer">\n'
+            f'<meta http-equiv="refresh" content="{1 if body is not None else 0.25}">\n'
+            '<meta name="referrer" content="no-referrer">\n'
             f"<title>MLTrack dashboard</title>\n<style>{CSS}{_CSS}</style>\n</head>\n"
             f"<body>\n<main>\n{content}\n</main>\n</body>\n</html>\n"
         )
