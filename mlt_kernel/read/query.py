@@ -351,7 +351,20 @@ class Query:
         """Define what *statements* will read, in one look at the folder (a query of several
         statements would otherwise list and read the journals once for each new table)."""
         with self._lock:
-            self._ensure(" ".join(statements), reads=False)
+            self._ensure_retrying(" ".join(statements), reads=False)
+
+    def _ensure_retrying(self, sql: str, window: Window | None = None, *, reads: bool = True) -> None:
+        """:meth:`_ensure`, looking again when a compaction replaced files meanwhile."""
+        for attempt in range(RETRIES):
+            try:
+                self._ensure(sql, window, reads=reads)
+                return
+            except duckdb.IOException:
+                if attempt == RETRIES - 1:
+                    raise
+                time.sleep(0.01 * attempt)
+                self._signatures.clear()
+                self.refresh()
 
     def _ensure(self, sql: str, window: Window | None = None, *, reads: bool = True) -> None:
         """Define the relations *sql* (and *window*) may read that are not defined yet; *reads*:
@@ -390,7 +403,8 @@ class Query:
         kind = "TABLE" if relation in self._hot else "VIEW"
         was = self._kinds.get(relation)
         if was is not None and was != kind:
-            self._con.execute(f"DROP {was} {relation}")
+            self._con.execute(f"DROP {was} IF EXISTS {relation}")
+            del self._kinds[relation]  # until it is made again (a file may vanish meanwhile)
         self._con.execute(f"CREATE OR REPLACE {kind} {relation} AS {sql}")
         self._kinds[relation] = kind
 
@@ -479,7 +493,7 @@ class Query:
         self, sql: str, params: list[Any] | dict[str, Any] | None, window: Window | None = None
     ) -> duckdb.DuckDBPyConnection:
         with self._lock:
-            self._ensure(sql, window)
+            self._ensure_retrying(sql, window)
             for attempt in range(RETRIES):
                 try:
                     cursor: duckdb.DuckDBPyConnection = self._con.execute(*self._resolve(sql, params, window))
@@ -525,7 +539,7 @@ class Query:
         with self._lock:  # no refresh redefines the views meanwhile
             for lane in lanes:
                 for read in lane:
-                    self._ensure(read.sql, read.window)
+                    self._ensure_retrying(read.sql, read.window)
             while len(self._lanes) < len(lanes):
                 cursor = self._con.cursor()
                 cursor.execute(f"USE {self._catalog}")
