@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from mlt_kernel.core.errors import NotRecordingError, RunError, UnknownRunError
 from mlt_kernel.core.schema import METRICS
 from mlt_kernel.recording import current
-from mlt_kernel.recording.notebook import dashboard, show
 from mlt_kernel.recording.runs import Run
 
 if TYPE_CHECKING:
@@ -199,6 +199,23 @@ def _note_cell(markdown: str, plot: str | None = None, doc: str | None = None) -
     from mlt_kernel.tracking.notes import record_note
 
     record_note(_active(), markdown, plot=plot, doc=doc, display=True)
+
+
+def dashboard(path: str | os.PathLike[str] | None = None, *, stop: bool = False) -> Any:
+    """The experiment's dashboard, started or found (see ``mlt_kernel.recording.notebook.dashboard``).
+
+    Imported on call: importing ``mlt_kernel`` must not import IPython (the dashboard process does).
+    """
+    from mlt_kernel.recording import notebook
+
+    return notebook.dashboard(path, stop=stop)
+
+
+def show(run: str | None = None, *, path: str | os.PathLike[str] | None = None) -> Any:
+    """The runs table, or one run's card, as static HTML (see ``mlt_kernel.recording.notebook.show``)."""
+    from mlt_kernel.recording import notebook
+
+    return notebook.show(run, path=path)
 
 
 __all__ = [

@@ -222,11 +222,13 @@ def main(argv: list[str] | None = None) -> int:
         if options.show:
             redirect = open_browser(url)
             opened += [redirect] if redirect is not None else []
-        early.wait_read(timeout=READ_FIRST_S)
         try:
+            early.wait_read(timeout=READ_FIRST_S)
             from mlt_dashboard.app import AppConfig  # Panel: most of a second
 
             serve(AppConfig(root.absolute(), remote=remote), options, sock, handover=early.stop)
+        except KeyboardInterrupt:
+            pass  # interrupted while starting: as quietly as once serving
         finally:
             for path in opened:
                 with contextlib.suppress(OSError):
