@@ -359,12 +359,16 @@ class Query:
             try:
                 self._ensure(sql, window, reads=reads)
                 return
-            except duckdb.IOException:
-                if attempt == RETRIES - 1:
-                    raise
-                time.sleep(0.01 * attempt)
-                self._signatures.clear()
-                self.refresh()
+            except duckdb.IOException as exc:
+                self._look_again(attempt, exc)
+
+    def _look_again(self, attempt: int, exc: duckdb.IOException) -> None:
+        """A compaction replaced files under a statement: list the folder anew (*exc* on the last attempt)."""
+        if attempt == RETRIES - 1:
+            raise exc
+        time.sleep(0.01 * attempt)
+        self._signatures.clear()
+        self.refresh()
 
     def _ensure(self, sql: str, window: Window | None = None, *, reads: bool = True) -> None:
         """Define the relations *sql* (and *window*) may read that are not defined yet; *reads*:
@@ -503,13 +507,8 @@ class Query:
                     if self._defined == set(TABLES) and self._built == set(_DERIVED):
                         raise
                     self._define_all()
-                except duckdb.IOException:
-                    # A compaction replaced files between our scan and this query.
-                    if attempt == RETRIES - 1:
-                        raise
-                    time.sleep(0.01 * attempt)
-                    self._signatures.clear()
-                    self.refresh()
+                except duckdb.IOException as exc:  # between our scan and this query
+                    self._look_again(attempt, exc)
             raise AssertionError("unreachable")
 
     def df(

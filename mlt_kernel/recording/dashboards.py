@@ -86,7 +86,7 @@ class Dashboard:
         return (
             f'<div class="mlt-dashboard-link">MLTrack dashboard of <b>{escape(Path(self.folder).name)}</b> '
             f"({how}, pid {self.pid}): "
-            f'<a href="{url}" target="_blank" rel="noopener noreferrer">{url}</a></div>'
+            f'<a href="{escape(url)}" target="_blank" rel="noopener noreferrer">{escape(url)}</a></div>'
         )
 
     def __repr__(self) -> str:
