@@ -89,10 +89,27 @@ def guarded(browser: Any) -> Iterator[Guarded]:
 
 
 def hover_charts(page: Any, columns: int = 14, rows: int = 9) -> int:
-    """Move the mouse over a grid on every chart of the page, so that every tooltip renders; returns the charts."""
+    """Move the mouse over a grid on every chart of the page, so that every tooltip renders; returns the charts.
+
+    A chart redrawn while it is hovered (a selection redraws the page's charts) detaches its canvas:
+    the pass starts again over the charts as they are then.
+    """
+    from playwright.sync_api import Error as PlaywrightError
+
+    for _ in range(4):
+        try:
+            return _hover_once(page, columns, rows)
+        except PlaywrightError as exc:
+            if "not attached" not in str(exc):
+                raise
+            page.wait_for_timeout(500)
+    return _hover_once(page, columns, rows)
+
+
+def _hover_once(page: Any, columns: int, rows: int) -> int:
     hovered = 0
     for canvas in page.locator(".bk-Canvas").all():
-        canvas.scroll_into_view_if_needed()
+        canvas.scroll_into_view_if_needed(timeout=5_000)
         box = canvas.bounding_box()
         if box is None or box["width"] < 40 or box["height"] < 40:
             continue
