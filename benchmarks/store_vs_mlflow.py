@@ -290,10 +290,11 @@ def log_mltrack(exp: Path, workload: list[RunData], compact: str | None) -> tupl
 
 
 def merge_mltrack(exp: Path) -> float:
-    from mlt_kernel.store.compaction import compact_experiment
+    """``mlt-kernel compact``: every table's files merged (a session end merges at 16 files only)."""
+    from mlt_kernel.store.compaction import compact_folder
 
     start = time.perf_counter()
-    compact_experiment(exp, writer="no-such-writer")  # nothing left to compact: only the merge
+    compact_folder(exp)
     return time.perf_counter() - start
 
 

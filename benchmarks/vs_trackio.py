@@ -35,7 +35,9 @@ that imports first and then times the first call):
    merged once more at the end, as ``mlt-kernel compact``; Trackio's SQLite
    database), and again with Trackio taking each run's peaks from its samples
    in SQL, as it must when only the timeline was logged;
-4. the same on live journals (sessions ended, nothing compacted), and on N
+4. the same on the folder as the sessions' own ends left it (each compacted,
+   merged whenever 16 files piled up), on live journals (sessions ended,
+   nothing compacted), and on N
    unmerged per-session Parquet files (what a shared folder holds where each
    person's files stay under the merge threshold). On a local disk Trackio has
    no such state (every ``finish`` leaves its database up to date), so its
@@ -529,6 +531,8 @@ def main(argv: list[str] | None = None) -> int:
         unmerged = tmp / "mlt-unmerged"
         log_ours(unmerged, workload, "writer")
         merged = tmp / "mlt-ended-0"
+        ended = tmp / "mlt-ended-as-left"  # as the sessions' own ends leave it: merged at 16 files
+        shutil.copytree(merged, ended)
         svm.merge_mltrack(merged)  # everything merged, as `mlt-kernel compact` leaves it
         ours_bytes = {
             "merged": folder_bytes(merged),
@@ -542,12 +546,22 @@ def main(argv: list[str] | None = None) -> int:
         # 3-5. Compare all runs, each cold call in a fresh process.
         inbox = tmp / "trackio-jsonl" / "inbox"
         cold: dict[str, list[dict[str, Any]]] = {
-            key: [] for key in ("ours merged", "ours live", "ours unmerged", "theirs", "theirs peaks", "theirs jsonl")
+            key: []
+            for key in (
+                "ours merged",
+                "ours ended",
+                "ours live",
+                "ours unmerged",
+                "theirs",
+                "theirs peaks",
+                "theirs jsonl",
+            )
         }
         for r in range(k):
             cold["theirs"].append(compare("trackio", PROJECT, trackio_env(tmp / "trackio-0")))
             cold["theirs peaks"].append(compare("trackio", PROJECT, trackio_env(tmp / "trackio-0"), "samples"))
             cold["ours merged"].append(compare("mltrack", str(merged), None))
+            cold["ours ended"].append(compare("mltrack", str(ended), None))
             cold["ours live"].append(compare("mltrack", str(tmp / "mlt-live-0"), None))
             cold["ours unmerged"].append(compare("mltrack", str(unmerged), None))
             fresh = tmp / f"trackio-jsonl-read-{r}"  # a copy of the fragments nobody has imported yet
@@ -595,6 +609,11 @@ def main(argv: list[str] | None = None) -> int:
             "same, Trackio's peaks from its samples (it keeps none)",
             cold_of("theirs peaks"),
             cold_of("ours merged"),
+        )
+        add(
+            "same, as the sessions' ends left it (merged at 16 files; Trackio: its database)",
+            cold_of("theirs"),
+            cold_of("ours ended"),
         )
         add("same, live journals (Trackio: its database)", cold_of("theirs"), cold_of("ours live"))
         add(

@@ -151,7 +151,7 @@ def test_tables_are_read_when_a_statement_first_needs_them(tmp_path):
     q = query.Query(exp)
     assert q.rows("SELECT count(*) FROM cells") == [(2,)]
     assert q._defined == {"cells", "cell_usage", "sources"}  # the cells, with what the watcher saw
-    assert all(".samples." not in path.name for path in q._scan._journals)
+    assert all(".samples." not in Path(path).name for path in q._scan._journals)
     with warnings.catch_warnings():
         warnings.simplefilter("error", DamagedFileWarning)
         assert q.rows("SELECT count(*) FROM _latest_runs") == [(0,)]
@@ -162,11 +162,14 @@ def test_tables_are_read_when_a_statement_first_needs_them(tmp_path):
     # Preparing statements defines what they read, and reads nothing yet.
     q.prepare("SELECT * FROM runs", "SELECT * FROM metrics")
     assert {"runs", "metrics"} <= q._defined and "runs" not in q._read
-    # A relation read once is a view; read again, it becomes a table, kept up to date.
+    # A relation read once is a view; read by a second statement, it becomes a table, kept up to
+    # date (the same statement again is answered from its kept result, and reads nothing).
     assert q._kinds["_latest_cells"] == "VIEW"
     q.rows("SELECT count(*) FROM _latest_cells")
     assert q._kinds["_latest_cells"] == "VIEW"
     q.rows("SELECT count(*) FROM _latest_cells")
+    assert q._kinds["_latest_cells"] == "VIEW"
+    assert q.rows("SELECT max(cell_seq) FROM _latest_cells") == [(2,)]
     assert q._kinds["_latest_cells"] == "TABLE"
     write_session(exp, "s2", cells=1)
     assert q.refresh()
@@ -177,6 +180,54 @@ def test_tables_are_read_when_a_statement_first_needs_them(tmp_path):
     assert q.rows("SELECT count(*) FROM NOTES") == [(0,)]
     assert q._defined == set(TABLES)
     q.close()
+
+
+def test_a_statement_is_run_again_only_when_what_it_reads_changed(tmp_path, monkeypatch):
+    from mlt_kernel.read import query
+
+    exp = tmp_path / "exp"
+    write_session(exp, "s1", cells=2)
+    q = query.Query(exp)
+    ran: list[str] = []
+    execute = q._execute
+    monkeypatch.setattr(q, "_execute", lambda sql, *a, **k: (ran.append(sql), execute(sql, *a, **k))[1])
+    cells = "SELECT session_id, cell_seq, status FROM cells ORDER BY ALL"
+    try:
+        first = q.df(cells)
+        first.loc[0, "status"] = "changed by the caller"  # a caller's copy: the kept result stays as it was
+        assert q.df(cells)["status"].tolist() == ["ok", "ok"]
+        assert q.rows(cells) == [("s1", 1, "ok"), ("s1", 2, "ok")]
+        assert q.rows(cells) == [("s1", 1, "ok"), ("s1", 2, "ok")]
+        assert ran == [cells, cells]  # once as a DataFrame, once as rows
+        # Parameters are part of what is kept, with their types: 1 and True are different values.
+        assert q.rows("SELECT ?::VARCHAR", [1]) == [("1",)]
+        assert q.rows("SELECT ?::VARCHAR", [True]) == [("true",)]
+        assert q.rows("SELECT $x::VARCHAR", {"x": 2}) == [("2",)]
+        assert len(ran) == 5
+        assert not q.refresh()  # nothing new: still kept
+        q.rows(cells)
+        assert len(ran) == 5
+        write_session(exp, "s2", cells=1)  # a new journal: read again
+        assert q.refresh()
+        assert q.rows(cells) == [("s1", 1, "ok"), ("s1", 2, "ok"), ("s2", 1, "ok")]
+        store.compact_writer(exp, "s2")  # the same rows, now from a Parquet file
+        assert q.refresh()
+        assert q.df(cells).values.tolist() == [["s1", 1, "ok"], ["s1", 2, "ok"], ["s2", 1, "ok"]]
+        assert len(ran) == 7
+        # A result larger than RESULT_ROWS is handed out, never kept.
+        monkeypatch.setattr(query, "RESULT_ROWS", 2)
+        for _ in range(2):
+            assert len(q.rows(cells)) == 3
+        assert len(ran) == 9
+        # At most RESULTS results are kept, the least recently used leaving first.
+        monkeypatch.setattr(query, "RESULTS", 2)
+        for n in (1, 2, 3, 1):
+            q.rows("SELECT ?::BIGINT", [n])
+        assert len(ran) == 13
+        q.rows("SELECT ?::BIGINT", [3])
+        assert len(ran) == 13
+    finally:
+        q.close()
 
 
 def test_a_query_dropped_without_close_leaves_no_catalog(tmp_path):

@@ -80,8 +80,9 @@ def with_final_metrics(runs: pd.DataFrame, query: Query) -> pd.DataFrame:
     it would replace that column. ``metrics()`` still has it.
     """
     wide: dict[str, dict[Any, Any]] = {}
+    taken = set(runs.columns)
     for run_id, name, value in query.rows(FINAL_METRICS_SQL):
-        if isinstance(name, str) and name not in runs.columns:
+        if isinstance(name, str) and name not in taken:
             wide.setdefault(name, {})[run_id] = value
     if not wide:
         return runs

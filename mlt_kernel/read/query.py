@@ -26,6 +26,7 @@ import re
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Collection
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -48,6 +49,9 @@ if TYPE_CHECKING:
 RETRIES = 10
 #: Seconds between listings of an ``s3://`` experiment's bucket by one reader.
 REMOTE_REFRESH_S = 2.0
+#: Statement results a Query keeps until its relations change, and the most rows of one kept.
+RESULTS = 16
+RESULT_ROWS = 10_000
 
 
 #: The cells of a run: those tagged with it, and those it spanned (a run of code may start and
@@ -168,6 +172,17 @@ class Read:
         """What this read wants of an executed *result*."""
         out = result.fetchnumpy() if self.numpy else result.fetchall()
         return out if self.then is None else self.then(out)
+
+
+def _result_key(
+    kind: str, sql: str, params: list[Any] | dict[str, Any] | None, window: Window | None
+) -> tuple[Any, ...] | None:
+    """What identifies a statement's result, or None when it is not kept (parameters that are not scalars)."""
+    values = params.items() if isinstance(params, dict) else enumerate(params or ())
+    pairs = tuple((k, type(v).__name__, v) for k, v in values)  # 1 and True are equal keys, not equal values
+    if not all(isinstance(v, (str, int, float, bool)) or v is None for _, _, v in pairs):
+        return None
+    return (kind, sql, pairs, window)
 
 
 def _read_lane(cursor: Any, lane: list[Read], resolve: Callable[..., tuple[str, Any]]) -> list[Any]:
@@ -297,6 +312,9 @@ class Query:
         self._hot: set[str] = set()  #: relations kept as tables
         self._journal_tables: set[str] = set()  #: tables whose journal rows have a table (``_j_…``)
         self._first = True  #: the mirror was refreshed just now
+        #: Results of statements run since the relations last changed (Parquet files are never
+        #: rewritten, so a statement over unchanged relations returns the same rows).
+        self._results: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._listed = time.monotonic()
 
     @property
@@ -405,6 +423,7 @@ class Query:
     def _make(self, relation: str, sql: str) -> None:
         """(Re)make a keyed or derived *relation*: a table once it is hot, else a view."""
         kind = "TABLE" if relation in self._hot else "VIEW"
+        self._results.clear()
         was = self._kinds.get(relation)
         if was is not None and was != kind:
             self._con.execute(f"DROP {was} IF EXISTS {relation}")
@@ -413,6 +432,7 @@ class Query:
         self._kinds[relation] = kind
 
     def _apply(self, snap: Snapshot) -> None:
+        self._results.clear()
         for name in snap.signatures:
             self._define(TABLES[name], snap.parquet[name], snap.journal_tables[name])
         for name, sql in _DERIVED.items():
@@ -516,8 +536,12 @@ class Query:
     ) -> pd.DataFrame:
         """Run parametrised *sql* and return a pandas DataFrame (``{window}``: see :class:`Window`)."""
         with self._lock:
+            key = _result_key("df", sql, params, window)
+            kept: pd.DataFrame | None = self._cached(key)
+            if kept is not None:
+                return kept.copy()
             frame: pd.DataFrame = self._execute(sql, params, window).df()
-            return frame
+            return frame.copy() if self._keep(key, frame, len(frame)) else frame
 
     def numpy(
         self, sql: str, params: list[Any] | dict[str, Any] | None = None, window: Window | None = None
@@ -551,8 +575,35 @@ class Query:
 
     def rows(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         with self._lock:
+            key = _result_key("rows", sql, params, None)
+            kept: list[tuple[Any, ...]] | None = self._cached(key)
+            if kept is not None:
+                return list(kept)
             rows: list[tuple[Any, ...]] = self._execute(sql, params).fetchall()
-            return rows
+            return list(rows) if self._keep(key, rows, len(rows)) else rows
+
+    def _cached(self, key: tuple[Any, ...] | None) -> Any:
+        """A result kept for *key* since the relations last changed, or None.
+
+        The statement's own relations are defined first: a relation it reads for
+        the first time (or makes a table on its second read) changes the catalog.
+        """
+        if key is None:
+            return None
+        self._ensure_retrying(key[1], key[3], reads=False)  # the run that follows a miss counts the read
+        found = self._results.get(key)
+        if found is not None:
+            self._results.move_to_end(key)
+        return found
+
+    def _keep(self, key: tuple[Any, ...] | None, result: Any, rows: int) -> bool:
+        """Keep *result* for *key* (the caller then hands out a copy); False when it is not kept."""
+        if key is None or rows > RESULT_ROWS:
+            return False
+        self._results[key] = result
+        while len(self._results) > RESULTS:
+            self._results.popitem(last=False)
+        return True
 
     def close(self) -> None:
         with self._lock:

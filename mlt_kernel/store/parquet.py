@@ -94,6 +94,8 @@ def _column(values: list[Any], typ: pa.DataType) -> pa.Array:
 def records_to_arrow(table_name: str, records: Sequence[Mapping[str, Any]]) -> pa.Table:
     """Journal records of one table as a pyarrow table of its schema."""
     schema = arrow_schema(TABLES[table_name])
+    if not records:
+        return schema.empty_table()
     try:  # all at once, in Arrow's C++ (keys outside the schema, like "table", are left out)
         arrays = pa.array(records, type=pa.struct(list(schema))).flatten()
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
