@@ -7,7 +7,7 @@ what sits above the read layer, the documents (``mlt_kernel.documents``).
 from __future__ import annotations
 
 from mlt_kernel.read import experiment as _read
-from mlt_kernel.read.experiment import METRIC_ORDER
+from mlt_kernel.read.finals import METRIC_ORDER
 from mlt_kernel.tracking.documents import Document
 
 

@@ -13,6 +13,7 @@ import html
 import re
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -24,8 +25,10 @@ import pytest
 from hostile_experiment import RUN_NAMES, build_hostile_experiment
 from test_dashboard import CLI, TIMEOUT_MS, _free_port
 
-from mlt_dashboard.early import MAX_REQUEST_BYTES, POLICY, EarlyResponder, listen
+from mlt_dashboard.early import MAX_REQUEST_BYTES, POLICY, REQUEST_TIMEOUT_S, EarlyResponder, listen, read_runs
 from mlt_dashboard.policy import SECURITY_HEADERS
+from mlt_dashboard.queries import Source
+from mlt_dashboard.tables import runs_records_table, runs_table
 
 TOKEN = "early-token-0123456789"
 
@@ -63,6 +66,11 @@ def test_early_pages_refusals_and_the_hand_over(hostile: dict[str, Any]) -> None
     with sock:
         with EarlyResponder(sock, TOKEN, [hostile["path"]]) as early:
             body = _page_when_read(base)
+            # A connection that sends nothing (a browser opens one in reserve) holds up no other.
+            with socket.create_connection(("127.0.0.1", port), timeout=10):
+                started = time.monotonic()
+                assert _get(f"{base}/summary?token={TOKEN}")[0] == 200
+                assert time.monotonic() - started < REQUEST_TIMEOUT_S / 2
             # Every run, its name as text: the payloads arrive escaped, and nothing runs on the page.
             for name in RUN_NAMES:
                 assert html.escape(name[:40]) in body
@@ -96,6 +104,23 @@ def test_early_pages_refusals_and_the_hand_over(hostile: dict[str, Any]) -> None
             conn, _ = sock.accept()
             conn.close()
         assert early.served == served
+
+
+def test_the_early_table_is_the_dashboards_read_without_pandas(hostile: dict[str, Any], tmp_path: Path) -> None:
+    # The same table as the export's (from Source.runs() and pandas), hostile names and params included.
+    runs, metrics = read_runs(hostile["path"])
+    source = Source(hostile["path"])
+    try:
+        assert runs_records_table(list(enumerate(runs)), metrics) == runs_table(source.runs())
+    finally:
+        source.close()
+    assert {run["name"] for run in runs} >= set(RUN_NAMES) and metrics
+    # Read in a fresh process, it imports no pandas (a third of a second on the page's way).
+    code = "import sys, pathlib; from mlt_dashboard.early import _runs_html; print(len(_runs_html([pathlib.Path(sys.argv[1])])) > 0, 'pandas' in sys.modules)"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(hostile["path"])], capture_output=True, text=True, timeout=120
+    )
+    assert proc.stdout.split() == ["True", "False"], proc.stderr
 
 
 def test_an_early_page_without_experiments_or_token(tmp_path: Path) -> None:

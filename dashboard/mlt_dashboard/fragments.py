@@ -15,7 +15,7 @@ from mlt_dashboard.markup import Markup, el, join, short
 from mlt_dashboard.queries import Source
 from mlt_dashboard.ranking import LOWER_IS_BETTER, best_run
 from mlt_kernel.core.units import format_bytes, format_metric, format_seconds
-from mlt_kernel.read.experiment import METRIC_ORDER
+from mlt_kernel.read.finals import METRIC_ORDER
 
 
 def default_metric(metrics: list[str]) -> str | None:

@@ -29,7 +29,8 @@ from mlt_kernel.core.schema import (
     SAMPLES,
 )
 from mlt_kernel.read.compare import RunDiff, collect
-from mlt_kernel.read.experiment import FINAL_METRICS_SQL, with_final_metrics
+from mlt_kernel.read.experiment import with_final_metrics
+from mlt_kernel.read.finals import FINAL_METRICS_SQL
 from mlt_kernel.read.query import Query, Read, Window
 
 #: Most points of a memory timeline sent to the browser; longer ones are bucketed (max per bucket).

@@ -37,8 +37,10 @@ def cols(table: Table, *names: str, prefix: str = "") -> str:
 
 # -- the SQL ------------------------------------------------------------------------
 
+#: The columns of ``RUNS_SQL``, in order.
+RUNS_COLUMNS = tuple(name for name in RUNS.names if name != "recorded_at")
 RUNS_SQL = f"""
-    SELECT {cols(RUNS, *(name for name in RUNS.names if name != "recorded_at"))}
+    SELECT {cols(RUNS, *RUNS_COLUMNS)}
     FROM {RUNS.name} ORDER BY started_at, run_id
 """
 

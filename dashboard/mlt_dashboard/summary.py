@@ -15,7 +15,7 @@ from mlt_dashboard.fragments import default_metric, summary_cards
 from mlt_dashboard.markup import el, header, short, trusted
 from mlt_dashboard.page import Page, bokeh, html, set_options
 from mlt_dashboard.ranking import LOWER_IS_BETTER, metric_columns
-from mlt_kernel.read.experiment import METRIC_ORDER
+from mlt_kernel.read.finals import METRIC_ORDER
 
 #: Charts that draw one row per run show this many when nothing is selected.
 TOP_RUNS = 12

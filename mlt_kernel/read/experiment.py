@@ -22,31 +22,8 @@ from mlt_kernel.core.locations import is_remote, parse_remote
 from mlt_kernel.core.schema import SAMPLES
 from mlt_kernel.read import compare
 from mlt_kernel.read.compare import RunDiff
+from mlt_kernel.read.finals import FINAL_METRICS_SQL, final_metrics
 from mlt_kernel.read.query import RUN_CELLS, RUN_LAST_CELL, Query, Window, json_value
-
-#: Final metrics shown as columns of ``runs()``, in this order when present.
-METRIC_ORDER = (
-    "accuracy",
-    "precision",
-    "recall",
-    "f1",
-    "roc_auc",
-    "average_precision",
-    "log_loss",
-    "precision_weighted",
-    "recall_weighted",
-    "f1_weighted",
-    "mae",
-    "rmse",
-    "r2",
-)
-
-#: Each run's last value of each final (step-less) ``test`` metric.
-FINAL_METRICS_SQL = """
-    SELECT run_id, name, value FROM metrics
-    WHERE step IS NULL AND coalesce(split, 'test') = 'test'
-    QUALIFY row_number() OVER (PARTITION BY run_id, name ORDER BY recorded_at DESC) = 1
-"""
 
 
 def _json_column(df: pd.DataFrame, column: str) -> None:
@@ -79,16 +56,11 @@ def with_final_metrics(runs: pd.DataFrame, query: Query) -> pd.DataFrame:
     A metric named like a column of *runs* (``name``, ``status``…) stays out:
     it would replace that column. ``metrics()`` still has it.
     """
-    wide: dict[str, dict[Any, Any]] = {}
-    taken = set(runs.columns)
-    for run_id, name, value in query.rows(FINAL_METRICS_SQL):
-        if isinstance(name, str) and name not in taken:
-            wide.setdefault(name, {})[run_id] = value
+    wide = final_metrics(query, set(runs.columns))
     if not wide:
         return runs
-    ordered = [m for m in METRIC_ORDER if m in wide] + sorted(set(wide) - set(METRIC_ORDER))
     ids = runs["run_id"].tolist()
-    columns = {name: [wide[name].get(i) for i in ids] for name in ordered}
+    columns = {name: [values.get(i) for i in ids] for name, values in wide.items()}
     return pd.concat([runs, pd.DataFrame(columns, index=runs.index, dtype="float64")], axis=1)
 
 

@@ -95,7 +95,7 @@ def records_to_arrow(table_name: str, records: Sequence[Mapping[str, Any]]) -> p
     """Journal records of one table as a pyarrow table of its schema."""
     schema = arrow_schema(TABLES[table_name])
     if not records:
-        return schema.empty_table()
+        return pa.Table.from_batches([], schema=schema)  # schema.empty_table() would import pandas
     try:  # all at once, in Arrow's C++ (keys outside the schema, like "table", are left out)
         arrays = pa.array(records, type=pa.struct(list(schema))).flatten()
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
