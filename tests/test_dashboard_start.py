@@ -9,6 +9,7 @@ live page replaces them.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import re
 import socket
@@ -25,10 +26,13 @@ import pytest
 from hostile_experiment import RUN_NAMES, build_hostile_experiment
 from test_dashboard import CLI, TIMEOUT_MS, _free_port
 
+from mlt_dashboard import early
 from mlt_dashboard.early import MAX_REQUEST_BYTES, POLICY, REQUEST_TIMEOUT_S, EarlyResponder, listen, read_runs
 from mlt_dashboard.policy import SECURITY_HEADERS
 from mlt_dashboard.queries import Source
 from mlt_dashboard.tables import runs_records_table, runs_table
+from mlt_kernel.core import layout
+from mlt_kernel.store.journal import JournalWriter, journal_name
 
 TOKEN = "early-token-0123456789"
 
@@ -121,6 +125,92 @@ def test_the_early_table_is_the_dashboards_read_without_pandas(hostile: dict[str
         [sys.executable, "-c", code, str(hostile["path"])], capture_output=True, text=True, timeout=120
     )
     assert proc.stdout.split() == ["True", "False"], proc.stderr
+
+
+def _odd_runs_folder(root: Path) -> Path:
+    """Runs the two readers could tell apart: params that are not an object, a name and a status
+    that are NULL, a run started in summer (a time-zone offset other than today's), a run started
+    past pandas' range, a metric named like a run column, and metrics of runs that are not there."""
+    exp = root / "odd"
+    layout.ensure_layout(exp)
+    j = JournalWriter(exp / "journals" / journal_name("s-odd"))
+    summer = 1_751_360_400_000_000  # 2025-07-01 09:00 UTC, in µs
+    for run_id, name, status, started, params in (
+        ("r1", "listed params", "finished", summer, "[1, 2]"),
+        ("r2", None, None, summer + 60_000_000, '"abc"'),
+        ("r3", "far future", "finished", 400_000_000_000_000_000, "true"),
+        ("r4", "plain", "finished", summer + 120_000_000, '{"n_estimators": 300}'),
+    ):
+        j.write(
+            "runs",
+            {
+                "run_id": run_id,
+                "name": name,
+                "session_id": "s-odd",
+                "status": status,
+                "started_at": started,
+                "params": params,
+            },
+        )
+    for run_id, metric, value in (
+        ("r1", "accuracy", 0.9),
+        ("r4", "recorded_at", 1.0),
+        ("ghost", "orphan", 0.5),
+        (None, "nullrun", 0.25),
+        ("r4", "f1", None),
+    ):
+        j.write("metrics", {"run_id": run_id, "name": metric, "value": value, "split": "test"})
+    j.close()
+    return exp
+
+
+def test_the_early_table_and_the_dashboards_agree_on_odd_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Europe/Berlin")  # in December +01:00; the summer run was at +02:00
+    time.tzset()
+    try:
+        exp = _odd_runs_folder(tmp_path)
+        runs, metrics = read_runs(exp)
+        source = Source(exp)
+        try:
+            theirs = runs_table(source.runs())
+        finally:
+            source.close()
+        ours = runs_records_table(list(enumerate(runs)), metrics)
+        assert ours == theirs
+        assert metrics == ["accuracy"]  # not the column-named, orphan, NULL-run or value-less metrics
+        assert "n_estimators=300" in ours and "[1, 2]" not in ours and "abc" not in ours
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+def test_busy_or_slow_connections_keep_no_one_out(hostile: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(early, "MAX_CONNECTIONS", 2)
+    monkeypatch.setattr(early, "REQUEST_TIMEOUT_S", 0.6)
+    sock = listen("127.0.0.1", None)
+    port = sock.getsockname()[1]
+    with sock, EarlyResponder(sock, None, []):
+        # Every answering thread busy: the next connection waits in the listen queue, never reset.
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
+        try:
+            time.sleep(0.1)
+            assert _get(f"http://127.0.0.1:{port}/summary")[0] == 200
+        finally:
+            for c in idle:
+                c.close()
+        # A head sent a byte at a time is cut off after REQUEST_TIMEOUT_S in all, not per byte.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+            started = time.monotonic()
+            with contextlib.suppress(OSError):
+                for byte in b"GET /summary HTTP/1.1\r\nX: " + b"y" * 100:
+                    c.sendall(bytes([byte]))
+                    time.sleep(0.1)
+            assert time.monotonic() - started < 3
+        # A request line whose URL cannot be parsed: 400, and the next one is answered.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+            c.sendall(b"GET http://[/ HTTP/1.1\r\n\r\n")
+            assert c.recv(100).startswith(b"HTTP/1.1 400 ")
+        assert _get(f"http://127.0.0.1:{port}/summary")[0] == 200
 
 
 def test_an_early_page_without_experiments_or_token(tmp_path: Path) -> None:

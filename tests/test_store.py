@@ -162,14 +162,14 @@ def test_tables_are_read_when_a_statement_first_needs_them(tmp_path):
     # Preparing statements defines what they read, and reads nothing yet.
     q.prepare("SELECT * FROM runs", "SELECT * FROM metrics")
     assert {"runs", "metrics"} <= q._defined and "runs" not in q._read
-    # A relation read once is a view; read by a second statement, it becomes a table, kept up to
-    # date (the same statement again is answered from its kept result, and reads nothing).
+    # A relation read once is a view; read again, it becomes a table, kept up to date (a kept
+    # statement asked again is answered from its result, and reads nothing).
+    assert q._kinds["_latest_cells"] == "VIEW"
+    q.rows("SELECT count(*) FROM _latest_cells", keep=True)
+    assert q._kinds["_latest_cells"] == "VIEW"
+    q.rows("SELECT count(*) FROM _latest_cells", keep=True)
     assert q._kinds["_latest_cells"] == "VIEW"
     q.rows("SELECT count(*) FROM _latest_cells")
-    assert q._kinds["_latest_cells"] == "VIEW"
-    q.rows("SELECT count(*) FROM _latest_cells")
-    assert q._kinds["_latest_cells"] == "VIEW"
-    assert q.rows("SELECT max(cell_seq) FROM _latest_cells") == [(2,)]
     assert q._kinds["_latest_cells"] == "TABLE"
     write_session(exp, "s2", cells=1)
     assert q.refresh()
@@ -182,7 +182,7 @@ def test_tables_are_read_when_a_statement_first_needs_them(tmp_path):
     q.close()
 
 
-def test_a_statement_is_run_again_only_when_what_it_reads_changed(tmp_path, monkeypatch):
+def test_a_kept_statement_is_run_again_only_when_what_it_reads_changed(tmp_path, monkeypatch):
     from mlt_kernel.read import query
 
     exp = tmp_path / "exp"
@@ -193,41 +193,67 @@ def test_a_statement_is_run_again_only_when_what_it_reads_changed(tmp_path, monk
     monkeypatch.setattr(q, "_execute", lambda sql, *a, **k: (ran.append(sql), execute(sql, *a, **k))[1])
     cells = "SELECT session_id, cell_seq, status FROM cells ORDER BY ALL"
     try:
-        first = q.df(cells)
+        first = q.df(cells, keep=True)
         first.loc[0, "status"] = "changed by the caller"  # a caller's copy: the kept result stays as it was
-        assert q.df(cells)["status"].tolist() == ["ok", "ok"]
-        assert q.rows(cells) == [("s1", 1, "ok"), ("s1", 2, "ok")]
-        assert q.rows(cells) == [("s1", 1, "ok"), ("s1", 2, "ok")]
+        assert q.df(cells, keep=True)["status"].tolist() == ["ok", "ok"]
+        assert q.rows(cells, keep=True) == [("s1", 1, "ok"), ("s1", 2, "ok")]
+        assert q.rows(cells, keep=True) == [("s1", 1, "ok"), ("s1", 2, "ok")]
         assert ran == [cells, cells]  # once as a DataFrame, once as rows
+        assert q.rows(cells) == q.rows(cells)  # not asked to keep: run each time
+        assert len(ran) == 4
         # Parameters are part of what is kept, with their types: 1 and True are different values.
-        assert q.rows("SELECT ?::VARCHAR", [1]) == [("1",)]
-        assert q.rows("SELECT ?::VARCHAR", [True]) == [("true",)]
-        assert q.rows("SELECT $x::VARCHAR", {"x": 2}) == [("2",)]
-        assert len(ran) == 5
+        assert q.rows("SELECT ?::VARCHAR", [1], keep=True) == [("1",)]
+        assert q.rows("SELECT ?::VARCHAR", [True], keep=True) == [("true",)]
+        assert q.rows("SELECT $x::VARCHAR", {"x": 2}, keep=True) == [("2",)]
+        assert len(ran) == 7
         assert not q.refresh()  # nothing new: still kept
-        q.rows(cells)
-        assert len(ran) == 5
+        q.rows(cells, keep=True)
+        assert len(ran) == 7
         write_session(exp, "s2", cells=1)  # a new journal: read again
         assert q.refresh()
-        assert q.rows(cells) == [("s1", 1, "ok"), ("s1", 2, "ok"), ("s2", 1, "ok")]
+        assert q.rows(cells, keep=True) == [("s1", 1, "ok"), ("s1", 2, "ok"), ("s2", 1, "ok")]
         store.compact_writer(exp, "s2")  # the same rows, now from a Parquet file
         assert q.refresh()
-        assert q.df(cells).values.tolist() == [["s1", 1, "ok"], ["s1", 2, "ok"], ["s2", 1, "ok"]]
-        assert len(ran) == 7
+        assert q.df(cells, keep=True).values.tolist() == [["s1", 1, "ok"], ["s1", 2, "ok"], ["s2", 1, "ok"]]
+        assert len(ran) == 9
+        # A file replaced under its own name (a mirror fetching a changed object) is read again.
+        (part,) = (exp / "tables" / "cells").glob("s-s2.*.parquet")
+        stamp = part.stat()
+        os.utime(part, ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 1_000_000_000))
+        assert q.refresh()
+        q.rows(cells, keep=True)
+        assert len(ran) == 10
         # A result larger than RESULT_ROWS is handed out, never kept.
         monkeypatch.setattr(query, "RESULT_ROWS", 2)
         for _ in range(2):
-            assert len(q.rows(cells)) == 3
-        assert len(ran) == 9
+            assert len(q.rows("SELECT cell_seq FROM cells", keep=True)) == 3
+        assert len(ran) == 12
         # At most RESULTS results are kept, the least recently used leaving first.
         monkeypatch.setattr(query, "RESULTS", 2)
         for n in (1, 2, 3, 1):
-            q.rows("SELECT ?::BIGINT", [n])
-        assert len(ran) == 13
-        q.rows("SELECT ?::BIGINT", [3])
-        assert len(ran) == 13
+            q.rows("SELECT ?::BIGINT", [n], keep=True)
+        assert len(ran) == 16
+        q.rows("SELECT ?::BIGINT", [3], keep=True)
+        assert len(ran) == 16
     finally:
         q.close()
+    assert not q._results  # a closed Query answers nothing from what it kept
+
+
+def test_the_sql_of_experiment_sql_runs_every_time(tmp_path):
+    # Statements of the user's own: their results may depend on more than the folder.
+    exp = tmp_path / "exp"
+    write_session(exp, "s1", cells=1)
+    e = mlt.Experiment(exp)
+    e.sql("CREATE TABLE mine (x INTEGER)")
+    for _ in range(2):
+        e.sql("INSERT INTO mine VALUES (1)")
+    assert e.sql("SELECT count(*) AS n FROM mine")["n"].tolist() == [2]
+    e.sql("INSERT INTO mine VALUES (1)")
+    assert e.sql("SELECT count(*) AS n FROM mine")["n"].tolist() == [3]
+    nested = e.sql("SELECT [1, 2] AS l")
+    nested["l"][0][0] = 99
+    assert e.sql("SELECT [1, 2] AS l")["l"][0].tolist() == [1, 2]
 
 
 def test_a_query_dropped_without_close_leaves_no_catalog(tmp_path):

@@ -27,6 +27,7 @@ import contextlib
 import select
 import socket
 import threading
+import time
 import urllib.parse
 from collections.abc import Sequence
 from datetime import datetime
@@ -113,6 +114,7 @@ def read_runs(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """The rows of ``Source.runs()`` as dictionaries (``started_at`` local), and the metrics that
     have a value: read with DuckDB alone, before pandas is imported (a third of a second)."""
     from mlt_dashboard import sql
+    from mlt_kernel.core.schema import RUNS
     from mlt_kernel.read.finals import FINAL_METRICS_SQL, final_metrics
     from mlt_kernel.read.query import Query, json_value
 
@@ -120,17 +122,18 @@ def read_runs(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     try:
         query.prepare(sql.RUNS_SQL, FINAL_METRICS_SQL)
         runs = [dict(zip(sql.RUNS_COLUMNS, row, strict=True)) for row in query.rows(sql.RUNS_SQL)]
-        finals = final_metrics(query, sql.RUNS_COLUMNS)
+        finals = final_metrics(query, RUNS.names)  # none named like a column, as the dashboard's
     finally:
         query.close()
+    zone = datetime.now().astimezone().tzinfo  # the dashboard's local time: today's offset
     for run in runs:
         params = json_value(run["params"])
         run["params"] = params if isinstance(params, dict) else {}
         if isinstance(run["started_at"], datetime):
-            run["started_at"] = run["started_at"].astimezone()
+            run["started_at"] = run["started_at"].astimezone(zone)
         for name, values in finals.items():
-            run[name] = values.get(run["run_id"])
-    shown = [name for name, values in finals.items() if any(_number(v) for v in values.values())]
+            run[name] = values.get(run["run_id"]) if run["run_id"] is not None else None
+    shown = [name for name in finals if any(_number(run[name]) for run in runs)]
     return runs, shown
 
 
@@ -189,19 +192,34 @@ class EarlyResponder:
 
     def _accept(self) -> None:
         while not self._stop.is_set():
-            readable, _, _ = select.select([self.sock], [], [], POLL_S)
-            if not readable or self._stop.is_set():
+            # A free answering thread first: while all are busy, connections wait in the listen queue.
+            if not self._open.acquire(timeout=POLL_S):
                 continue
+            handed = False
             try:
-                conn, _ = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                continue  # another waiter took it
-            except OSError:
-                return  # the socket was closed
-            if not self._open.acquire(blocking=False):
-                conn.close()  # too many at once: the browser tries again
-                continue
+                handed = self._accept_one()
+            finally:
+                if not handed:
+                    self._open.release()
+
+    def _accept_one(self) -> bool:
+        """Accept a connection and hand it to a thread of its own; False when none was handed."""
+        readable, _, _ = select.select([self.sock], [], [], POLL_S)
+        if not readable or self._stop.is_set():
+            return False
+        try:
+            conn, _ = self.sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return False  # another waiter took it
+        except OSError:
+            self._stop.set()  # the socket was closed
+            return False
+        try:
             threading.Thread(target=self._serve, args=(conn,), name="mlt-early-answer", daemon=True).start()
+        except RuntimeError:  # no thread to be had
+            conn.close()
+            return False
+        return True
 
     def _serve(self, conn: socket.socket) -> None:
         try:
@@ -212,9 +230,13 @@ class EarlyResponder:
 
     def _answer(self, conn: socket.socket) -> None:
         conn.setblocking(True)
-        conn.settimeout(REQUEST_TIMEOUT_S)
+        deadline = time.monotonic() + REQUEST_TIMEOUT_S  # for the whole head, however it trickles in
         head = b""
         while b"\r\n\r\n" not in head:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            conn.settimeout(left)
             chunk = conn.recv(4096)
             if not chunk:
                 return
@@ -235,7 +257,10 @@ class EarlyResponder:
         parts = lines[0].split(" ")
         if len(parts) != 3 or parts[0] != "GET":
             return _response("503 Service Unavailable", "starting\n", "text/plain", Retry_After="1")
-        url = urllib.parse.urlsplit(parts[1])
+        try:
+            url = urllib.parse.urlsplit(parts[1])
+        except ValueError:  # an URL that cannot be parsed ("http://[/")
+            return _response("400 Bad Request", "bad request\n", "text/plain")
         page = "." not in url.path and not url.path.endswith("/ws") and not url.path.startswith("/static")
         if not page:
             return _response("503 Service Unavailable", "starting\n", "text/plain", Retry_After="1")

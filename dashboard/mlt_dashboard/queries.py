@@ -134,7 +134,7 @@ class Source:
         """Every run with its params parsed and UTC times: what ``runs()`` and ``run()`` start from."""
         self._q.prepare(sql.RUNS_SQL, FINAL_METRICS_SQL)
         runs = self._df(sql.RUNS_SQL)
-        runs["params"] = [_json(v, {}) for v in runs["params"]]
+        runs["params"] = [_params(_json(v, {})) for v in runs["params"]]
         return runs
 
     @_per_version
@@ -436,6 +436,11 @@ def _plain_numbers(df: pd.DataFrame) -> pd.DataFrame:
         elif isinstance(dtype, pd.BooleanDtype):
             df[col] = df[col].astype(object).where(df[col].notna(), None)
     return df
+
+
+def _params(value: Any) -> dict[str, Any]:
+    """A run's params: valid JSON that is not an object (``[1, 2]``, ``"abc"``) stands for none."""
+    return value if isinstance(value, dict) else {}
 
 
 def _json(value: Any, default: Any) -> Any:

@@ -32,7 +32,8 @@ def runs_table(runs: pd.DataFrame, *, link: bool = False) -> Markup:
     from mlt_dashboard.ranking import metric_columns
 
     metrics = [m for m in metric_columns(runs) if runs[m].notna().any()]
-    return runs_records_table(list(zip(runs.index, runs.to_dict("records"), strict=True)), metrics, link=link)
+    records = runs.astype(object).where(runs.notna(), None).to_dict("records")  # NaN and NaT: None
+    return runs_records_table(list(zip(runs.index, records, strict=True)), metrics, link=link)
 
 
 def runs_records_table(
@@ -64,7 +65,7 @@ def runs_records_table(
                 format_seconds(r["cpu_s"]),
                 format_bytes(r["peak_rss_bytes"]),
                 format_bytes(r["peak_gpu_bytes"]),
-                short(style.params_text(r["params"]), 200),
+                short(style.params_text(r["params"] if isinstance(r["params"], Mapping) else None), 200),
                 _minute(r["started_at"]),
             ]
         )
@@ -75,5 +76,5 @@ def _minute(when: Any) -> str:
     """``2026-12-06 14:05``; empty for a missing time (None, or pandas' NaT)."""
     try:
         return str(when.strftime("%Y-%m-%d %H:%M"))
-    except (AttributeError, ValueError):  # NaT cannot be formatted
+    except (AttributeError, ValueError, NotImplementedError, OverflowError):  # NaT, a time past pandas' range
         return ""

@@ -97,9 +97,9 @@ class Experiment:
         """Pick up what writers added since the last call (every method does this)."""
         return self._q.refresh()
 
-    def _df(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
+    def _df(self, sql: str, params: list[Any] | None = None, *, keep: bool = False) -> pd.DataFrame:
         self._q.refresh()
-        return self._q.df(sql, params)
+        return self._q.df(sql, params, keep=keep)
 
     def sql(self, query: str, params: list[Any] | dict[str, Any] | None = None) -> pd.DataFrame:
         """DuckDB SQL over views named like the tables: ``runs``, ``cells``, ``samples``, …"""
@@ -184,7 +184,7 @@ class Experiment:
         ``env`` are dictionaries)."""
         statement = "SELECT * EXCLUDE (recorded_at) FROM runs ORDER BY started_at"
         self._q.prepare(statement, FINAL_METRICS_SQL)
-        runs = self._df(statement)
+        runs = self._df(statement, keep=True)  # asked again and again (a notebook, a loop): kept
         for column in ("params", "packages", "env"):
             _json_column(runs, column)
         return with_final_metrics(runs, self._q).reset_index(drop=True)

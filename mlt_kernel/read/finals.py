@@ -40,7 +40,7 @@ def final_metrics(query: Query, taken: Collection[str] = ()) -> dict[str, dict[A
     ``status``…) is left out: it would replace that column.
     """
     wide: dict[str, dict[Any, Any]] = {}
-    for run_id, name, value in query.rows(FINAL_METRICS_SQL):
+    for run_id, name, value in query.rows(FINAL_METRICS_SQL, keep=True):
         if isinstance(name, str) and name not in taken:
             wide.setdefault(name, {})[run_id] = value
     ordered = [m for m in METRIC_ORDER if m in wide] + sorted(set(wide) - set(METRIC_ORDER))

@@ -49,7 +49,8 @@ if TYPE_CHECKING:
 RETRIES = 10
 #: Seconds between listings of an ``s3://`` experiment's bucket by one reader.
 REMOTE_REFRESH_S = 2.0
-#: Statement results a Query keeps until its relations change, and the most rows of one kept.
+#: Results of statements run with ``keep=True`` that a Query keeps until its relations change,
+#: and the most rows of one kept.
 RESULTS = 16
 RESULT_ROWS = 10_000
 
@@ -312,8 +313,8 @@ class Query:
         self._hot: set[str] = set()  #: relations kept as tables
         self._journal_tables: set[str] = set()  #: tables whose journal rows have a table (``_j_…``)
         self._first = True  #: the mirror was refreshed just now
-        #: Results of statements run since the relations last changed (Parquet files are never
-        #: rewritten, so a statement over unchanged relations returns the same rows).
+        #: Results of statements run with ``keep=True`` since the relations last changed (Parquet
+        #: files are never rewritten, so such a statement over unchanged relations returns the same rows).
         self._results: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._listed = time.monotonic()
 
@@ -532,11 +533,21 @@ class Query:
             raise AssertionError("unreachable")
 
     def df(
-        self, sql: str, params: list[Any] | dict[str, Any] | None = None, window: Window | None = None
+        self,
+        sql: str,
+        params: list[Any] | dict[str, Any] | None = None,
+        window: Window | None = None,
+        *,
+        keep: bool = False,
     ) -> pd.DataFrame:
-        """Run parametrised *sql* and return a pandas DataFrame (``{window}``: see :class:`Window`)."""
+        """Run parametrised *sql* and return a pandas DataFrame (``{window}``: see :class:`Window`).
+
+        *keep*: answer it again from this result until what it reads changes. Only for a
+        statement that reads the relations and nothing else (no ``now()``, no ``random()``, no
+        writes) and returns plain values (no lists or structs, which a caller could change).
+        """
         with self._lock:
-            key = _result_key("df", sql, params, window)
+            key = _result_key("df", sql, params, window) if keep else None
             kept: pd.DataFrame | None = self._cached(key)
             if kept is not None:
                 return kept.copy()
@@ -573,9 +584,12 @@ class Query:
                 # A compaction replaced files under us: one by one, with the retries.
                 return [[r.take(self._execute(r.sql, r.params, r.window)) for r in lane] for lane in lanes]
 
-    def rows(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+    def rows(
+        self, sql: str, params: list[Any] | dict[str, Any] | None = None, *, keep: bool = False
+    ) -> list[tuple[Any, ...]]:
+        """Run parametrised *sql* and return its rows (*keep*: as for :meth:`df`)."""
         with self._lock:
-            key = _result_key("rows", sql, params, None)
+            key = _result_key("rows", sql, params, None) if keep else None
             kept: list[tuple[Any, ...]] | None = self._cached(key)
             if kept is not None:
                 return list(kept)
@@ -607,6 +621,7 @@ class Query:
 
     def close(self) -> None:
         with self._lock:
+            self._results.clear()
             if self._finalizer is not None:
                 self._finalizer()  # once; later calls do nothing
 

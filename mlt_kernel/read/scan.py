@@ -202,7 +202,9 @@ class Scan:
                 if name in state.records and store.session_file_name(state.writer_id) not in names
             ]
             files = sorted(str(f) for f in found if f.name not in replaced)
-            signature = (tuple(files), tuple((j.writer_id, len(j.records[name])) for j in journals))
+            # A file's time and size are part of it: one replaced under its name is read again.
+            versions = tuple((f, self._footers[f][:2]) for f in files)
+            signature = (versions, tuple((j.writer_id, len(j.records[name])) for j in journals))
             if previous.get(name) == signature:
                 continue
             records: list[dict[str, Any]] = []
