@@ -26,6 +26,7 @@ import pytest
 from hostile_experiment import RUN_NAMES, build_hostile_experiment
 from test_dashboard import CLI, TIMEOUT_MS, _free_port
 
+import mlt_kernel as mlt
 from mlt_dashboard import early
 from mlt_dashboard.early import MAX_REQUEST_BYTES, POLICY, REQUEST_TIMEOUT_S, EarlyResponder, listen, read_runs
 from mlt_dashboard.policy import SECURITY_HEADERS
@@ -140,6 +141,7 @@ def _odd_runs_folder(root: Path) -> Path:
         ("r2", None, None, summer + 60_000_000, '"abc"'),
         ("r3", "far future", "finished", 400_000_000_000_000_000, "true"),
         ("r4", "plain", "finished", summer + 120_000_000, '{"n_estimators": 300}'),
+        ("r5", "deep params", "finished", summer + 180_000_000, "[" * 100_000 + "]" * 100_000),
     ):
         j.write(
             "runs",
@@ -179,6 +181,14 @@ def test_the_early_table_and_the_dashboards_agree_on_odd_runs(tmp_path: Path, mo
         assert ours == theirs
         assert metrics == ["accuracy"]  # not the column-named, orphan, NULL-run or value-less metrics
         assert "n_estimators=300" in ours and "[1, 2]" not in ours and "abc" not in ours
+        # The read API too: JSON nested deeper than Python's stack is no value, not an error.
+        assert mlt.Experiment(exp).runs().set_index("run_id")["params"].to_dict() == {
+            "r1": [1, 2],
+            "r2": "abc",
+            "r3": True,
+            "r4": {"n_estimators": 300},
+            "r5": None,
+        }
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()

@@ -447,7 +447,7 @@ def _json(value: Any, default: Any) -> Any:
     if isinstance(value, str):
         try:
             return json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
             return default
     return default if is_missing(value) else value
 
