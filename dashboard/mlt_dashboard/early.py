@@ -113,7 +113,7 @@ def _runs_html(experiments: Sequence[Path]) -> str:
 def read_runs(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """The rows of ``Source.runs()`` as dictionaries (``started_at`` local), and the metrics that
     have a value: read with DuckDB alone, before pandas is imported (a third of a second)."""
-    from mlt_dashboard import sql
+    from mlt_dashboard import sql, style
     from mlt_kernel.core.schema import RUNS
     from mlt_kernel.read.finals import FINAL_METRICS_SQL, final_metrics
     from mlt_kernel.read.query import Query, json_value
@@ -125,10 +125,9 @@ def read_runs(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
         finals = final_metrics(query, RUNS.names)  # none named like a column, as the dashboard's
     finally:
         query.close()
-    zone = datetime.now().astimezone().tzinfo  # the dashboard's local time: today's offset
+    zone = style.local_zone()
     for run in runs:
-        params = json_value(run["params"])
-        run["params"] = params if isinstance(params, dict) else {}
+        run["params"] = style.params_of(json_value(run["params"]))
         if isinstance(run["started_at"], datetime):
             run["started_at"] = run["started_at"].astimezone(zone)
         for name, values in finals.items():

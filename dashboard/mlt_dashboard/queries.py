@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
-from mlt_dashboard import sql
+from mlt_dashboard import sql, style
 from mlt_dashboard.ranking import is_missing
 from mlt_kernel.core.locations import is_remote, parse_remote
 from mlt_kernel.core.safeio import regular_file
@@ -134,7 +134,7 @@ class Source:
         """Every run with its params parsed and UTC times: what ``runs()`` and ``run()`` start from."""
         self._q.prepare(sql.RUNS_SQL, FINAL_METRICS_SQL)
         runs = self._df(sql.RUNS_SQL)
-        runs["params"] = [_params(_json(v, {})) for v in runs["params"]]
+        runs["params"] = [style.params_of(_json(v, {})) for v in runs["params"]]
         return runs
 
     @_per_version
@@ -438,11 +438,6 @@ def _plain_numbers(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def _params(value: Any) -> dict[str, Any]:
-    """A run's params: valid JSON that is not an object (``[1, 2]``, ``"abc"``) stands for none."""
-    return value if isinstance(value, dict) else {}
-
-
 def _json(value: Any, default: Any) -> Any:
     if isinstance(value, str):
         try:
@@ -454,10 +449,4 @@ def _json(value: Any, default: Any) -> Any:
 
 def _local(column: pd.Series) -> pd.Series:
     """UTC timestamps as naive local times (what a person reads on their clock)."""
-    return pd.to_datetime(column, utc=True).dt.tz_convert(_local_zone()).dt.tz_localize(None)
-
-
-def _local_zone() -> Any:
-    from datetime import datetime
-
-    return datetime.now().astimezone().tzinfo
+    return pd.to_datetime(column, utc=True).dt.tz_convert(style.local_zone()).dt.tz_localize(None)

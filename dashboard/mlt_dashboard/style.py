@@ -114,9 +114,21 @@ def chips(params: Mapping[str, Any]) -> Markup:
     return join(el("span", f"{k}={_param(v)}", class_="mlt-chip") for k, v in params.items())
 
 
-def params_text(params: Mapping[str, Any] | None) -> str:
-    """``n_estimators=300 max_depth=8``: params on one line, for tables."""
-    return " ".join(f"{k}={_param(v)}" for k, v in (params or {}).items())
+def params_of(value: Any) -> dict[str, Any]:
+    """A run's decoded params: valid JSON that is not an object (``[1, 2]``, ``"abc"``) stands for none."""
+    return value if isinstance(value, dict) else {}
+
+
+def params_text(params: Any) -> str:
+    """``n_estimators=300 max_depth=8``: params on one line, for tables (anything but an object: none)."""
+    return " ".join(f"{k}={_param(v)}" for k, v in params_of(params).items())
+
+
+def local_zone() -> Any:
+    """The time zone runs' times are shown in: this machine's offset today, on every page."""
+    from datetime import datetime
+
+    return datetime.now().astimezone().tzinfo
 
 
 def _param(value: Any) -> str:

@@ -65,7 +65,7 @@ def runs_records_table(
                 format_seconds(r["cpu_s"]),
                 format_bytes(r["peak_rss_bytes"]),
                 format_bytes(r["peak_gpu_bytes"]),
-                short(style.params_text(r["params"] if isinstance(r["params"], Mapping) else None), 200),
+                short(style.params_text(r["params"]), 200),
                 _minute(r["started_at"]),
             ]
         )

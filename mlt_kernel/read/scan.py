@@ -54,11 +54,11 @@ class Scan:
         self._journals: dict[str, _Journal] = {}  # keyed by the path as listed
         #: file -> (mtime, size, owner, its footer or why it is unreadable); keyed by str(path)
         self._footers: dict[str, tuple[float, int, int, store.Footer | str]] = {}
-        self._warned: set[tuple[Path, str]] = set()
+        self._warned: set[tuple[str, str]] = set()
 
-    def _warn(self, path: Path, why: str) -> None:
-        if (path, why) not in self._warned:
-            self._warned.add((path, why))
+    def _warn(self, path: Path | str, why: str) -> None:
+        if (str(path), why) not in self._warned:
+            self._warned.add((str(path), why))
             warnings.warn(f"{path}: {why}; skipped", DamagedFileWarning, stacklevel=4)
 
     def _footer(self, path: Path, st: os.stat_result, sort_by: str) -> store.Footer | None:
@@ -157,7 +157,7 @@ class Scan:
             path = entry.path  # a str: a refresh of a few hundred journals makes no Path
             listed.add(path)
             if parsed[2] != SCHEMA_VERSION:
-                self._warn(Path(path), f"journal of schema version {parsed[2]} (this reader: {SCHEMA_VERSION})")
+                self._warn(path, f"journal of schema version {parsed[2]} (this reader: {SCHEMA_VERSION})")
                 continue
             if parsed[1] == SAMPLES.name and not samples:
                 continue  # nobody asked for a timeline yet
@@ -167,7 +167,7 @@ class Scan:
             try:
                 st = entry.stat(follow_symlinks=False)
                 if not stat.S_ISREG(st.st_mode):
-                    self._warn(Path(path), "not a regular file (a link, a FIFO or a folder)")
+                    self._warn(path, "not a regular file (a link, a FIFO or a folder)")
                     continue
                 if st.st_size < state.cursor.end:  # replaced by a shorter file: start again
                     state = self._journals[path] = _Journal(parsed[0])
@@ -175,13 +175,13 @@ class Scan:
                     # Opened beneath the folder: journals/ swapped for a link since the listing is refused.
                     records, bad = read_new(Path(layout.JOURNALS, entry.name), state.cursor, beneath=self.root)
                     if bad:
-                        self._warn(Path(path), f"{bad} unreadable journal line(s)")
+                        self._warn(path, f"{bad} unreadable journal line(s)")
                     for rec in records:
                         state.records[rec["table"]].append(rec)
             except FileNotFoundError:
                 continue  # compacted while we looked
             except UnsafeFileError as exc:  # became a link or a FIFO since the listing
-                self._warn(Path(path), exc.reason)
+                self._warn(path, exc.reason)
                 continue
         for gone in set(self._journals) - listed:
             del self._journals[gone]
